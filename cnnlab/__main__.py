@@ -1,0 +1,146 @@
+"""Command line: ``python -m cnnlab {train,compare,summary,shapes} ...``.
+
+Bad arguments give a one-line error and exit code 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .models import check_model_name, list_models
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (no usage dump) and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
+def _model_name(text: str) -> str:
+    try:
+        return check_model_name(text)
+    except KeyError as err:
+        raise argparse.ArgumentTypeError(err.args[0])
+
+
+def _add_training_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--epochs", type=_positive_int, default=5, help="default: 5 (the report)")
+    p.add_argument("--batch-size", type=_positive_int, default=128, help="default: 128")
+    p.add_argument("--lr", type=_positive_float, default=1e-3, help="AdamW learning rate")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--max-steps", type=_positive_int, default=None,
+                   help="stop after this many steps (a short budget)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: best)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m cnnlab",
+                     description="Five classic CNNs on MNIST.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("train", help="train one model, save its RunResult JSON")
+    p.add_argument("model", type=_model_name, help=", ".join(list_models()))
+    _add_training_args(p)
+    p.add_argument("--out", type=Path, default=None,
+                   help="result file (default: results/MODEL-DEVICE-seedSEED.json)")
+
+    p = sub.add_parser("compare", help="train several models; table and plots")
+    p.add_argument("models", nargs="*", type=_model_name, help="default: all six")
+    _add_training_args(p)
+    p.add_argument("--out", type=Path, default=Path("results"), help="output folder")
+
+    p = sub.add_parser("summary", help="torchinfo summary of a model")
+    p.add_argument("model", type=_model_name)
+
+    p = sub.add_parser("shapes", help="layer-by-layer output shapes")
+    p.add_argument("model", type=_model_name)
+    p.add_argument("--size", type=_positive_int, default=28, help="input size in pixels")
+    return parser
+
+
+def _config(args: argparse.Namespace, model: str):
+    from .train import TrainConfig
+
+    return TrainConfig(model=model, epochs=args.epochs, batch_size=args.batch_size,
+                       lr=args.lr, seed=args.seed, max_steps=args.max_steps,
+                       device=args.device, compile=args.compile)
+
+
+def _train(args: argparse.Namespace, model: str, out: Path | None):
+    from .train import fit
+
+    result = fit(_config(args, model), progress=False if args.quiet else None)
+    if out is None:
+        device = result.config["device"].replace(":", "")
+        out = Path("results") / f"{model}-{device}-seed{args.seed}.json"
+    result.save(out)
+    print(f"{model}: test accuracy {100 * result.test_accuracy:.2f}%, "
+          f"{result.train_seconds:.1f} s training -> {out}")
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command in ("train", "compare"):
+            from .train import resolve_device
+            resolve_device(args.device)  # fail before loading anything
+        if args.command == "train":
+            _train(args, args.model, args.out)
+        elif args.command == "compare":
+            from .plots import bar_figure, comparison_figure, save_figure
+            from .results import atomic_write_text, markdown_table
+
+            results = [_train(args, m, args.out / f"{m}.json")
+                       for m in (args.models or list_models())]
+            table = markdown_table(results)
+            atomic_write_text(args.out / "comparison.md", table + "\n")
+            save_figure(comparison_figure(results), args.out / "comparison_curves.png")
+            save_figure(bar_figure(results), args.out / "comparison_bars.png")
+            print(table)
+        elif args.command == "summary":
+            from torchinfo import summary
+
+            from .models import get_model
+            print(summary(get_model(args.model), input_size=(1, 1, 28, 28),
+                          col_names=("output_size", "num_params", "mult_adds"),
+                          verbose=0))
+        elif args.command == "shapes":
+            from .models import get_model
+            from .shapes import format_shapes, trace_shapes
+            print(format_shapes(trace_shapes(get_model(args.model), args.size)))
+    except ValueError as err:  # bad values found after parsing (device, ...)
+        parser.error(str(err))
+    except RuntimeError as err:  # e.g. a size the model cannot take
+        print(f"{parser.prog}: error: {str(err).splitlines()[0]}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

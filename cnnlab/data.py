@@ -1,0 +1,293 @@
+"""MNIST, offline and verified, split once, batched on the device.
+
+The data flow, top to bottom of this file:
+
+1. The four byte-exact MNIST files ship inside the package (``cnnlab/mnist``,
+   gzip-compressed). ``prepare_mnist`` decompresses each into torchvision's
+   layout (``<root>/MNIST/raw/``), verifying the MD5 of the decompressed
+   bytes before the file takes its place.
+2. ``torchvision.datasets.MNIST(root, download=False)`` reads them into
+   uint8 tensors.
+3. ``split_indices`` draws the fixed 48,000 / 12,000 train / validation
+   split from its own ``torch.Generator`` (seed 42), so no other random
+   call can move it. The 10,000 test images stay apart.
+4. ``DeviceBatches`` keeps a whole split on the training device and slices
+   batches from a seeded permutation; ``preprocess`` scales and normalises
+   there. ``classic_loaders`` offers the usual Dataset/DataLoader view.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import math
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterator
+
+import torch
+from torch import Tensor
+
+# Pixel statistics of the 60,000 training images scaled to [0, 1].
+MEAN = 0.1306604762738429
+STD = 0.3081078038564622
+
+VENDORED_DIR = Path(__file__).resolve().parent / "mnist"
+
+
+@dataclass(frozen=True)
+class MnistFile:
+    """One MNIST file: its name in torchvision's raw folder and its checksum."""
+
+    name: str
+    md5: str   # of the decompressed bytes (the widely published values)
+    size: int  # decompressed bytes
+
+
+FILES = (
+    MnistFile("train-images-idx3-ubyte", "6bbc9ace898e44ae57da46a324031adb", 47_040_016),
+    MnistFile("train-labels-idx1-ubyte", "a25bea736e30d166cdddb491f175f624", 60_008),
+    MnistFile("t10k-images-idx3-ubyte", "2646ac647ad5339dbf082846283269ea", 7_840_016),
+    MnistFile("t10k-labels-idx1-ubyte", "27ae3e4e09519cfbb04c329615203637", 10_008),
+)
+
+# The fixed split: 48,000 train / 12,000 validation of the 60,000 training
+# images, drawn from a generator seeded with SPLIT_SEED.
+N_TRAIN, N_VAL, N_TEST = 48_000, 12_000, 10_000
+SPLIT_SEED = 42
+
+
+class DataIntegrityError(RuntimeError):
+    """A data file is missing, truncated or does not match its checksum."""
+
+
+def default_root() -> Path:
+    """Where the decompressed files go: $CNNLAB_DATA, else a git-ignored .cache."""
+    env = os.environ.get("CNNLAB_DATA")
+    if env:
+        return Path(env).expanduser()
+    return Path(__file__).resolve().parent.parent / ".cache" / "data"
+
+
+def _md5_of_file(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _is_good(path: Path, spec: MnistFile) -> bool:
+    """True if ``path`` holds exactly the expected decompressed bytes."""
+    return (path.is_file() and path.stat().st_size == spec.size
+            and _md5_of_file(path) == spec.md5)
+
+
+def _restore_hint(src: Path) -> str:
+    return (f"Fix: restore the vendored file ({src}) from the repository, e.g. "
+            f"`git checkout -- cnnlab/mnist/`, or reinstall cnnlab. "
+            f"With internet access, prepare_mnist(download=True) fetches "
+            f"MNIST through torchvision instead.")
+
+
+def _decompress_verified(src: Path, spec: MnistFile, dest: Path) -> None:
+    """Decompress ``src`` into ``dest``, but only if the bytes check out.
+
+    The bytes go to a temporary file in the same folder first; only a
+    verified file is renamed into place, so a bad source never replaces a
+    good cached file.
+    """
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    digest, size = hashlib.md5(), 0
+    try:
+        with gzip.open(src, "rb") as fin, open(tmp, "wb") as fout:
+            for chunk in iter(lambda: fin.read(1 << 20), b""):
+                digest.update(chunk)
+                size += len(chunk)
+                fout.write(chunk)
+    except (OSError, EOFError) as err:  # gzip.BadGzipFile is an OSError
+        tmp.unlink(missing_ok=True)
+        raise DataIntegrityError(
+            f"{src.name}: cannot be decompressed ({err}); the file is "
+            f"truncated or corrupted. Expected MD5 {spec.md5} of "
+            f"{spec.size} decompressed bytes. {_restore_hint(src)}") from err
+    actual = digest.hexdigest()
+    if actual != spec.md5 or size != spec.size:
+        tmp.unlink(missing_ok=True)
+        raise DataIntegrityError(
+            f"{src.name}: checksum mismatch. Expected MD5 {spec.md5} "
+            f"({spec.size} bytes), got MD5 {actual} ({size} bytes). "
+            f"{_restore_hint(src)}")
+    os.replace(tmp, dest)
+
+
+def prepare_mnist(root: str | Path | None = None, download: bool = False,
+                  source: Path = VENDORED_DIR) -> Path:
+    """Put verified MNIST into ``<root>/MNIST/raw/`` and return ``root``.
+
+    Files already in place and correct are kept. ``download=True`` uses
+    torchvision's own download (it needs internet access) instead of the
+    vendored copy.
+    """
+    from torchvision.datasets import MNIST
+
+    root = Path(root) if root is not None else default_root()
+    if download:
+        for train in (True, False):
+            MNIST(str(root), train=train, download=True)
+        return root
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for spec in FILES:
+        dest = raw / spec.name
+        if _is_good(dest, spec):
+            continue
+        src = source / f"{spec.name}.gz"
+        if not src.is_file():
+            raise DataIntegrityError(
+                f"{src.name}: missing from {source}. Expected MD5 {spec.md5} "
+                f"of the decompressed file. {_restore_hint(src)}")
+        _decompress_verified(src, spec, dest)
+    return root
+
+
+@dataclass
+class Split:
+    """Images (uint8, N x 28 x 28) and labels (int64, N) of one split."""
+
+    images: Tensor
+    labels: Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def to(self, device: torch.device | str) -> "Split":
+        """The same split on ``device`` (a no-op if it is already there)."""
+        return Split(self.images.to(device), self.labels.to(device))
+
+
+@dataclass
+class MnistSplits:
+    """The fixed train / validation / test splits."""
+
+    train: Split
+    val: Split
+    test: Split
+
+    def to(self, device: torch.device | str) -> "MnistSplits":
+        return MnistSplits(self.train.to(device), self.val.to(device),
+                           self.test.to(device))
+
+
+def split_indices(n: int = N_TRAIN + N_VAL, n_val: int = N_VAL,
+                  seed: int = SPLIT_SEED) -> tuple[Tensor, Tensor]:
+    """Train and validation indices into the 60,000 training images.
+
+    A dedicated CPU generator makes the split independent of the global
+    RNG and identical on every machine and every call.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(n, generator=generator)
+    return perm[: n - n_val], perm[n - n_val:]
+
+
+def split_fingerprint() -> str:
+    """SHA-256 of the train then validation indices (as int64 bytes)."""
+    train, val = split_indices()
+    return hashlib.sha256(torch.cat([train, val]).numpy().tobytes()).hexdigest()
+
+
+@lru_cache(maxsize=2)
+def _load_tensors(root: str) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    from torchvision.datasets import MNIST
+
+    train = MNIST(root, train=True, download=False)
+    test = MNIST(root, train=False, download=False)
+    return train.data, train.targets, test.data, test.targets
+
+
+def load_mnist(root: str | Path | None = None) -> MnistSplits:
+    """The three splits as uint8 tensors on the CPU (read once per process)."""
+    root = prepare_mnist(root)
+    images, labels, test_images, test_labels = _load_tensors(str(root))
+    train_idx, val_idx = split_indices()
+    return MnistSplits(
+        train=Split(images[train_idx], labels[train_idx]),
+        val=Split(images[val_idx], labels[val_idx]),
+        test=Split(test_images, test_labels),
+    )
+
+
+def preprocess(images: Tensor) -> Tensor:
+    """uint8 images -> normalised float (N, C, H, W), on their own device.
+
+    A (N, H, W) batch gains a channel axis; other shapes pass through so
+    that the model's shape check can name what is wrong with them.
+    """
+    x = images.float().div_(255.0).sub_(MEAN).div_(STD)
+    return x.unsqueeze(1) if x.ndim == 3 else x
+
+
+class DeviceBatches:
+    """Batches sliced from a split that lives whole on its device.
+
+    Each pass (epoch) draws a new permutation from a generator seeded once
+    with ``seed``, so the order of every epoch is fixed by the seed alone.
+    There is no per-sample Python work: one gather per batch.
+    """
+
+    def __init__(self, split: Split, batch_size: int, shuffle: bool = False,
+                 seed: int = 0) -> None:
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+        self.split, self.batch_size, self.shuffle = split, batch_size, shuffle
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.split) / self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        n, device = len(self.split), self.split.images.device
+        order = None
+        if self.shuffle:
+            order = torch.randperm(n, generator=self.generator).to(device)
+        for start in range(0, n, self.batch_size):
+            if order is None:
+                images = self.split.images[start:start + self.batch_size]
+                labels = self.split.labels[start:start + self.batch_size]
+            else:
+                idx = order[start:start + self.batch_size]
+                images, labels = self.split.images[idx], self.split.labels[idx]
+            yield preprocess(images), labels
+
+
+def classic_datasets(root: str | Path | None = None):
+    """The classic view: torchvision MNIST with ``ToTensor`` + ``Normalize``.
+
+    Returns (train, val, test) datasets over the same fixed split. Each
+    sample goes through PIL and ``ToTensor`` one at a time, as in most
+    tutorials (and in the report).
+    """
+    from torch.utils.data import Subset
+    from torchvision import datasets, transforms
+
+    root = str(prepare_mnist(root))
+    tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize((MEAN,), (STD,))])
+    full = datasets.MNIST(root, train=True, download=False, transform=tf)
+    test = datasets.MNIST(root, train=False, download=False, transform=tf)
+    train_idx, val_idx = split_indices()
+    return Subset(full, train_idx.tolist()), Subset(full, val_idx.tolist()), test
+
+
+def classic_loaders(batch_size: int = 128, seed: int = 42, num_workers: int = 0,
+                    root: str | Path | None = None):
+    """DataLoaders over ``classic_datasets``: shuffled train, ordered val/test."""
+    from torch.utils.data import DataLoader
+
+    train, val, test = classic_datasets(root)
+    generator = torch.Generator().manual_seed(seed)
+    return (DataLoader(train, batch_size, shuffle=True, generator=generator,
+                       num_workers=num_workers),
+            DataLoader(val, 1000, num_workers=num_workers),
+            DataLoader(test, 1000, num_workers=num_workers))

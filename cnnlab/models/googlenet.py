@@ -1,0 +1,97 @@
+"""GoogLeNet (Inception-v1) for MNIST at 56 px.
+
+Szegedy et al., "Going Deeper with Convolutions", CVPR 2015.
+
+As in the paper: convs with bias and no batch norm (BN came a year later),
+a real 5x5 branch (torchvision's copy uses 3x3 there), local response
+normalisation in the stem. Unlike the paper: no auxiliary classifiers,
+and a global average pool, since the last maps are 2x2 at 56 px, not 7x7.
+"""
+import torch
+from torch import Tensor, nn
+
+
+def conv_relu(cin: int, cout: int, kernel: int, stride: int = 1) -> nn.Sequential:
+    """Conv with bias, then ReLU: the paper's building unit."""
+    return nn.Sequential(nn.Conv2d(cin, cout, kernel, stride, padding=kernel // 2),
+                         nn.ReLU(inplace=True))
+
+
+class Inception(nn.Module):
+    """Four parallel branches concatenated on the channel axis.
+
+    Output channels = c1x1 + c3x3 + c5x5 + pool_proj.
+    """
+
+    def __init__(self, cin: int, c1x1: int, c3x3_reduce: int, c3x3: int,
+                 c5x5_reduce: int, c5x5: int, pool_proj: int) -> None:
+        super().__init__()
+        self.branch1 = conv_relu(cin, c1x1, 1)
+        self.branch2 = nn.Sequential(conv_relu(cin, c3x3_reduce, 1),
+                                     conv_relu(c3x3_reduce, c3x3, 3))
+        self.branch3 = nn.Sequential(conv_relu(cin, c5x5_reduce, 1),
+                                     conv_relu(c5x5_reduce, c5x5, 5))
+        self.branch4 = nn.Sequential(nn.MaxPool2d(3, 1, padding=1),
+                                     conv_relu(cin, pool_proj, 1))
+        self.out_channels = c1x1 + c3x3 + c5x5 + pool_proj
+
+    def forward(self, x: Tensor) -> Tensor:
+        branches = [self.branch1, self.branch2, self.branch3, self.branch4]
+        return torch.cat([branch(x) for branch in branches], dim=1)
+
+
+# The paper's Table 1, one row per Inception module:
+#   name: (cin, #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj)
+INCEPTION = {
+    "3a": (192, 64, 96, 128, 16, 32, 32),    # -> 256
+    "3b": (256, 128, 128, 192, 32, 96, 64),  # -> 480
+    "4a": (480, 192, 96, 208, 16, 48, 64),   # -> 512
+    "4b": (512, 160, 112, 224, 24, 64, 64),  # -> 512
+    "4c": (512, 128, 128, 256, 24, 64, 64),  # -> 512
+    "4d": (512, 112, 144, 288, 32, 64, 64),  # -> 528
+    "4e": (528, 256, 160, 320, 32, 128, 128),  # -> 832
+    "5a": (832, 256, 160, 320, 32, 128, 128),  # -> 832
+    "5b": (832, 384, 192, 384, 48, 128, 128),  # -> 1024
+}
+
+
+def _pool() -> nn.MaxPool2d:
+    # ceil_mode keeps odd sizes from losing their last row: 7 -> 4, not 3.
+    return nn.MaxPool2d(3, 2, ceil_mode=True)
+
+
+class GoogLeNet(nn.Module):
+    """Stem, nine Inception modules with pools between, global pool, FC."""
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10,
+                 dropout: float = 0.2, upsample: int = 2) -> None:
+        super().__init__()
+        self.input_shape = (in_channels, 28, 28)
+        self.upsample = nn.Upsample(scale_factor=upsample, mode="bilinear")
+        self.stem = nn.Sequential(
+            conv_relu(in_channels, 64, 7, stride=2), _pool(),  # (N, 64, 14, 14)
+            nn.LocalResponseNorm(5),
+            conv_relu(64, 64, 1),
+            conv_relu(64, 192, 3),
+            nn.LocalResponseNorm(5), _pool(),                  # (N, 192, 7, 7)
+        )
+        m = {name: Inception(*row) for name, row in INCEPTION.items()}
+        self.inception3 = nn.Sequential(m["3a"], m["3b"], _pool())  # (N, 480, 4, 4)
+        self.inception4 = nn.Sequential(m["4a"], m["4b"], m["4c"], m["4d"],
+                                        m["4e"], _pool())           # (N, 832, 2, 2)
+        self.inception5 = nn.Sequential(m["5a"], m["5b"])           # (N, 1024, 2, 2)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(1024, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.stem(self.upsample(x))
+        x = self.inception5(self.inception4(self.inception3(x)))
+        x = torch.flatten(self.avgpool(x), 1)
+        return self.fc(self.dropout(x))
+
+
+def googlenet(in_channels: int = 1, num_classes: int = 10,
+              dropout: float = 0.2) -> GoogLeNet:
+    """GoogLeNet at 56 px (5,977,530 parameters at 1 channel, 10 classes)."""
+    return GoogLeNet(in_channels, num_classes, dropout)

@@ -1,0 +1,69 @@
+"""Comparison plots drawn from RunResults (the book and the CLI use these)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from .results import RunResult
+
+
+def smooth(values: list[float], window: int = 50) -> np.ndarray:
+    """Trailing moving average; the first points average what exists so far."""
+    x = np.asarray(values, dtype=float)
+    if window <= 1 or len(x) == 0:
+        return x
+    csum = np.cumsum(np.insert(x, 0, 0.0))
+    idx = np.arange(1, len(x) + 1)
+    start = np.maximum(idx - window, 0)
+    return (csum[idx] - csum[start]) / (idx - start)
+
+
+def comparison_figure(results: list[RunResult], window: int = 50) -> Figure:
+    """Validation accuracy vs steps and smoothed training loss vs batches."""
+    fig = Figure(figsize=(11, 4), layout="constrained")
+    ax_acc, ax_loss = fig.subplots(1, 2)
+    for r in results:
+        ax_acc.plot(r.val_step, [100 * a for a in r.val_accuracy], label=r.model)
+        ax_loss.plot(smooth(r.train_loss, window), label=r.model)
+    ax_acc.set(xlabel="training step", ylabel="validation accuracy (%)",
+               title="Validation accuracy")
+    ax_loss.set(xlabel="batch", ylabel=f"loss (moving average of {window})",
+                title="Training loss", yscale="log")
+    ax_acc.legend()
+    return fig
+
+
+def bar_figure(results: list[RunResult]) -> Figure:
+    """Bars: test accuracy, training time and parameters per model."""
+    fig = Figure(figsize=(12, 3.6), layout="constrained")
+    axes = fig.subplots(1, 3)
+    names = [r.model for r in results]
+    panels = [
+        ([100 * r.test_accuracy for r in results], "test accuracy (%)", "linear"),
+        ([r.train_seconds for r in results], "training time (s)", "log"),
+        ([r.parameters for r in results], "parameters", "log"),
+    ]
+    for ax, (values, label, scale) in zip(axes, panels):
+        ax.bar(names, values, color="tab:blue")
+        ax.set(ylabel=label, yscale=scale)
+        ax.tick_params(axis="x", rotation=45)
+    lo = min(panels[0][0])
+    axes[0].set_ylim(max(0.0, lo - 2), 100)
+    return fig
+
+
+def save_figure(fig: Figure, path: str | Path) -> Path:
+    """Save atomically: the old image stays whole until the new one is complete."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        fig.savefig(tmp, dpi=120)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+

@@ -1,0 +1,164 @@
+"""RunResult: what one training run produced, with where and how it ran.
+
+Saved as JSON under ``results/``; written atomically (a temporary file in
+the same folder, then ``os.replace``), so a run killed mid-write leaves the
+previous file whole.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+FORMAT_VERSION = 1
+
+
+class ResultFormatError(ValueError):
+    """A results file this version of cnnlab cannot read."""
+
+
+@dataclass
+class RunResult:
+    """History, scores, cost and provenance of one training run."""
+
+    model: str
+    parameters: int
+    config: dict[str, Any]
+    steps_per_epoch: int
+    train_loss: list[float]          # one per batch
+    val_step: list[int]              # steps at which validation ran
+    val_accuracy: list[float]        # at those steps (fraction, 0-1)
+    val_loss: list[float]
+    epoch_val_accuracy: list[float]  # at each epoch end
+    epoch_val_loss: list[float]
+    test_accuracy: float             # measured once, after training
+    test_loss: float
+    train_seconds: float             # training steps only, no evaluation
+    images_per_second: float
+    peak_memory_bytes: int | None
+    peak_memory_kind: str            # what the number measures (device/host)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def epochs_run(self) -> float:
+        """Epochs completed (fractional when a step budget cut the run)."""
+        return len(self.train_loss) / self.steps_per_epoch
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def save(self, path: str | Path) -> Path:
+        """Write JSON atomically; the folder is created if needed."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(self.to_dict(), indent=1)
+        atomic_write_text(path, text)
+        return path
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> "RunResult":
+        version = data.get("format_version")
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise ResultFormatError(
+                f"{source}: results format version {version!r}, but this cnnlab "
+                f"reads up to version {FORMAT_VERSION}. Fix: update cnnlab "
+                f"(git pull; make venv) or re-run the training to rewrite it.")
+        names = {f.name for f in fields(cls)}
+        missing = names - set(data) - {"provenance", "format_version"}
+        if missing:
+            raise ResultFormatError(f"{source}: not a cnnlab result, missing "
+                                    f"{', '.join(sorted(missing))}")
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RunResult":
+        """Read a result written by ``save``."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise ResultFormatError(f"{path}: not valid JSON ({err})") from err
+        return cls.from_dict(data, source=str(path))
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so readers see the old or the new file, never half."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def git_commit() -> str | None:
+    """The commit of the cnnlab checkout, with '+dirty' if files changed."""
+    repo = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, text=True,
+                                capture_output=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=repo, text=True, capture_output=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return commit + ("+dirty" if dirty else "")
+
+
+def device_name(device: torch.device) -> str:
+    """A human name for the device: the GPU's model, or the CPU's."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "mps":
+        return "Apple MPS"
+    try:  # Linux names the CPU model here; platform.processor() often doesn't
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "cpu"
+
+
+def provenance(device: torch.device) -> dict[str, Any]:
+    """Where and with what a run happened."""
+    from .data import split_fingerprint
+
+    return {
+        "device": str(device),
+        "device_name": device_name(device),
+        "cpu_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda if device.type == "cuda" else None,
+        "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "git_commit": git_commit(),
+        "split_sha256": split_fingerprint(),
+    }
+
+
+def markdown_table(results: list[RunResult]) -> str:
+    """A Markdown table of the scores, costs and devices of some runs."""
+    head = ("| model | test acc. (%) | train time (s) | epochs | images/s "
+            "| parameters | peak memory (MB) | device |")
+    lines = [head, "|" + "---|" * 8]
+    for r in results:
+        mem = "" if r.peak_memory_bytes is None else f"{r.peak_memory_bytes / 2**20:,.0f}"
+        dev = r.provenance.get("device_name", r.config.get("device", "?"))
+        lines.append(f"| {r.model} | {100 * r.test_accuracy:.2f} | {r.train_seconds:,.1f} "
+                     f"| {r.epochs_run:g} | {r.images_per_second:,.0f} | {r.parameters:,} "
+                     f"| {mem} | {dev} |")
+    return "\n".join(lines)

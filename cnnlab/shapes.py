@@ -1,0 +1,84 @@
+"""Layer-by-layer output shapes, by running the model on a dummy batch.
+
+Bugs 1 and 4 of the report are shape bugs: a flatten size computed for
+32x32 inputs, and ResNet's last stages shrinking 28x28 digits to 1x1 maps.
+``trace_shapes`` shows both by hooking every leaf layer.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class LayerShape:
+    """One leaf layer's output during a forward pass."""
+
+    name: str                     # qualified name, e.g. "layer4.1.conv2"
+    kind: str                     # class name, e.g. "Conv2d"
+    output_shape: tuple[int, ...]  # without the batch dimension
+    parameters: int               # the layer's own parameters
+    warning: str = ""             # set where the feature map has collapsed
+
+
+def _warning(module: nn.Module, shape: tuple[int, ...]) -> str:
+    if len(shape) != 3:
+        return ""
+    h, w = shape[1:]
+    if h <= 1 and w <= 1:
+        return "1x1 map: no spatial context left"
+    kernel = getattr(module, "kernel_size", None)
+    if isinstance(kernel, tuple) and (h < kernel[0] or w < kernel[1]):
+        return f"map {h}x{w} smaller than the {kernel[0]}x{kernel[1]} kernel"
+    return ""
+
+
+def trace_shapes(model: nn.Module, size: int = 28,
+                 in_channels: int | None = None) -> list[LayerShape]:
+    """Run one (1, C, size, size) batch and record every leaf layer's output.
+
+    C defaults to the model's ``input_shape``. Raises whatever the model
+    raises when it cannot take that size (LeNet at 32, for example).
+    """
+    if in_channels is None:
+        in_channels = getattr(model, "input_shape", (1,))[0]
+    records: list[LayerShape] = []
+    hooks = []
+    for name, module in model.named_modules():
+        if next(module.children(), None) is not None:
+            continue  # not a leaf
+
+        def hook(mod: nn.Module, _inp, out, name: str = name) -> None:
+            shape = tuple(out.shape[1:])
+            records.append(LayerShape(name, type(mod).__name__, shape,
+                                      sum(p.numel() for p in mod.parameters()),
+                                      _warning(mod, shape)))
+        hooks.append(module.register_forward_hook(hook))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            device = next(model.parameters()).device
+            model(torch.zeros(1, in_channels, size, size, device=device))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return records
+
+
+def format_shapes(records: list[LayerShape]) -> str:
+    """A plain-text table of ``trace_shapes`` output."""
+    rows = [("layer", "type", "output", "params", "")]
+    rows += [(r.name, r.kind, "x".join(map(str, r.output_shape)),
+              f"{r.parameters:,}", r.warning) for r in records]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = []
+    for row in rows:
+        cells = [row[i].ljust(widths[i]) if i != 3 else row[i].rjust(widths[i])
+                 for i in range(4)]
+        line = "  ".join(cells)
+        lines.append(line + (f"  <- {row[4]}" if row[4] else ""))
+    return "\n".join(lines)

@@ -1,0 +1,26 @@
+"""Shared fixtures: a small slice of the real split for fast training tests."""
+import pytest
+import torch
+
+from cnnlab.data import MnistSplits, Split, load_mnist
+
+
+@pytest.fixture(scope="session")
+def mnist() -> MnistSplits:
+    return load_mnist()
+
+
+@pytest.fixture(scope="session")
+def small(mnist: MnistSplits) -> MnistSplits:
+    """2,560 train / 500 val / 500 test images: a few seconds of LeNet."""
+    def head(split: Split, n: int) -> Split:
+        return Split(split.images[:n].clone(), split.labels[:n].clone())
+    return MnistSplits(head(mnist.train, 2560), head(mnist.val, 500), head(mnist.test, 500))
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    # Tests must not leak global torch settings into each other.
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)

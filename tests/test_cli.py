@@ -1,0 +1,61 @@
+"""The command line: one-line errors with exit code 2, and the read-only commands."""
+import subprocess
+import sys
+
+import pytest
+
+from cnnlab.__main__ import main
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cnnlab", *args],
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["train", "vgg16"], "unknown model 'vgg16'; choose one of: lenet"),
+    (["train", "lenet", "--epochs", "0"], "--epochs: expected a positive integer, got 0"),
+    (["train", "lenet", "--batch-size", "-5"], "--batch-size: expected a positive integer"),
+    (["train", "lenet", "--lr", "abc"], "--lr: expected a positive number"),
+    (["train", "lenet", "--device", "tpu"], "unknown device 'tpu'"),
+    (["shapes", "lenet", "--size", "0"], "--size: expected a positive integer"),
+    (["fly"], "invalid choice"),
+])
+def test_bad_arguments_give_one_line_and_exit_2(args, words, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert words in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_shapes_flags_collapsed_maps():
+    proc = run("shapes", "resnet18", "--size", "14")
+    assert proc.returncode == 0, proc.stderr
+    assert "1x1 map" in proc.stdout and "layer4.1.conv2" in proc.stdout
+
+
+def test_shapes_reports_a_size_the_model_cannot_take(capsys):
+    assert main(["shapes", "lenet", "--size", "32"]) == 1
+    assert "1x400 and 256x120" in capsys.readouterr().err  # bug 1: 16*5*5 != 16*4*4
+
+
+def test_summary_counts_parameters(capsys):
+    assert main(["summary", "lenet"]) == 0
+    assert "Total params: 44,426" in capsys.readouterr().out
+
+
+def test_train_writes_a_result(tmp_path, capsys):
+    out = tmp_path / "r.json"
+    assert main(["train", "lenet", "--device", "cpu", "--max-steps", "3",
+                 "--quiet", "--out", str(out)]) == 0
+    assert out.exists() and "test accuracy" in capsys.readouterr().out
+
+
+def test_compare_writes_table_and_plots(tmp_path, capsys):
+    assert main(["compare", "lenet", "lenet", "--device", "cpu", "--max-steps", "2",
+                 "--quiet", "--out", str(tmp_path)]) == 0
+    table = (tmp_path / "comparison.md").read_text()
+    assert table.count("| lenet |") == 2
+    assert (tmp_path / "comparison_curves.png").stat().st_size > 1000
+    assert (tmp_path / "comparison_bars.png").stat().st_size > 1000
