@@ -24,6 +24,7 @@ book: $(STAMP)
 # Unit tests, notebooks re-executed and compared (nbval), then the book build.
 test: $(STAMP)
 	$(PY) -m pytest tests
+	$(PY) -m pytest --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider $(NOTEBOOKS)
 	$(JB) build . -W -n --keep-going --builder html --path-output .cache/book-test
 
 test-fast: $(STAMP)
@@ -35,7 +36,7 @@ notebooks: $(STAMP)
 
 # Full runs of all six models (the report's recipe), saved under results/.
 record: $(STAMP)
-	$(PY) -m cnnlab compare --out results
+	$(PY) -m cnnlab compare --out results/runs
 
 clean:
 	rm -rf _build .cache/book-test

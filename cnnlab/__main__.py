@@ -66,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", type=_model_name, help=", ".join(list_models()))
     _add_training_args(p)
     p.add_argument("--out", type=Path, default=None,
-                   help="result file (default: results/MODEL-DEVICE-seedSEED.json)")
+                   help="result file, or a folder for MODEL-DEVICE-seedSEED.json "
+                        "(default: results/)")
 
     p = sub.add_parser("compare", help="train several models; table and plots")
     p.add_argument("models", nargs="*", type=_model_name, help="default: all six")
@@ -94,9 +95,9 @@ def _train(args: argparse.Namespace, model: str, out: Path | None):
     from .train import fit
 
     result = fit(_config(args, model), progress=False if args.quiet else None)
-    if out is None:
+    if out is None or out.suffix != ".json":  # a folder: name the file
         device = result.config["device"].replace(":", "")
-        out = Path("results") / f"{model}-{device}-seed{args.seed}.json"
+        out = (out or Path("results")) / f"{model}-{device}-seed{args.seed}.json"
     result.save(out)
     print(f"{model}: test accuracy {100 * result.test_accuracy:.2f}%, "
           f"{result.train_seconds:.1f} s training -> {out}")
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             from .plots import bar_figure, comparison_figure, save_figure
             from .results import atomic_write_text, markdown_table
 
-            results = [_train(args, m, args.out / f"{m}.json")
+            results = [_train(args, m, args.out)
                        for m in (args.models or list_models())]
             table = markdown_table(results)
             atomic_write_text(args.out / "comparison.md", table + "\n")

@@ -166,6 +166,10 @@ class Split:
         """The same split on ``device`` (a no-op if it is already there)."""
         return Split(self.images.to(device), self.labels.to(device))
 
+    def head(self, n: int | None) -> "Split":
+        """The first ``n`` examples (all of them for None)."""
+        return self if n is None else Split(self.images[:n], self.labels[:n])
+
 
 @dataclass
 class MnistSplits:

@@ -162,3 +162,34 @@ def markdown_table(results: list[RunResult]) -> str:
                      f"| {r.epochs_run:g} | {r.images_per_second:,.0f} | {r.parameters:,} "
                      f"| {mem} | {dev} |")
     return "\n".join(lines)
+
+
+RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
+
+
+def load_runs(folder: str | Path | None = None) -> list[RunResult]:
+    """Every RunResult JSON under ``folder`` (default: the repository's results/runs)."""
+    folder = Path(folder) if folder is not None else RESULTS_DIR / "runs"
+    return [RunResult.load(p) for p in sorted(folder.glob("*.json"))]
+
+
+def is_full_run(r: RunResult) -> bool:
+    """True for the report's whole recipe: 5 epochs, every image evaluated."""
+    c = r.config
+    return (r.epochs_run == 5 and c.get("max_steps") is None
+            and c.get("val_images") is None and c.get("test_images") is None)
+
+
+def recorded_runs(model: str, folder: str | Path | None = None) -> list[RunResult]:
+    """The recorded full runs of ``model``, GPU runs first."""
+    runs = [r for r in load_runs(folder) if r.model == model and is_full_run(r)]
+    return sorted(runs, key=lambda r: r.provenance.get("device", "cpu") == "cpu")
+
+
+def provenance_line(r: RunResult) -> str:
+    """Where and when a result came from, in one line."""
+    p = r.provenance
+    commit = (p.get("git_commit") or "unknown commit")[:12]
+    return (f"{r.model}: recorded {p.get('date', '?')[:10]} on {p.get('device_name', '?')} "
+            f"({p.get('device', '?')}), torch {p.get('torch', '?')}, seed "
+            f"{r.config.get('seed')}, commit {commit}")

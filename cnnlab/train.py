@@ -46,6 +46,8 @@ class TrainConfig:
     dropout: float | None = None       # None: the report's value for the model
     eval_every: int = 100              # validation every this many steps
     max_steps: int | None = None       # stop after this many steps (short budgets)
+    val_images: int | None = None      # validate on the first N (None: all 12,000)
+    test_images: int | None = None     # test on the first N (None: all 10,000)
     device: str | None = None          # None: cuda, then mps, then cpu
     amp: bool | None = None            # bf16 autocast; None: on for CUDA only
     channels_last: bool | None = None  # NHWC memory layout; None: CUDA only
@@ -58,8 +60,10 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.max_steps is not None and self.max_steps <= 0:
-            raise ValueError(f"max_steps must be positive or None, got {self.max_steps!r}")
+        for name in ("max_steps", "val_images", "test_images"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value <= 0):
+                raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr!r}")
         if self.dropout is not None and not 0 <= self.dropout < 1:
@@ -171,7 +175,8 @@ def _progress_bar(total: int, enabled: bool | None, desc: str):
     if not enabled:
         return None
     from tqdm.auto import tqdm
-    return tqdm(total=total, desc=desc, unit="step")
+    # A redraw at most every second: frequent redraws cost real time per step.
+    return tqdm(total=total, desc=desc, unit="step", mininterval=1.0)
 
 
 def fit(config: TrainConfig, data: MnistSplits | None = None, *,
@@ -192,6 +197,8 @@ def fit(config: TrainConfig, data: MnistSplits | None = None, *,
         torch.cuda.reset_peak_memory_stats(device)
 
     data = (data if data is not None else load_mnist()).to(device)
+    val = data.val.head(config.val_images)
+    test = data.test.head(config.test_images)
     model = get_model(config.model, **config.model_kwargs()).to(device)
     check_input_shape(model, preprocess(data.train.images[:1]), config.model)
     if channels_last:
@@ -210,7 +217,7 @@ def fit(config: TrainConfig, data: MnistSplits | None = None, *,
     bar = _progress_bar(total, progress, config.model)
 
     def validate(step: int) -> tuple[float, float]:
-        loss, acc = evaluate(model, data.val, amp=amp, channels_last=channels_last)
+        loss, acc = evaluate(model, val, amp=amp, channels_last=channels_last)
         val_step.append(step), val_loss.append(loss), val_acc.append(acc)
         if bar is not None:
             start = max(0, step - config.eval_every)
@@ -252,7 +259,7 @@ def fit(config: TrainConfig, data: MnistSplits | None = None, *,
         bar.close()
 
     # The test set, once, after training.
-    test_loss, test_acc = evaluate(model, data.test, amp=amp, channels_last=channels_last)
+    test_loss, test_acc = evaluate(model, test, amp=amp, channels_last=channels_last)
     peak, peak_kind = _peak_memory(device)
     return RunResult(
         model=config.model,

@@ -1,0 +1,77 @@
+"""How much a chapter trains: the full recipe on a GPU, a short budget on a CPU.
+
+Decided here, in one place, and overridden by one environment variable:
+
+    CNNLAB_BUDGET=full    the report's recipe (5 epochs, all data)
+    CNNLAB_BUDGET=short   a few seconds to a minute per model on a laptop CPU
+    (unset or auto)       full when a CUDA GPU is present, else short
+
+Both budgets run the same code path (``cnnlab.train.fit``); the short one
+only stops early and validates/tests on fewer images, and says so.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+from .train import TrainConfig
+
+BUDGET_ENV = "CNNLAB_BUDGET"
+
+
+@dataclass(frozen=True)
+class ShortBudget:
+    """A CPU budget for one model: steps, and how many images to evaluate."""
+
+    steps: int
+    val_images: int
+    test_images: int
+
+
+# Sized from measured CPU step times (batch 128, 2 cores): LeNet ~8 ms,
+# MobileNet ~0.5 s, ResNet-18 ~0.6 s, GoogLeNet ~0.75 s, AlexNet ~2 s,
+# AlexNet-large ~5.5 s per step. Each stays within about half a minute.
+SHORT = {
+    "lenet": ShortBudget(steps=375, val_images=12_000, test_images=10_000),  # 1 epoch
+    "alexnet": ShortBudget(steps=8, val_images=500, test_images=1_000),
+    "alexnet_large": ShortBudget(steps=3, val_images=200, test_images=500),
+    "resnet18": ShortBudget(steps=30, val_images=1_000, test_images=1_000),
+    "mobilenet_v1": ShortBudget(steps=30, val_images=1_000, test_images=1_000),
+    "googlenet": ShortBudget(steps=25, val_images=1_000, test_images=1_000),
+}
+
+
+def budget_name() -> str:
+    """'full' or 'short', from $CNNLAB_BUDGET or the hardware."""
+    value = os.environ.get(BUDGET_ENV, "auto").strip().lower()
+    if value in ("", "auto"):
+        return "full" if torch.cuda.is_available() else "short"
+    if value not in ("full", "short"):
+        raise ValueError(f"{BUDGET_ENV} must be 'full', 'short' or 'auto', got {value!r}")
+    return value
+
+
+def chapter_config(model: str, budget: str | None = None, **overrides) -> TrainConfig:
+    """The TrainConfig a chapter trains ``model`` with under the budget."""
+    budget = budget or budget_name()
+    if budget == "full":
+        return TrainConfig(model=model, **overrides)
+    short = SHORT[model]
+    settings = dict(model=model, max_steps=short.steps, val_images=short.val_images,
+                    test_images=short.test_images,
+                    eval_every=max(1, short.steps // 5))
+    return TrainConfig(**(settings | overrides))
+
+
+def describe(config: TrainConfig) -> str:
+    """One sentence saying what a run under ``config`` covers."""
+    if config.max_steps is None and config.val_images is None and config.test_images is None:
+        return (f"Full recipe: {config.epochs} epochs of 48,000 images, batch "
+                f"{config.batch_size}, validated on 12,000 and tested on 10,000 images.")
+    val = f"{config.val_images:,}" if config.val_images else "12,000"
+    test = f"{config.test_images:,}" if config.test_images else "10,000"
+    return (f"Short budget (set {BUDGET_ENV}=full for the full recipe): "
+            f"{config.max_steps:,} steps of batch {config.batch_size}, "
+            f"validated on {val} and tested on {test} images.")
