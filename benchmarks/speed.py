@@ -1,34 +1,60 @@
 """cnnlab's trainer against the classic DataLoader loop, in one process.
 
-For each model: the report's recipe (AdamW 1e-3, batch 128, seed 42) run
-(a) the classic way, torchvision MNIST + ToTensor + DataLoader, a
+For each model, the report's recipe (AdamW 1e-3, batch 128, seed 42) run
+(a) the classic way: torchvision MNIST + ToTensor + DataLoader, and a
     ``loss.item()`` per step, as in most tutorials and in the report;
-(b) with ``cnnlab.train.fit`` (device-resident split, sliced batches).
-Same device, same model, same seed. Prints training time, images/s, test
-accuracy and the speed ratio, and writes the table as JSON if asked.
+(b) with ``cnnlab.train.fit`` (the split on the device, sliced batches,
+    and on CUDA bf16 autocast, channels_last, fused AdamW);
+then, with ``--ablate``, (b) again with one optimisation switched off (or
+``torch.compile`` switched on) at a time, so each one's effect is measured
+in the same process on the same device.
 
-    python benchmarks/speed.py                      # LeNet, 5 epochs, CPU
-    python benchmarks/speed.py --models lenet resnet18 --max-steps 200
+Prints a table: time, images/s, test accuracy, the speed-up over (a), the
+achieved FLOP/s (FLOPs of one training step counted with
+``torch.utils.flop_counter``) and its share of the device's peak where the
+peak is known.
+
+    python benchmarks/speed.py                          # LeNet, 5 epochs
+    python benchmarks/speed.py --models all --max-steps 300 --ablate
+    python benchmarks/speed.py --models all --json results/benchmarks/gpu.json
 """
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
 from cnnlab.data import classic_loaders
-from cnnlab.models import count_parameters, get_model, list_models
+from cnnlab.models import get_model, list_models
 from cnnlab.results import atomic_write_text, provenance
 from cnnlab.train import TrainConfig, fit, resolve_device, set_seed
 
+# Dense bf16 tensor-core peaks from the vendors' data sheets (FLOP/s).
+PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L4": 121e12, "T4": 65e12}
+
+
+def device_peak(name: str) -> float | None:
+    """The bf16 peak of a known GPU, else None (CPUs: not claimed)."""
+    return next((peak for key, peak in PEAK_BF16.items() if key in name), None)
+
+
+def train_step_flops(model_name: str, batch: int = 128) -> int:
+    """FLOPs of one forward + backward pass at ``batch`` (counted, not estimated)."""
+    model = get_model(model_name)
+    x, y = torch.randn(batch, 1, 28, 28), torch.randint(0, 10, (batch,))
+    with FlopCounterMode(display=False) as counter:
+        F.cross_entropy(model(x), y).backward()
+    return counter.get_total_flops()
+
 
 def classic_fit(config: TrainConfig) -> dict:
-    """The classic loop. Returns training seconds, images seen, test accuracy."""
+    """The classic loop: training seconds, images seen, test accuracy."""
     device = resolve_device(config.device)
     set_seed(config.seed)
     model = get_model(config.model, **config.model_kwargs()).to(device)
@@ -58,51 +84,76 @@ def classic_fit(config: TrainConfig) -> dict:
     with torch.no_grad():
         for x, y in test:
             correct += (model(x.to(device)).argmax(1).cpu() == y).sum().item()
-    return {"seconds": seconds, "images": images,
-            "test_accuracy": correct / len(test.dataset)}
+    return {"seconds": seconds, "images_per_s": images / seconds,
+            "test_accuracy": correct / len(test.dataset), "first_step_s": None}
+
+
+def variants(config: TrainConfig, device: torch.device, ablate: bool) -> dict:
+    """The cnnlab configurations to time: the default, then one change each."""
+    runs = {"cnnlab": config}
+    if ablate:
+        if device.type == "cuda":
+            runs["no autocast"] = replace(config, amp=False)
+            runs["no channels_last"] = replace(config, channels_last=False)
+        else:  # the CUDA defaults, tried on the CPU
+            runs["+autocast"] = replace(config, amp=True)
+            runs["+channels_last"] = replace(config, channels_last=True)
+        runs["+compile"] = replace(config, compile=True)
+    return runs
+
+
+def measure(name: str, args: argparse.Namespace, device: torch.device) -> list[dict]:
+    config = TrainConfig(model=name, epochs=args.epochs, max_steps=args.max_steps,
+                         device=args.device)
+    flops_per_image = train_step_flops(name) / 128
+    peak = device_peak(provenance(device)["device_name"])
+    rows = [{"model": name, "variant": "classic DataLoader", **classic_fit(config)}]
+    for label, cfg in variants(config, device, args.ablate).items():
+        r = fit(cfg, progress=False)
+        rows.append({"model": name, "variant": label, "seconds": r.train_seconds,
+                     "images_per_s": r.images_per_second,
+                     "test_accuracy": r.test_accuracy,
+                     "first_step_s": r.first_step_seconds})
+    for row in rows:
+        row["speedup"] = rows[0]["seconds"] / row["seconds"]
+        row["tflop_per_s"] = flops_per_image * row["images_per_s"] / 1e12
+        row["peak_share"] = None if peak is None else row["tflop_per_s"] * 1e12 / peak
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["lenet"], choices=list_models())
+    parser.add_argument("--models", nargs="+", default=["lenet"],
+                        help="model names, or 'all'")
     parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--max-steps", type=int, default=None)
+    parser.add_argument("--max-steps", type=int, default=None,
+                        help="a quick look: stop each run after this many steps")
     parser.add_argument("--device", default=None)
+    parser.add_argument("--ablate", action="store_true",
+                        help="also time each optimisation switched off (compile on)")
     parser.add_argument("--json", type=Path, default=None, help="write the rows here")
     args = parser.parse_args()
-
-    rows = []
-    for name in args.models:
-        config = TrainConfig(model=name, epochs=args.epochs, max_steps=args.max_steps,
-                             device=args.device)
-        classic = classic_fit(config)
-        ours = fit(config, progress=False)
-        rows.append({
-            "model": name,
-            "parameters": count_parameters(get_model(name)),
-            "classic_seconds": classic["seconds"],
-            "classic_images_per_s": classic["images"] / classic["seconds"],
-            "classic_test_accuracy": classic["test_accuracy"],
-            "cnnlab_seconds": ours.train_seconds,
-            "cnnlab_images_per_s": ours.images_per_second,
-            "cnnlab_test_accuracy": ours.test_accuracy,
-            "speedup": classic["seconds"] / ours.train_seconds,
-        })
+    models = list_models() if args.models == ["all"] else args.models
     device = resolve_device(args.device)
-    print(f"device: {provenance(device)['device_name']} ({device}), "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{platform.python_version()}")
-    print("| model | classic s | cnnlab s | speed-up | classic img/s | cnnlab img/s "
-          "| classic test % | cnnlab test % |")
-    print("|---|---|---|---|---|---|---|---|")
+    prov = provenance(device)
+
+    rows = [row for name in models for row in measure(name, args, device)]
+    print(f"device: {prov['device_name']} ({device}), torch {prov['torch']}, "
+          f"{prov['cpu_threads']} CPU threads, commit {prov['git_commit']}")
+    budget = f"{args.max_steps} steps" if args.max_steps else f"{args.epochs} epochs"
+    print(f"recipe: batch 128, AdamW 1e-3, seed 42, {budget}; time = training steps only")
+    print("| model | loop | train s | first step s | images/s | speed-up | test % "
+          "| GFLOP/s | % of peak |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['model']} | {r['classic_seconds']:.1f} | {r['cnnlab_seconds']:.1f} "
-              f"| {r['speedup']:.2f}x | {r['classic_images_per_s']:,.0f} "
-              f"| {r['cnnlab_images_per_s']:,.0f} | {100 * r['classic_test_accuracy']:.2f} "
-              f"| {100 * r['cnnlab_test_accuracy']:.2f} |")
+        first = "" if r["first_step_s"] is None else f"{r['first_step_s']:.2f}"
+        share = "n/a" if r["peak_share"] is None else f"{100 * r['peak_share']:.1f}"
+        print(f"| {r['model']} | {r['variant']} | {r['seconds']:.1f} | {first} "
+              f"| {r['images_per_s']:,.0f} | {r['speedup']:.2f}x "
+              f"| {100 * r['test_accuracy']:.2f} | {1000 * r['tflop_per_s']:,.1f} | {share} |")
     if args.json:
-        record = {"provenance": provenance(device), "epochs": args.epochs,
-                  "max_steps": args.max_steps, "rows": rows}
+        record = {"provenance": prov, "epochs": args.epochs, "max_steps": args.max_steps,
+                  "rows": rows}
         args.json.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(args.json, json.dumps(record, indent=1) + "\n")
 

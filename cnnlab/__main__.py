@@ -65,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train one model, save its RunResult JSON")
     p.add_argument("model", type=_model_name, help=", ".join(list_models()))
     _add_training_args(p)
+    p.add_argument("--checkpoint", type=Path, default=None,
+                   help="save the run's state here every epoch and on Ctrl-C")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from --checkpoint if it exists")
     p.add_argument("--out", type=Path, default=None,
                    help="result file, or a folder for MODEL-DEVICE-seedSEED.json "
                         "(default: results/)")
@@ -72,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="train several models; table and plots")
     p.add_argument("models", nargs="*", type=_model_name, help="default: all six")
     _add_training_args(p)
+    p.add_argument("--seeds", type=int, nargs="+", default=None,
+                   help="train each model once per seed (default: --seed only)")
     p.add_argument("--out", type=Path, default=Path("results"), help="output folder")
 
     p = sub.add_parser("summary", help="torchinfo summary of a model")
@@ -83,21 +89,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _config(args: argparse.Namespace, model: str):
+def _config(args: argparse.Namespace, model: str, seed: int | None = None):
     from .train import TrainConfig
 
     return TrainConfig(model=model, epochs=args.epochs, batch_size=args.batch_size,
-                       lr=args.lr, seed=args.seed, max_steps=args.max_steps,
+                       lr=args.lr, seed=args.seed if seed is None else seed,
+                       max_steps=args.max_steps,
                        device=args.device, compile=args.compile)
 
 
-def _train(args: argparse.Namespace, model: str, out: Path | None):
+def _train(args: argparse.Namespace, model: str, out: Path | None,
+           seed: int | None = None):
     from .train import fit
 
-    result = fit(_config(args, model), progress=False if args.quiet else None)
+    seed = args.seed if seed is None else seed
+    checkpoint = getattr(args, "checkpoint", None)
+    if getattr(args, "resume", False) and checkpoint is None:
+        raise ValueError("--resume needs --checkpoint PATH")
+    result = fit(_config(args, model, seed), progress=False if args.quiet else None,
+                 checkpoint=checkpoint, resume=getattr(args, "resume", False))
     if out is None or out.suffix != ".json":  # a folder: name the file
         device = result.config["device"].replace(":", "")
-        out = (out or Path("results")) / f"{model}-{device}-seed{args.seed}.json"
+        out = (out or Path("results")) / f"{model}-{device}-seed{seed}.json"
     result.save(out)
     print(f"{model}: test accuracy {100 * result.test_accuracy:.2f}%, "
           f"{result.train_seconds:.1f} s training -> {out}")
@@ -115,11 +128,14 @@ def main(argv: list[str] | None = None) -> int:
             _train(args, args.model, args.out)
         elif args.command == "compare":
             from .plots import bar_figure, comparison_figure, save_figure
-            from .results import atomic_write_text, markdown_table
+            from .results import atomic_write_text, markdown_table, seed_summary_table
 
-            results = [_train(args, m, args.out)
-                       for m in (args.models or list_models())]
+            results = [_train(args, m, args.out, seed)
+                       for m in (args.models or list_models())
+                       for seed in (args.seeds or [args.seed])]
             table = markdown_table(results)
+            if args.seeds and len(args.seeds) > 1:
+                table += "\n\n" + seed_summary_table(results)
             atomic_write_text(args.out / "comparison.md", table + "\n")
             save_figure(comparison_figure(results), args.out / "comparison_curves.png")
             save_figure(bar_figure(results), args.out / "comparison_bars.png")
@@ -137,7 +153,12 @@ def main(argv: list[str] | None = None) -> int:
             print(format_shapes(trace_shapes(get_model(args.model), args.size)))
     except ValueError as err:  # bad values found after parsing (device, ...)
         parser.error(str(err))
-    except RuntimeError as err:  # e.g. a size the model cannot take
+    except KeyboardInterrupt:
+        where = getattr(args, "checkpoint", None)
+        saved = f"; the checkpoint in {where} keeps the run (add --resume)" if where else ""
+        print(f"{parser.prog}: interrupted{saved}", file=sys.stderr)
+        return 130
+    except RuntimeError as err:  # divergence, out of memory, a size the model cannot take
         print(f"{parser.prog}: error: {str(err).splitlines()[0]}", file=sys.stderr)
         return 1
     return 0

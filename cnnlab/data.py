@@ -252,11 +252,16 @@ class DeviceBatches:
         return math.ceil(len(self.split) / self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        return self.epoch()
+
+    def epoch(self, skip: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
+        """One pass, drawing this epoch's order; ``skip`` batches are left out
+        at the start (to resume an epoch from a checkpoint)."""
         n, device = len(self.split), self.split.images.device
         order = None
         if self.shuffle:
             order = torch.randperm(n, generator=self.generator).to(device)
-        for start in range(0, n, self.batch_size):
+        for start in range(skip * self.batch_size, n, self.batch_size):
             if order is None:
                 images = self.split.images[start:start + self.batch_size]
                 labels = self.split.labels[start:start + self.batch_size]

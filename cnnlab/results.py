@@ -46,6 +46,9 @@ class RunResult:
     peak_memory_bytes: int | None
     peak_memory_kind: str            # what the number measures (device/host)
     provenance: dict[str, Any] = field(default_factory=dict)
+    # The first step alone: it holds torch.compile's and cudnn's one-off
+    # set-up, so a compiled run's cost can be read with and without it.
+    first_step_seconds: float | None = None
     format_version: int = FORMAT_VERSION
 
     @property
@@ -73,7 +76,8 @@ class RunResult:
                 f"reads up to version {FORMAT_VERSION}. Fix: update cnnlab "
                 f"(git pull; make venv) or re-run the training to rewrite it.")
         names = {f.name for f in fields(cls)}
-        missing = names - set(data) - {"provenance", "format_version"}
+        optional = {"provenance", "format_version", "first_step_seconds"}
+        missing = names - set(data) - optional
         if missing:
             raise ResultFormatError(f"{source}: not a cnnlab result, missing "
                                     f"{', '.join(sorted(missing))}")
@@ -161,6 +165,25 @@ def markdown_table(results: list[RunResult]) -> str:
         lines.append(f"| {r.model} | {100 * r.test_accuracy:.2f} | {r.train_seconds:,.1f} "
                      f"| {r.epochs_run:g} | {r.images_per_second:,.0f} | {r.parameters:,} "
                      f"| {mem} | {dev} |")
+    return "\n".join(lines)
+
+
+def seed_summary_table(results: list[RunResult]) -> str:
+    """Per model over its seeds: test accuracy mean, standard deviation and range."""
+    import statistics
+
+    lines = ["| model | seeds | test acc. mean (%) | std (points) | min-max (%) "
+             "| train time mean (s) |", "|" + "---|" * 6]
+    by_model: dict[str, list[RunResult]] = {}
+    for r in results:
+        by_model.setdefault(r.model, []).append(r)
+    for model, runs in by_model.items():
+        acc = [100 * r.test_accuracy for r in runs]
+        std = statistics.stdev(acc) if len(acc) > 1 else float("nan")
+        seeds = ",".join(str(r.config.get("seed")) for r in runs)
+        lines.append(f"| {model} | {seeds} | {statistics.mean(acc):.2f} | {std:.2f} "
+                     f"| {min(acc):.2f}-{max(acc):.2f} "
+                     f"| {statistics.mean(r.train_seconds for r in runs):,.1f} |")
     return "\n".join(lines)
 
 

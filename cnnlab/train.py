@@ -15,22 +15,31 @@ Why the step looks the way it does:
 """
 from __future__ import annotations
 
+import logging
+import math
 import os
 import random
 import resource
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .checkpoint import load_checkpoint, rng_states, save_checkpoint, set_rng_states
 from .data import DeviceBatches, MnistSplits, Split, load_mnist, preprocess
 from .models import DEFAULT_DROPOUT, check_model_name, count_parameters, get_model
 from .results import RunResult, provenance
+
+log = logging.getLogger("cnnlab")
+
+# The training criterion; a module attribute so that tests can inject faults.
+loss_fn = F.cross_entropy
 
 
 @dataclass
@@ -128,6 +137,15 @@ def check_input_shape(model: nn.Module, batch: Tensor, name: str = "model") -> N
                              f"(channels, height, width), got {got}: {hint}")
 
 
+def check_images(images: Tensor, name: str = "model") -> None:
+    """Raise ShapeMismatchError unless ``images`` are uint8 pixels (0-255)."""
+    if images.dtype != torch.uint8:
+        raise ShapeMismatchError(
+            f"{name} trains on uint8 images with pixels 0-255 (as MNIST ships them), got "
+            f"dtype {images.dtype}: scaling happens on the device. If your images are "
+            f"floats in [0, 1], pass (images * 255).round().to(torch.uint8).")
+
+
 def _autocast(device: torch.device, enabled: bool):
     return torch.autocast(device.type, dtype=torch.bfloat16) if enabled else nullcontext()
 
@@ -179,12 +197,104 @@ def _progress_bar(total: int, enabled: bool | None, desc: str):
     return tqdm(total=total, desc=desc, unit="step", mininterval=1.0)
 
 
+class DivergenceError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+class TrainingOutOfMemoryError(RuntimeError):
+    """Out of memory even with a micro-batch of one image."""
+
+
+@dataclass
+class History:
+    """Validation points and training time so far (also kept in checkpoints)."""
+
+    val_step: list[int] = field(default_factory=list)
+    val_accuracy: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    epoch_val_accuracy: list[float] = field(default_factory=list)
+    epoch_val_loss: list[float] = field(default_factory=list)
+    train_seconds: float = 0.0
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor,
+               y: Tensor, micro_batch: int, amp: bool) -> Tensor:
+    """One optimiser step on the batch (x, y), in micro-batches if need be.
+
+    Each micro-batch's mean loss is weighted by its share of the batch, so
+    the summed gradients equal those of the whole batch's mean loss and the
+    update is the same (up to float rounding; BatchNorm sees the smaller
+    micro-batches, which is the one real difference).
+    """
+    optimizer.zero_grad(set_to_none=True)
+    n = len(y)
+    total = torch.zeros((), device=x.device)
+    for start in range(0, n, micro_batch):
+        xs, ys = x[start:start + micro_batch], y[start:start + micro_batch]
+        with _autocast(x.device, amp):
+            loss = loss_fn(model(xs), ys)
+        if len(ys) != n:
+            loss = loss * (len(ys) / n)
+        loss.backward()
+        total += loss.detach()
+    optimizer.step()
+    return total
+
+
+def _oom_message(device: torch.device, batch: int) -> str:
+    if device.type == "cuda":
+        free, total = torch.cuda.mem_get_info(device)
+        had = f"{free / 2**30:.2f} GiB free of {total / 2**30:.2f} GiB on {device}"
+    else:
+        had = f"the memory of {device}"
+    return (f"out of memory even with a micro-batch of 1 image (batch {batch}, {had}). "
+            f"Try a smaller model or input size, bf16 autocast (amp=True), closing "
+            f"other programs on the GPU (nvidia-smi), or "
+            f"PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True.")
+
+
+def _step_with_fallback(model, optimizer, x, y, micro: int, amp: bool,
+                        step: int) -> tuple[Tensor, int]:
+    """``train_step``; on out-of-memory, halve the micro-batch and retry."""
+    while True:
+        try:
+            return train_step(model, optimizer, x, y, micro, amp), micro
+        except torch.cuda.OutOfMemoryError:
+            optimizer.zero_grad(set_to_none=True)  # drop partial gradients
+            if x.device.type == "cuda":
+                torch.cuda.empty_cache()
+            tried = min(micro, len(y))
+            if tried <= 1:
+                raise TrainingOutOfMemoryError(_oom_message(x.device, len(y))) from None
+            micro = tried // 2
+            log.warning("out of memory at step %d with a micro-batch of %d; retrying "
+                        "with %d, accumulating %d micro-batches (the batch stays %d)",
+                        step + 1, tried, micro, math.ceil(len(y) / micro), len(y))
+
+
+def _check_finite(losses: Tensor, start: int, end: int, steps_per_epoch: int,
+                  lr: float) -> None:
+    """Raise DivergenceError naming the first step in [start, end) with a NaN/inf loss."""
+    bad = (~torch.isfinite(losses[start:end])).nonzero()
+    if len(bad):
+        step = start + int(bad[0]) + 1
+        value = losses[step - 1].item()
+        raise DivergenceError(
+            f"the training loss became {value} at step {step} (epoch "
+            f"{(step - 1) // steps_per_epoch + 1}); the run stopped there and wrote "
+            f"no result. Try a lower learning rate, e.g. lr={lr / 10:g} (--lr {lr / 10:g}).")
+
+
 def fit(config: TrainConfig, data: MnistSplits | None = None, *,
-        progress: bool | None = None) -> RunResult:
+        progress: bool | None = None, checkpoint: str | Path | None = None,
+        resume: bool = False) -> RunResult:
     """Train ``config.model`` on ``data`` (default: the fixed MNIST split).
 
     ``progress``: show a progress bar with the loss and validation accuracy
     (None: only for runs of 200 steps or more).
+    ``checkpoint``: save the run's whole state there at every epoch end and
+    on Ctrl-C. ``resume``: continue from that checkpoint if it exists; the
+    result is then bit-for-bit the one an uninterrupted run gives (on CPU).
     """
     device = resolve_device(config.device)
     amp = config.amp if config.amp is not None else device.type == "cuda"
@@ -197,6 +307,7 @@ def fit(config: TrainConfig, data: MnistSplits | None = None, *,
         torch.cuda.reset_peak_memory_stats(device)
 
     data = (data if data is not None else load_mnist()).to(device)
+    check_images(data.train.images, config.model)
     val = data.val.head(config.val_images)
     test = data.test.head(config.test_images)
     model = get_model(config.model, **config.model_kwargs()).to(device)
@@ -209,54 +320,100 @@ def fit(config: TrainConfig, data: MnistSplits | None = None, *,
                                   fused=device.type == "cuda")
 
     batches = DeviceBatches(data.train, config.batch_size, shuffle=True, seed=config.seed)
-    total = config.epochs * len(batches)
+    per_epoch = len(batches)
+    total = config.epochs * per_epoch
     if config.max_steps is not None:
         total = min(total, config.max_steps)
     losses = torch.zeros(total, device=device)  # read only at logging points
-    val_step, val_acc, val_loss, epoch_acc, epoch_loss = [], [], [], [], []
+    history, step, micro = History(), 0, config.batch_size
+
+    if resume and checkpoint is not None and Path(checkpoint).exists():
+        state = load_checkpoint(checkpoint, asdict(config))
+        model.load_state_dict(state["model_state"])
+        optimizer.load_state_dict(state["optimizer_state"])
+        step, micro = state["step"], state["micro_batch"]
+        if step > total:
+            raise ValueError(f"{checkpoint}: the checkpoint is at step {step}, beyond "
+                             f"this run's {total} steps; raise --epochs to continue.")
+        losses[:step] = torch.tensor(state["train_loss"], device=device)
+        history = History(**state["history"])
+        batches.generator.set_state(state["generator_state"])
+        set_rng_states(state["rng"])
+        log.info("resumed %s from %s at step %d", config.model, checkpoint, step)
+    elif resume and checkpoint is not None:
+        log.warning("no checkpoint at %s yet: starting from the beginning", checkpoint)
+
+    def save(epoch_start_generator: Tensor) -> None:
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, {
+                "config": asdict(config), "step": step, "micro_batch": micro,
+                "model_state": model.state_dict(),
+                "optimizer_state": optimizer.state_dict(),
+                "train_loss": losses[:step].tolist(), "history": asdict(history),
+                "generator_state": epoch_start_generator, "rng": rng_states(),
+            })
+
     bar = _progress_bar(total, progress, config.model)
-
-    def validate(step: int) -> tuple[float, float]:
-        loss, acc = evaluate(model, val, amp=amp, channels_last=channels_last)
-        val_step.append(step), val_loss.append(loss), val_acc.append(acc)
-        if bar is not None:
-            start = max(0, step - config.eval_every)
-            bar.set_postfix(loss=f"{losses[start:step].mean().item():.4f}",
-                            val_acc=f"{acc:.4f}")
-        return loss, acc
-
-    step, train_seconds = 0, 0.0
+    if bar is not None:
+        bar.update(step)
+    checked = step  # losses before this step are known to be finite
+    epoch_start = batches.generator.get_state()
+    first_step_seconds = None
     model.train()
     _sync(device)
     tick = time.perf_counter()
-    for _ in range(config.epochs):
-        for x, y in batches:
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with _autocast(device, amp):
-                loss = F.cross_entropy(step_model(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses[step] = loss.detach()
-            step += 1
-            if bar is not None:
-                bar.update()
-            at_epoch_end = step % len(batches) == 0
-            if step % config.eval_every == 0 or at_epoch_end or step == total:
-                _sync(device)  # the clock stops while we evaluate
-                train_seconds += time.perf_counter() - tick
-                loss_v, acc_v = validate(step)
-                if at_epoch_end:
-                    epoch_loss.append(loss_v), epoch_acc.append(acc_v)
-                _sync(device)
-                tick = time.perf_counter()
-            if step == total:
-                break
-        if step == total:
-            break
-    if bar is not None:
-        bar.close()
+    try:
+        while step < total:
+            # This epoch's order comes from the generator's state now; a
+            # checkpoint taken mid-epoch stores it, to replay the same order.
+            epoch_start = batches.generator.get_state()
+            for x, y in batches.epoch(skip=step % per_epoch):
+                if channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                losses[step], micro = _step_with_fallback(step_model, optimizer, x, y,
+                                                          micro, amp, step)
+                step += 1
+                if first_step_seconds is None:
+                    _sync(device)
+                    first_step_seconds = time.perf_counter() - tick
+                if bar is not None:
+                    bar.update()
+                if device.type != "cuda":  # free here; on a GPU it would sync
+                    _check_finite(losses, step - 1, step, per_epoch, config.lr)
+                    checked = step
+                at_epoch_end = step % per_epoch == 0
+                if step % config.eval_every == 0 or at_epoch_end or step == total:
+                    _sync(device)  # the clock stops while we evaluate
+                    history.train_seconds += time.perf_counter() - tick
+                    _check_finite(losses, checked, step, per_epoch, config.lr)
+                    checked = step
+                    loss_v, acc_v = evaluate(model, val, amp=amp, channels_last=channels_last)
+                    history.val_step.append(step)
+                    history.val_loss.append(loss_v)
+                    history.val_accuracy.append(acc_v)
+                    if at_epoch_end:
+                        history.epoch_val_loss.append(loss_v)
+                        history.epoch_val_accuracy.append(acc_v)
+                        save(batches.generator.get_state())
+                    if bar is not None:
+                        recent = losses[max(0, step - config.eval_every):step]
+                        bar.set_postfix(loss=f"{recent.mean().item():.4f}",
+                                        val_acc=f"{acc_v:.4f}")
+                    _sync(device)
+                    tick = time.perf_counter()
+                if step == total:
+                    break
+    except KeyboardInterrupt:
+        _sync(device)
+        history.train_seconds += time.perf_counter() - tick
+        if checkpoint is not None:
+            save(epoch_start)
+            log.warning("interrupted at step %d; checkpoint saved to %s (resume with "
+                        "resume=True / --resume)", step, checkpoint)
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
 
     # The test set, once, after training.
     test_loss, test_acc = evaluate(model, test, amp=amp, channels_last=channels_last)
@@ -266,15 +423,17 @@ def fit(config: TrainConfig, data: MnistSplits | None = None, *,
         parameters=count_parameters(model),
         config=asdict(config) | {"device": str(device), "amp": amp,
                                  "channels_last": channels_last},
-        steps_per_epoch=len(batches),
+        steps_per_epoch=per_epoch,
         train_loss=losses.tolist(),
-        val_step=val_step, val_accuracy=val_acc, val_loss=val_loss,
-        epoch_val_accuracy=epoch_acc, epoch_val_loss=epoch_loss,
+        val_step=history.val_step, val_accuracy=history.val_accuracy,
+        val_loss=history.val_loss, epoch_val_accuracy=history.epoch_val_accuracy,
+        epoch_val_loss=history.epoch_val_loss,
         test_accuracy=test_acc, test_loss=test_loss,
-        train_seconds=train_seconds,
-        images_per_second=_images_seen(step, batches) / train_seconds,
+        train_seconds=history.train_seconds,
+        images_per_second=_images_seen(step, batches) / history.train_seconds,
         peak_memory_bytes=peak, peak_memory_kind=peak_kind,
         provenance=provenance(device),
+        first_step_seconds=first_step_seconds,
     )
 
 
