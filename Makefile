@@ -3,7 +3,7 @@
 PY      := .venv/bin/python
 STAMP   := .venv/.installed
 JB      := .venv/bin/jupyter-book
-NOTEBOOKS := book
+NOTEBOOKS := book exercises solutions
 
 .PHONY: venv book test test-fast notebooks record clean
 
@@ -32,7 +32,7 @@ test-fast: $(STAMP)
 
 # Re-execute every notebook in place, refreshing its stored outputs.
 notebooks: $(STAMP)
-	$(PY) -m jupyter nbconvert --to notebook --execute --inplace $(NOTEBOOKS)/*.ipynb
+	.venv/bin/jupyter execute --inplace book/*.ipynb exercises/*.ipynb solutions/*.ipynb
 
 # Full runs of all six models (the report's recipe), saved under results/.
 record: $(STAMP)

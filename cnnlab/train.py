@@ -288,7 +288,16 @@ def _check_finite(losses: Tensor, start: int, end: int, steps_per_epoch: int,
 def fit(config: TrainConfig, data: MnistSplits | None = None, *,
         progress: bool | None = None, checkpoint: str | Path | None = None,
         resume: bool = False) -> RunResult:
+    """Train ``config.model`` on ``data``; return the RunResult (see ``train``)."""
+    return train(config, data, progress=progress, checkpoint=checkpoint, resume=resume)[1]
+
+
+def train(config: TrainConfig, data: MnistSplits | None = None, *,
+          progress: bool | None = None, checkpoint: str | Path | None = None,
+          resume: bool = False) -> tuple[nn.Module, RunResult]:
     """Train ``config.model`` on ``data`` (default: the fixed MNIST split).
+
+    Returns the trained model and the RunResult.
 
     ``progress``: show a progress bar with the loss and validation accuracy
     (None: only for runs of 200 steps or more).
@@ -418,7 +427,7 @@ def fit(config: TrainConfig, data: MnistSplits | None = None, *,
     # The test set, once, after training.
     test_loss, test_acc = evaluate(model, test, amp=amp, channels_last=channels_last)
     peak, peak_kind = _peak_memory(device)
-    return RunResult(
+    return model, RunResult(
         model=config.model,
         parameters=count_parameters(model),
         config=asdict(config) | {"device": str(device), "amp": amp,

@@ -1,0 +1,191 @@
+"""Checkers for the AlexNet exercises (chapter 3).
+
+* ``check_linear_params``: the learner's ``linear_params(in, out)`` against
+  the parameter count of a real ``nn.Linear``.
+* ``check_fc1_share``: the learner's ``fc1_share(model_name)`` against the
+  package models' own first fully connected layer and total.
+* ``check_smallest_upsample``: the learner's ``smallest_upsample(model_name,
+  min_map)`` against forward passes through the package models' ``features``.
+"""
+from __future__ import annotations
+
+from functools import cache
+from numbers import Integral, Real
+from typing import Callable
+
+import torch
+from torch import nn
+
+from . import expect, expect_equal, run_check
+from ._harness import given, quiet_torch
+from ..models import count_parameters, get_model
+
+CHAPTER = "chapter 3 (AlexNet)"
+INPUT_SIZE = 28  # the digit's side, before any upsampling
+
+
+def _on_meta(name: str) -> nn.Module:
+    """The package model with shapes but no data: free to build and count."""
+    with torch.device("meta"):
+        return get_model(name)
+
+
+# --- Exercise 1: linear_params ---------------------------------------------
+
+# (in_features, out_features): LeNet's and both AlexNets' FC layers, and
+# tiny ones where a formula's slip is easy to see.
+LINEAR_CASES = [(256, 120), (84, 10), (128 * 7 * 7, 4096), (256 * 6 * 6, 4096),
+                (4096, 10), (1, 1), (3, 5)]
+
+
+def _check_linear_params(linear_params: Callable[[int, int], int] | None) -> None:
+    linear_params = given(linear_params)
+    for n_in, n_out in LINEAR_CASES:
+        call = f"linear_params({n_in}, {n_out})"
+        got = linear_params(n_in, n_out)
+        expected = count_parameters(nn.Linear(n_in, n_out, device="meta"))
+        expect(isinstance(got, Integral) and not isinstance(got, bool),
+               f"{call} returned {got!r} ({type(got).__name__}); return an int.")
+        if got != expected:
+            if got == n_in * n_out:
+                hint = (f"that is the weights alone; each of the {n_out} outputs "
+                        f"has a bias too")
+            elif got == (n_in + 1) * (n_out + 1):
+                hint = "only the outputs have biases: (n_in + 1) * n_out"
+            else:
+                hint = "n_in * n_out weights plus n_out biases"
+            expect_equal(f"{call} (what nn.Linear({n_in}, {n_out}) holds)",
+                         expected, got,
+                         f"{hint}; see {CHAPTER}, 'Where the parameters sit'.")
+
+
+def check_linear_params(linear_params: Callable[[int, int], int] | None) -> bool:
+    """Check ``linear_params(in_features, out_features)`` against nn.Linear."""
+    return run_check("linear_params", lambda: _check_linear_params(linear_params))
+
+
+# --- Exercise 2: fc1_share -------------------------------------------------
+
+FC1_MODELS = ["alexnet", "alexnet_large", "lenet"]
+
+
+def _first_linear(model: nn.Module) -> nn.Linear:
+    return next(m for m in model.modules() if isinstance(m, nn.Linear))
+
+
+def _check_fc1_share(fc1_share: Callable[[str], float] | None) -> None:
+    fc1_share = given(fc1_share)
+    for name in FC1_MODELS:
+        call = f"fc1_share({name!r})"
+        got = fc1_share(name)
+        expect(isinstance(got, Real) and not isinstance(got, bool),
+               f"{call} returned {got!r} ({type(got).__name__}); return a float.")
+        model = _on_meta(name)
+        fc1 = _first_linear(model)
+        expected = count_parameters(fc1) / count_parameters(model)
+        if abs(got - expected) > 1e-9:
+            if abs(got - 100 * expected) < 1e-6:
+                hint = "return a fraction between 0 and 1, not a percentage"
+            elif abs(got - fc1.in_features * fc1.out_features
+                     / count_parameters(model)) < 1e-9:
+                hint = "count the layer's biases too"
+            else:
+                hint = (f"the first Linear layer of {name} is "
+                        f"Linear({fc1.in_features}, {fc1.out_features}); divide its "
+                        f"parameters by count_parameters(get_model({name!r}))")
+            expect(False, f"{call}: expected {expected:.6f}, got {got!r}. Hint: "
+                          f"{hint}; see {CHAPTER}, 'Where the parameters sit'.")
+
+
+def check_fc1_share(fc1_share: Callable[[str], float] | None) -> bool:
+    """Check ``fc1_share(model_name)``: the first FC layer's share of all parameters."""
+    return run_check("fc1_share", lambda: _check_fc1_share(fc1_share))
+
+
+# --- Exercise 3: smallest_upsample -----------------------------------------
+
+# (model, min_map): the answers run from x1 to x8, so no single number
+# passes; ("alexnet_large", 6) is the package's own choice, x8.
+UPSAMPLE_CASES = [("alexnet_large", 1), ("alexnet_large", 2), ("alexnet_large", 6),
+                  ("alexnet", 1), ("alexnet", 7), ("alexnet", 10)]
+MAX_FACTOR = 16
+
+
+@cache
+def _features(name: str, device: str) -> nn.Module:
+    """The package model's feature extractor, on "meta" or the CPU.
+
+    On the meta device a pass computes shapes only, instantly: the search
+    runs there. For the confirming passes on the CPU the same layers get
+    real tensors, zeros: output sizes do not depend on the weights' values,
+    and this skips initialising the 58 M parameters of the classifier.
+    """
+    features = _on_meta(name).features
+    if device != "meta":
+        zeros = {k: torch.zeros(v.shape, device=device)
+                 for k, v in features.state_dict().items()}
+        features.load_state_dict(zeros, assign=True)
+    return features.eval()
+
+
+@cache  # a pure function of its arguments; the CPU passes cost a little
+def _last_map(name: str, factor: int, device: str = "meta") -> int:
+    """Side of the last feature map for a 28*factor input, 0 where it fails.
+
+    PyTorch raises "Output size is too small" when a pool has no room left;
+    that counts as a map of size 0.
+    """
+    side = INPUT_SIZE * factor
+    with quiet_torch():
+        try:
+            out = _features(name, device)(torch.zeros(1, 1, side, side, device=device))
+        except RuntimeError as err:
+            if "too small" not in str(err):
+                raise
+            return 0
+    return min(out.shape[-2:])
+
+
+def _expected_factor(name: str, min_map: int) -> int:
+    """The oracle: try f = 1, 2, ... until the features end at min_map or more.
+
+    The search runs on the meta device (shapes only, instant); the answer is
+    then confirmed by real forward passes on the CPU at f and f - 1.
+    """
+    factor = next(f for f in range(1, MAX_FACTOR + 1) if _last_map(name, f) >= min_map)
+    if not (_last_map(name, factor, "cpu") >= min_map
+            and (factor == 1 or _last_map(name, factor - 1, "cpu") < min_map)):
+        raise RuntimeError(f"cnnlab's checker: the meta and CPU passes of {name} "
+                           f"disagree at x{factor}; please report this")
+    return factor
+
+
+def _check_smallest_upsample(smallest_upsample: Callable[[str, int], int] | None) -> None:
+    smallest_upsample = given(smallest_upsample)
+    for name, min_map in UPSAMPLE_CASES:
+        call = f"smallest_upsample({name!r}, min_map={min_map})"
+        with torch.random.fork_rng(devices=[]):
+            got = smallest_upsample(name, min_map=min_map)
+        expect(isinstance(got, Integral) and not isinstance(got, bool),
+               f"{call} returned {got!r} ({type(got).__name__}); return an int.")
+        expected = _expected_factor(name, min_map)
+        if got != expected:
+            if 1 <= got <= MAX_FACTOR:
+                side = _last_map(name, got)
+                what = (f"at x{got} the {INPUT_SIZE * got}px input "
+                        + (f"ends in {side}x{side} maps" if side
+                           else "does not get through the features (a pool has no room)"))
+            else:
+                what = f"x{got} is not a factor to try"
+            hint = (f"{what}; at x{expected} the maps are "
+                    f"{_last_map(name, expected)}x{_last_map(name, expected)}. Feed "
+                    f"{INPUT_SIZE}*f pixels to model.features (not to the model: it "
+                    f"would upsample once more) and take the FIRST f that works; see "
+                    f"{CHAPTER}, 'Why upsample?'.")
+            expect_equal(call, expected, got, hint)
+
+
+def check_smallest_upsample(smallest_upsample: Callable[[str, int], int] | None) -> bool:
+    """Check ``smallest_upsample(model_name, min_map)`` against the models' features."""
+    return run_check("smallest_upsample",
+                     lambda: _check_smallest_upsample(smallest_upsample))

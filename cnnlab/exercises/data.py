@@ -1,0 +1,261 @@
+"""Checkers for the data exercises (chapter 1).
+
+* ``check_normalise``: the learner's ``normalise(images)`` against the
+  package's ``preprocess`` on several batches.
+* ``check_split``: the learner's ``split(n, n_val, seed)`` against the
+  package's ``split_indices``, and the global random state left untouched.
+* ``check_batches``: the learner's ``batches(images, labels, batch_size,
+  generator)`` checked for what a training epoch needs: every example once,
+  full batches then one short one, a random order that the generator alone
+  decides and that changes from epoch to epoch.
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+import torch
+from torch import Tensor
+
+from . import expect, expect_equal, run_check
+from ._harness import given, quiet_torch
+from ..data import MEAN, STD, preprocess, split_indices
+
+CHAPTER = "chapter 1 (Data)"
+
+
+# --- Exercise 1: normalise -------------------------------------------------
+
+def _normalise_cases() -> list[tuple[str, Tensor]]:
+    """uint8 batches: random ones of two sizes, and all-black and all-white ones.
+
+    The uniform batches have a standard deviation of 0, which catches an
+    answer that normalises with the batch's own statistics (0 / 0 = NaN).
+    """
+    g = torch.Generator().manual_seed(0)
+    return [
+        ("a random (5, 28, 28) batch",
+         torch.randint(0, 256, (5, 28, 28), dtype=torch.uint8, generator=g)),
+        ("a random (3, 32, 32) batch",
+         torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8, generator=g)),
+        ("an all-black (2, 28, 28) batch", torch.zeros(2, 28, 28, dtype=torch.uint8)),
+        ("an all-white (1, 28, 28) batch", torch.full((1, 28, 28), 255, dtype=torch.uint8)),
+    ]
+
+
+def _pixel_hint(normalise: Callable[[Tensor], Tensor]) -> str:
+    """What the answer makes of a black and a white pixel, next to the right values."""
+    parts = []
+    for value, colour in ((0, "black"), (255, "white")):
+        pixel = torch.full((1, 28, 28), value, dtype=torch.uint8)
+        want = preprocess(pixel.clone()).flatten()[0].item()
+        try:
+            got = f"{torch.as_tensor(normalise(pixel.clone())).flatten()[0].item():.4f}"
+        except Exception as err:  # the diagnosis must not hide the real failure
+            got = f"an error ({type(err).__name__})"
+        parts.append(f"a {colour} pixel ({value}) should become {want:.4f}, "
+                     f"yours became {got}")
+    return "; ".join(parts)
+
+
+def _check_normalise(normalise: Callable[[Tensor], Tensor] | None) -> None:
+    normalise = given(normalise)
+    for what, images in _normalise_cases():
+        original = images.clone()
+        expected = preprocess(images.clone())
+        got = normalise(images)
+        expect(isinstance(got, Tensor),
+               f"for {what}, normalise returned a {type(got).__name__}, not a tensor.")
+        expect(torch.equal(images, original),
+               f"normalise changed the uint8 batch it was given ({what}); work on a "
+               f"float copy (images.float() makes one).")
+        expect_equal(f"dtype for {what}", torch.float32, got.dtype,
+                     "convert the uint8 pixels with .float() before any arithmetic.")
+        expect_equal(f"shape for {what} of shape {tuple(images.shape)}",
+                     tuple(expected.shape), tuple(got.shape),
+                     "the model wants (N, 1, H, W): add the channel axis with "
+                     ".unsqueeze(1).")
+        if not torch.allclose(got, expected, atol=1e-5, rtol=0):
+            worst = (got - expected).abs().nan_to_num(float("inf")).max().item()
+            expect(False,
+                   f"values differ from cnnlab.data.preprocess for {what} (largest "
+                   f"difference {worst:.4g}): {_pixel_hint(normalise)}. The formula is "
+                   f"(x / 255 - MEAN) / STD with the dataset's MEAN = {MEAN:.4f} and "
+                   f"STD = {STD:.4f}, the same for every batch; see {CHAPTER}, "
+                   f"'Two ways to feed batches'.")
+
+
+def check_normalise(normalise: Callable[[Tensor], Tensor] | None) -> bool:
+    """Check ``normalise(images_uint8) -> (N, 1, H, W) float tensor``."""
+    return run_check("normalise", lambda: _check_normalise(normalise))
+
+
+# --- Exercise 2: split -----------------------------------------------------
+
+# (n, n_val, seed): the course's own split, then smaller ones, so that an
+# answer with 60,000 / 12,000 / 42 typed in does not pass.
+SPLIT_CASES = [(60_000, 12_000, 42), (100, 20, 0), (10, 3, 7)]
+
+
+def _as_index_list(value: object, what: str) -> list[int]:
+    expect(isinstance(value, Tensor) and value.ndim == 1
+           and not value.is_floating_point(),
+           f"{what} must be a 1-D tensor of integer indices, got "
+           f"{type(value).__name__}"
+           + (f" of shape {tuple(value.shape)}, dtype {value.dtype}"
+              if isinstance(value, Tensor) else "") + ".")
+    return value.tolist()
+
+
+def _check_split(split: Callable[[int, int, int], tuple[Tensor, Tensor]] | None) -> None:
+    split = given(split)
+    for n, n_val, seed in SPLIT_CASES:
+        call = f"split({n}, {n_val}, seed={seed})"
+        state = torch.get_rng_state()
+        try:
+            result = split(n, n_val, seed)
+            changed = not torch.equal(state, torch.get_rng_state())
+        finally:
+            torch.set_rng_state(state)  # whatever the answer did, undo it
+        expect(isinstance(result, tuple) and len(result) == 2,
+               f"{call} should return a pair (train_idx, val_idx), got "
+               f"{type(result).__name__}.")
+        train = _as_index_list(result[0], f"{call}'s train_idx")
+        val = _as_index_list(result[1], f"{call}'s val_idx")
+        expect_equal(f"{call}: (len(train_idx), len(val_idx))",
+                     (n - n_val, n_val), (len(train), len(val)),
+                     "the last n_val indices of the permutation are validation, "
+                     "the first n - n_val training.")
+        shared = set(train) & set(val)
+        expect(not shared,
+               f"{call}: {len(shared)} indices are in both train and validation "
+               f"(e.g. {sorted(shared)[:3]}); cut ONE permutation in two.")
+        expect(set(train) | set(val) == set(range(n)),
+               f"{call}: train and validation together must cover 0..{n - 1} exactly "
+               f"once; cut one torch.randperm({n}) in two.")
+        expect(not changed,
+               f"{call} changed PyTorch's global random state: it drew from the "
+               f"global generator (torch.manual_seed / torch.randperm without "
+               f"generator=). Then any other random call, or the experiment's seed, "
+               f"moves the split. Use a torch.Generator of your own, seeded with "
+               f"`seed`; see {CHAPTER}, 'Why a generator of its own'.")
+        # The oracle: the package's split, the one every recorded run used.
+        want_train, want_val = split_indices(n, n_val, seed)
+        if not (train == want_train.tolist() and val == want_val.tolist()):
+            hint = ("your validation indices are the FIRST n_val of the permutation; "
+                    "the course takes the last n_val"
+                    if val == torch.randperm(n, generator=torch.Generator()
+                                             .manual_seed(seed))[:n_val].tolist()
+                    else "draw perm = torch.randperm(n, generator=g) once, with "
+                         "g = torch.Generator().manual_seed(seed), then "
+                         "train = perm[:n - n_val], val = perm[n - n_val:]")
+            expect(False,
+                   f"{call} is a valid split but not the course's: validation should "
+                   f"start {want_val[:5].tolist()}, yours starts {val[:5]}. Hint: "
+                   f"{hint}. See {CHAPTER}, 'The fixed split'.")
+
+
+def check_split(split: Callable[[int, int, int], tuple[Tensor, Tensor]] | None) -> bool:
+    """Check ``split(n, n_val, seed) -> (train_idx, val_idx)`` against ``split_indices``."""
+    return run_check("split", lambda: _check_split(split))
+
+
+# --- Exercise 3: batches ---------------------------------------------------
+
+# (n, batch_size): a short last batch, an exact fit, a batch larger than the
+# data, and an odd size.
+BATCH_CASES = [(1000, 128), (1024, 256), (5, 10), (60, 7)]
+
+
+def _indexed_data(n: int) -> tuple[Tensor, Tensor]:
+    """n 28x28 uint8 'images' whose first two pixels spell their index, and
+    labels 0..n-1, so that every batch says which examples it holds."""
+    images = torch.zeros(n, 28, 28, dtype=torch.uint8)
+    index = torch.arange(n)
+    images[:, 0, 0] = index % 256
+    images[:, 0, 1] = index // 256
+    return images, index.clone()
+
+
+def _one_epoch(batches: Callable, images: Tensor, labels: Tensor, batch_size: int,
+               generator: torch.Generator, call: str) -> tuple[list[int], list[int]]:
+    """Run one epoch of the answer; return the batch sizes and the example order."""
+    result = batches(images, labels, batch_size, generator)
+    expect(isinstance(result, Iterable),
+           f"{call} returned a {type(result).__name__}; it should yield (or return "
+           f"a list of) (images, labels) pairs.")
+    sizes, order = [], []
+    for i, item in enumerate(result):
+        expect(isinstance(item, (tuple, list)) and len(item) == 2
+               and all(isinstance(t, Tensor) for t in item),
+               f"{call}: batch {i} is not an (images, labels) pair of tensors.")
+        x, y = item
+        expect(tuple(x.shape[1:]) == (28, 28) and len(x) == len(y),
+               f"{call}: batch {i} has images of shape {tuple(x.shape)} and labels of "
+               f"shape {tuple(y.shape)}; expected (B, 28, 28) and (B,), the raw slices "
+               f"images[idx], labels[idx].")
+        from_images = (x[:, 0, 0].long() + 256 * x[:, 0, 1].long()).tolist()
+        pairs = [(a, b) for a, b in zip(from_images, y.tolist()) if a != b]
+        if pairs:
+            expect(False,
+                   f"{call}: in batch {i} the images and labels come from different "
+                   f"examples (the image of example {pairs[0][0]} with the label of "
+                   f"example {pairs[0][1]}). Index both with the SAME idx.")
+        sizes.append(len(y))
+        order += y.tolist()
+    return sizes, order
+
+
+def _check_batches(batches: Callable | None) -> None:
+    batches = given(batches)
+    with quiet_torch():  # one thread: 76 small gathers, not 76 thread handshakes
+        for n, batch_size in BATCH_CASES:
+            _check_batches_case(batches, n, batch_size)
+
+
+def _check_batches_case(batches: Callable, n: int, batch_size: int) -> None:
+    """One size: an epoch, a second epoch, and the same seed again."""
+    images, labels = _indexed_data(n)
+    call = f"batches(<{n} examples>, batch_size={batch_size})"
+    generator = torch.Generator().manual_seed(42)
+    sizes, first = _one_epoch(batches, images, labels, batch_size, generator, call)
+    full, rest = divmod(n, batch_size)
+    expected_sizes = [batch_size] * full + ([rest] if rest else [])
+    if sizes != expected_sizes:
+        hint = ("the last, shorter batch is missing: range(0, n, batch_size) "
+                "includes it" if sizes == [batch_size] * full
+                else "slice idx[start:start + batch_size] for start in "
+                     "range(0, n, batch_size)")
+        expect_equal(f"{call}: batch sizes", expected_sizes, sizes, hint)
+    missing = sorted(set(range(n)) - set(first))
+    expect(len(first) == n and not missing,
+           f"{call}: an epoch must hold every example exactly once; "
+           f"{len(first)} came out, {len(missing)} never did"
+           + (f" (e.g. {missing[:3]})" if missing else "")
+           + ". Slice one permutation of all n indices.")
+    if n >= 60:  # for tiny n an unshuffled order could happen by chance
+        expect(first != list(range(n)),
+               f"{call}: the examples came out in their stored order 0, 1, 2, ...: "
+               f"shuffle with torch.randperm(n, generator=generator).")
+        _, second = _one_epoch(batches, images, labels, batch_size, generator, call)
+        expect(second != first,
+               f"{call}: the second epoch came out in the same order as the first. "
+               f"Draw a new permutation from `generator` at every call (do not "
+               f"reseed it): each epoch should see a new order.")
+    # The same seed must give the same order whatever the global RNG says.
+    torch_state = torch.get_rng_state()
+    try:
+        torch.manual_seed(12345)
+        _, again = _one_epoch(batches, images, labels, batch_size,
+                              torch.Generator().manual_seed(42), call)
+    finally:
+        torch.set_rng_state(torch_state)
+    expect(again == first,
+           f"{call}: a generator seeded the same way gave a different order. "
+           f"Draw the permutation from the `generator` argument "
+           f"(torch.randperm(n, generator=generator)), not from the global RNG; "
+           f"see {CHAPTER}, 'Why a generator of its own'.")
+
+
+def check_batches(batches: Callable | None) -> bool:
+    """Check ``batches(images, labels, batch_size, generator)`` over one and two epochs."""
+    return run_check("batches", lambda: _check_batches(batches))

@@ -1,0 +1,235 @@
+"""Checkers for the LeNet-5 exercises (chapter 2).
+
+* ``check_flatten_size``: the learner's ``flatten_size(input_size, padding)``
+  against the numel of the package LeNet's ``features`` output, measured.
+* ``check_conv_output_size``: the learner's ``conv_output_size(size, kernel,
+  stride, padding)`` against the output of a real ``nn.Conv2d``.
+* ``check_trace``: the learner's forward-hook shape tracer against
+  ``cnnlab.shapes.trace_shapes`` on three models.
+"""
+from __future__ import annotations
+
+import math
+from functools import cache
+from numbers import Integral
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from . import expect, expect_equal, run_check
+from ._harness import given, quiet_torch
+from ..models import get_model
+from ..shapes import trace_shapes
+
+CHAPTER = "chapter 2 (LeNet-5)"
+
+
+def _expect_int(value: object, call: str) -> None:
+    # A float that happens to be whole (256.0) usually means true division
+    # somewhere, which gives wrong sizes for odd inputs: ask for an int.
+    expect(isinstance(value, Integral) and not isinstance(value, bool),
+           f"{call} returned {value!r} ({type(value).__name__}); a size is a whole "
+           f"number: return an int (use // for the division).")
+
+
+# --- Exercise 1: flatten_size ----------------------------------------------
+
+# (input_size, padding): MNIST, the paper's 32, odd sizes where the pooling
+# rounds down, and padded inputs. All are large enough for the two stages.
+FLATTEN_CASES = [(28, 0), (32, 0), (28, 2), (29, 0), (31, 0), (33, 0),
+                 (16, 0), (20, 1), (36, 0), (64, 3), (27, 2)]
+
+
+@cache
+def _lenet_features() -> nn.Module:
+    with quiet_torch():
+        return get_model("lenet").features.eval()
+
+
+def _measured_flatten(size: int, padding: int) -> int:
+    """The oracle: run LeNet's conv/pool stages on a padded image and count."""
+    with quiet_torch():
+        x = F.pad(torch.zeros(1, 1, size, size), (padding,) * 4)
+        return _lenet_features()(x).numel()
+
+
+def _check_flatten_size(flatten_size: Callable[..., int] | None) -> None:
+    flatten_size = given(flatten_size)
+    for size, padding in FLATTEN_CASES:
+        call = f"flatten_size({size}, padding={padding})"
+        got = flatten_size(size, padding=padding)
+        _expect_int(got, call)
+        expected = _measured_flatten(size, padding)
+        if got != expected:
+            side = size + 2 * padding
+            sides = [side]
+            for _ in range(2):  # conv5 takes 4 pixels off, pool2 halves (rounding down)
+                sides += [sides[-1] - 4, (sides[-1] - 4) // 2]
+            hint = (f"the side goes {' -> '.join(map(str, sides))}, so the maps are "
+                    f"16 x {sides[-1]} x {sides[-1]}")
+            if got == 400 and expected != 400:
+                hint = ("400 = 16*5*5 is the paper's value for 32x32 inputs; "
+                        + hint + f" (see {CHAPTER}, 'Bug 1: a LeNet written for "
+                        f"32x32 images').")
+            else:
+                hint += (f"; padding adds 2*padding to the side first, each 5x5 conv "
+                         f"takes 4 off, each 2x2 pool halves and rounds down (see "
+                         f"{CHAPTER}, 'The shape trace').")
+            expect_equal(call, expected, got, hint)
+
+
+def check_flatten_size(flatten_size: Callable[..., int] | None) -> bool:
+    """Check ``flatten_size(input_size, padding=0)`` for LeNet's two conv/pool stages."""
+    return run_check("flatten_size", lambda: _check_flatten_size(flatten_size))
+
+
+# --- Exercise 2: conv_output_size ------------------------------------------
+
+# (size, kernel, stride, padding): LeNet's and AlexNet's layers, "same"
+# padding, strides that do not divide evenly, a 1x1 conv.
+CONV_CASES = [(28, 5, 1, 0), (28, 3, 1, 1), (224, 11, 4, 2), (56, 3, 2, 1),
+              (7, 3, 2, 0), (28, 5, 2, 2), (27, 3, 2, 0), (13, 3, 1, 1),
+              (6, 3, 2, 0), (10, 1, 1, 0), (9, 4, 3, 1), (32, 7, 2, 3)]
+
+
+def _measured_conv(size: int, kernel: int, stride: int, padding: int) -> int:
+    """The oracle: the side of a real nn.Conv2d's output."""
+    with quiet_torch():
+        conv = nn.Conv2d(1, 1, kernel, stride=stride, padding=padding)
+        return conv(torch.zeros(1, 1, size, size)).shape[-1]
+
+
+def _conv_hint(size: int, kernel: int, stride: int, padding: int, got: int) -> str:
+    """Name the usual slip that gives ``got``, if one does."""
+    if got == (size - kernel + padding) // stride + 1:
+        return "padding adds p pixels on BOTH sides: n - k + 2p"
+    if got == math.ceil((size - kernel + 2 * padding) / stride) + 1:
+        return ("a window that does not fit is dropped: round the division DOWN "
+                "(floor, //), not up")
+    if got == (size - kernel + 2 * padding) // stride:
+        return "the first window position counts too: add 1 after dividing"
+    return "n_out = floor((n - k + 2p) / s) + 1"
+
+
+def _check_conv_output_size(conv_output_size: Callable[..., int] | None) -> None:
+    conv_output_size = given(conv_output_size)
+    for size, kernel, stride, padding in CONV_CASES:
+        call = f"conv_output_size({size}, {kernel}, stride={stride}, padding={padding})"
+        got = conv_output_size(size, kernel, stride=stride, padding=padding)
+        _expect_int(got, call)
+        expected = _measured_conv(size, kernel, stride, padding)
+        if got != expected:
+            expect_equal(f"{call} (what nn.Conv2d gives)", expected, got,
+                         _conv_hint(size, kernel, stride, padding, got)
+                         + f"; see {CHAPTER}, 'The shape trace'.")
+
+
+def check_conv_output_size(conv_output_size: Callable[..., int] | None) -> bool:
+    """Check ``conv_output_size(size, kernel, stride=1, padding=0)`` against nn.Conv2d."""
+    return run_check("conv_output_size", lambda: _check_conv_output_size(conv_output_size))
+
+
+# --- Exercise 3: trace -----------------------------------------------------
+
+class _SharedActivation(nn.Module):
+    """A small 3-channel net that calls one ReLU module twice.
+
+    A tracer that hooks leaf modules must record the ReLU at both calls, in
+    the order they happen; one that walks the module list instead does not.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.input_shape = (3, 20, 20)
+        self.conv1 = nn.Conv2d(3, 8, 3)
+        self.act = nn.ReLU()
+        self.pool = nn.MaxPool2d(2)
+        self.conv2 = nn.Conv2d(8, 4, 3, padding=1)
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(4 * 9 * 9, 10))
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.pool(self.act(self.conv1(x)))  # (N, 8, 9, 9)
+        return self.head(self.act(self.conv2(x)))
+
+
+def _trace_cases() -> list[tuple[str, nn.Module, int]]:
+    with quiet_torch():
+        return [("get_model('lenet')", get_model("lenet"), 28),
+                ("get_model('resnet18')", get_model("resnet18"), 28),
+                ("a small 3-channel net that calls its ReLU twice",
+                 _SharedActivation(), 20)]
+
+
+def _hooks_left(model: nn.Module) -> int:
+    # Private, but the only way to see hooks a handle was never removed for.
+    return sum(len(m._forward_hooks) for m in model.modules())
+
+
+def _as_records(got: object, what: str) -> list[tuple[str, tuple]]:
+    expect(isinstance(got, list),
+           f"trace on {what} returned a {type(got).__name__}; return a list of "
+           f"(name, shape) pairs.")
+    records = []
+    for i, item in enumerate(got):
+        expect(isinstance(item, (tuple, list)) and len(item) == 2
+               and isinstance(item[0], str) and isinstance(item[1], (tuple, list)),
+               f"trace on {what}: entry {i} is {item!r}; each entry should be a "
+               f"(name, shape) pair, e.g. ('features.0', (6, 24, 24)).")
+        records.append((item[0], tuple(int(s) for s in item[1])))
+    return records
+
+
+def _compare_traces(expected: list[tuple[str, tuple]], got: list[tuple[str, tuple]],
+                    what: str, leaves: set[str]) -> None:
+    containers = [name for name, _ in got if name not in leaves]
+    expect(not containers,
+           f"trace on {what} recorded modules that are not leaves: "
+           f"{', '.join(repr(n) for n in dict.fromkeys(containers))}. Hook only the "
+           f"modules with no children (next(m.children(), None) is None).")
+    with_batch = [g for g, e in zip(got, expected) if g[1] == (1,) + e[1]]
+    if with_batch:
+        expect(False, f"trace on {what}: {with_batch[0][0]!r} has shape "
+                      f"{with_batch[0][1]}; leave out the batch dimension "
+                      f"(out.shape[1:]).")
+    for i, (e, g) in enumerate(zip(expected, got)):
+        expect(e == g,
+               f"trace on {what}: entry {i} should be {e}, got {g}. Record every call "
+               f"of every leaf module, in the order the forward pass makes them "
+               f"(see {CHAPTER}, 'The shape trace').")
+    expect_equal(f"number of entries for {what}", len(expected), len(got),
+                 "one entry per call of a leaf module (a module called twice "
+                 "appears twice)")
+
+
+def _check_trace(trace: Callable[[nn.Module, int], list] | None) -> None:
+    trace = given(trace)
+    for what, model, size in _trace_cases():
+        with quiet_torch():  # one thread, and the notebook's RNG left as it was
+            _check_trace_on(trace, what, model, size)
+
+
+def _check_trace_on(trace: Callable, what: str, model: nn.Module, size: int) -> None:
+    model.train()
+    expected = [(r.name, r.output_shape) for r in trace_shapes(model, size)]
+    leaves = {n for n, m in model.named_modules() if next(m.children(), None) is None}
+    got = _as_records(trace(model, size), what)
+    _compare_traces(expected, got, what, leaves)
+    left = _hooks_left(model)
+    expect(left == 0,
+           f"trace left {left} forward hooks on {what}; every later forward "
+           f"pass would call them. Keep the handles that register_forward_hook "
+           f"returns and call .remove() on each (in a finally: block).")
+    expect(model.training,
+           f"trace left {what} in eval mode; put it back as it was "
+           f"(model.train(was_training)).")
+    again = _as_records(trace(model, size), what)
+    expect(again == got,
+           f"a second trace of {what} gave {len(again)} entries, the first "
+           f"{len(got)}: the first call left something behind on the model.")
+
+
+def check_trace(trace: Callable[[nn.Module, int], list] | None) -> bool:
+    """Check ``trace(model, input_size)`` against ``cnnlab.shapes.trace_shapes``."""
+    return run_check("trace", lambda: _check_trace(trace))

@@ -1,0 +1,228 @@
+"""Checkers for the MobileNetV1 exercises (chapter 5).
+
+* ``check_param_counts``: ``standard_params`` and ``separable_params``
+  against the parameters of real ``nn.Conv2d`` layers.
+* ``check_depthwise_separable``: the learner's ``MyDepthwiseSeparable``
+  against the package's ``DepthwiseSeparable``.
+* ``check_macs_ratio``: a predicted mult-adds ratio against torchinfo's
+  count for real layers.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+from torch import nn
+from torchinfo import summary
+
+from . import expect, expect_equal, run_check
+from ._harness import given, quiet_torch
+from ..models import count_parameters
+from ..models.mobilenet import DepthwiseSeparable
+
+CHAPTER = "chapter 5 (MobileNetV1)"
+
+# (cin, cout, k): MobileNet's own shapes, a square 512 block, and shapes
+# where cin != cout and k != 3, so that a formula mixing them up fails.
+PARAM_CASES = [(32, 64, 3), (512, 512, 3), (3, 16, 5), (10, 20, 7), (64, 128, 1)]
+
+# (cin, cout, stride, map size): stride 1 and 2, even and odd maps.
+BLOCK_CASES = [(32, 64, 1, 14), (64, 128, 2, 14), (128, 128, 1, 7), (128, 256, 2, 7)]
+
+# (cin, cout, k, H, W) for the mult-adds ratio.
+MACS_CASES = [(32, 64, 3, 28, 28), (512, 512, 3, 14, 14), (64, 128, 5, 7, 7),
+              (16, 10, 7, 12, 9)]
+
+
+def _layers(cin: int, cout: int, k: int) -> tuple[nn.Module, nn.Module]:
+    """The oracle layers: a standard k x k conv and a depthwise + pointwise pair."""
+    standard = nn.Conv2d(cin, cout, k, padding=k // 2, bias=False)
+    separable = nn.Sequential(
+        nn.Conv2d(cin, cin, k, padding=k // 2, groups=cin, bias=False),  # depthwise
+        nn.Conv2d(cin, cout, 1, bias=False),                             # pointwise
+    )
+    return standard, separable
+
+
+def _as_int(call: str, got) -> int:
+    got = given(got)
+    expect(isinstance(got, int) and not isinstance(got, bool),
+           f"{call} returned {got!r} ({type(got).__name__}); return an int.")
+    return got
+
+
+def _check_param_counts(standard_params: Callable[..., int],
+                        separable_params: Callable[..., int]) -> None:
+    standard_params, separable_params = given(standard_params), given(separable_params)
+    for cin, cout, k in PARAM_CASES:
+        standard, separable = _layers(cin, cout, k)
+        expected = count_parameters(standard)
+        call = f"standard_params({cin}, {cout}, k={k})"
+        got = _as_int(call, standard_params(cin, cout, k=k))
+        hint = (f"no bias (BN follows the conv): {cout} too many." if got == expected + cout
+                else "a k x k conv has one k*k*cin filter per output channel.")
+        expect_equal(call, expected, got, hint + f" See {CHAPTER}, 'Counting weights "
+                     f"and mult-adds'.")
+
+        expected = count_parameters(separable)
+        call = f"separable_params({cin}, {cout}, k={k})"
+        got = _as_int(call, separable_params(cin, cout, k=k))
+        if got == k * k * cin * cin + cin * cout and k * k * cin * cin != k * k * cin:
+            hint = (f"you counted the depthwise conv as a standard one ({k}*{k}*{cin}*{cin}). "
+                    f"It has groups=cin: one {k}x{k} filter per input channel, {k}*{k}*{cin} "
+                    f"weights. See {CHAPTER}, 'A silent pitfall: forgetting groups'.")
+        elif got == expected + cin + cout:
+            hint = "no biases (BN follows each conv): the count includes cin + cout too many."
+        else:
+            hint = (f"depthwise {k}x{k} (k*k*cin) plus pointwise 1x1 (cin*cout). "
+                    f"See {CHAPTER}, 'Counting weights and mult-adds'.")
+        expect_equal(call, expected, got, hint)
+
+
+def check_param_counts(standard_params: Callable[..., int],
+                       separable_params: Callable[..., int]) -> bool:
+    """Check both parameter-count functions on several (cin, cout, k)."""
+    def check() -> None:
+        with quiet_torch():
+            _check_param_counts(standard_params, separable_params)
+    return run_check("parameters: standard vs depthwise-separable", check)
+
+
+def _check_convs(block: nn.Module, cin: int, cout: int, stride: int) -> None:
+    """The block's convolutions, found by kernel size: a real depthwise 3x3, a 1x1."""
+    name = f"MyDepthwiseSeparable({cin}, {cout}, stride={stride})"
+    convs = [m for m in block.modules() if isinstance(m, nn.Conv2d)]
+    k3 = [c for c in convs if c.kernel_size == (3, 3)]
+    k1 = [c for c in convs if c.kernel_size == (1, 1)]
+    expect(len(k3) == 1 and len(k1) == 1 and len(convs) == 2,
+           f"{name} has {len(convs)} Conv2d layers ({len(k3)} with a 3x3 kernel, "
+           f"{len(k1)} with 1x1); expected exactly two: the 3x3 depthwise conv and "
+           f"the 1x1 pointwise conv.")
+    depthwise, pointwise = k3[0], k1[0]
+    expect(depthwise.in_channels == cin and depthwise.out_channels == cin,
+           f"{name}: the 3x3 depthwise conv maps {depthwise.in_channels} -> "
+           f"{depthwise.out_channels} channels; it must keep the {cin} input channels "
+           f"(cin -> cin). The 1x1 pointwise conv changes the channels.")
+    if depthwise.groups != cin:
+        dense = count_parameters(nn.Conv2d(cin, cin, 3, groups=depthwise.groups, bias=False))
+        expect(False,
+               f"{name}: the 3x3 conv has groups={depthwise.groups}, so it is not "
+               f"depthwise: each filter sees {cin // depthwise.groups} channels and it "
+               f"has {dense:,} weights instead of 3*3*{cin} = {9 * cin:,} "
+               f"({dense // (9 * cin)} times too many). It runs and gives the same "
+               f"output shape, so only the weight count shows it. Pass groups=cin "
+               f"to nn.Conv2d. See {CHAPTER}, 'A silent pitfall: forgetting groups'.")
+    expect(depthwise.stride == (stride, stride) and depthwise.padding == (1, 1),
+           f"{name}: the 3x3 depthwise conv has stride {depthwise.stride} and padding "
+           f"{depthwise.padding}; it carries the block's stride ({stride}) and padding 1.")
+    expect(pointwise.in_channels == cin and pointwise.out_channels == cout
+           and pointwise.groups == 1 and pointwise.stride == (1, 1),
+           f"{name}: the 1x1 pointwise conv must map {cin} -> {cout} channels with "
+           f"stride 1 and groups=1; yours maps {pointwise.in_channels} -> "
+           f"{pointwise.out_channels} with stride {pointwise.stride} and groups="
+           f"{pointwise.groups}.")
+    with_bias = [c for c in convs if c.bias is not None]
+    expect(not with_bias,
+           f"{name}: {len(with_bias)} of the convs have a bias; pass bias=False: the BN "
+           f"after each conv has its own shift, so a bias would be redundant.")
+
+
+def _check_same_function(block: nn.Module, cin: int, cout: int, stride: int) -> None:
+    # Copy the learner's weights into the package's block and compare outputs:
+    # this checks the order conv -> BN -> ReLU -> conv -> BN -> ReLU. With
+    # cin != cout the two BNs are told apart by their number of features.
+    name = f"MyDepthwiseSeparable({cin}, {cout}, stride={stride})"
+    bns = [m for m in block.modules() if isinstance(m, nn.BatchNorm2d)]
+    expect(sorted(b.num_features for b in bns) == sorted([cin, cout]),
+           f"{name} has BatchNorm2d layers for {[b.num_features for b in bns]} channels; "
+           f"expected two: BatchNorm2d({cin}) after the depthwise conv and "
+           f"BatchNorm2d({cout}) after the pointwise conv.")
+    bn_dw = next(b for b in bns if b.num_features == cin)
+    bn_pw = next(b for b in bns if b.num_features == cout)
+    for bn in bns:  # non-trivial statistics, so where each BN sits matters
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.uniform_(-0.5, 0.5)
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.5, 1.5)
+    convs = {m.kernel_size: m for m in block.modules() if isinstance(m, nn.Conv2d)}
+    oracle = DepthwiseSeparable(cin, cout, stride)
+    oracle.depthwise[0].weight.copy_(convs[(3, 3)].weight)
+    oracle.depthwise[1].load_state_dict(bn_dw.state_dict())
+    oracle.pointwise[0].weight.copy_(convs[(1, 1)].weight)
+    oracle.pointwise[1].load_state_dict(bn_pw.state_dict())
+    x = torch.randn(2, cin, 9, 9)
+    got, expected = block.eval()(x), oracle.eval()(x)
+    expect(torch.allclose(got, expected, atol=1e-5),
+           f"with the same weights, {name}'s output differs from the package's "
+           f"DepthwiseSeparable by up to {(got - expected).abs().max().item():.3g}. The "
+           f"order is: depthwise 3x3 conv -> BN -> ReLU -> pointwise 1x1 conv -> BN -> "
+           f"ReLU. See {CHAPTER}, 'Depthwise-separable convolution'.")
+
+
+def _check_depthwise_separable(block_cls: type) -> None:
+    block_cls = given(block_cls)
+    for cin, cout, stride, size in BLOCK_CASES:
+        name = f"MyDepthwiseSeparable({cin}, {cout}, stride={stride})"
+        block = block_cls(cin, cout, stride)
+        expect(isinstance(block, nn.Module),
+               f"{name} returned a {type(block).__name__}, not an nn.Module.")
+        _check_convs(block, cin, cout, stride)
+        x = torch.randn(2, cin, size, size)
+        out = block.eval()(x)
+        expected = tuple(DepthwiseSeparable(cin, cout, stride).eval()(x).shape)
+        expect_equal(f"output shape of {name} for an input of shape {tuple(x.shape)}",
+                     expected, tuple(out.shape),
+                     "the depthwise conv has the block's stride and padding 1.")
+        expect(bool((out >= 0).all()),
+               f"{name} returns negative values: the block ends with a ReLU "
+               f"(after the pointwise conv's BN).")
+        expect_equal(f"parameters of {name}",
+                     count_parameters(DepthwiseSeparable(cin, cout, stride)),
+                     count_parameters(block),
+                     f"3*3*{cin} (depthwise) + 2*{cin} (its BN) + {cin}*{cout} "
+                     f"(pointwise) + 2*{cout} (its BN), no conv biases.")
+        if cin != cout:
+            _check_same_function(block, cin, cout, stride)
+
+
+def check_depthwise_separable(block_cls: type) -> bool:
+    """Check ``MyDepthwiseSeparable(cin, cout, stride)`` against the package's block."""
+    def check() -> None:
+        with quiet_torch():
+            _check_depthwise_separable(block_cls)
+    return run_check("depthwise-separable convolution", check)
+
+
+def _check_macs_ratio(fn: Callable[..., float]) -> None:
+    fn = given(fn)
+    for cin, cout, k, h, w in MACS_CASES:
+        standard, separable = _layers(cin, cout, k)
+        # torchinfo counts each conv's weights times its output pixels.
+        macs = [summary(layer, input_size=(1, cin, h, w), verbose=0).total_mult_adds
+                for layer in (separable, standard)]
+        expected = macs[0] / macs[1]
+        call = f"macs_ratio(cin={cin}, cout={cout}, k={k}, h={h}, w={w})"
+        got = given(fn(cin, cout, k, h, w))
+        expect(isinstance(got, (int, float)) and not isinstance(got, bool),
+               f"{call} returned {got!r} ({type(got).__name__}); return a float.")
+        if math.isclose(got, expected, rel_tol=1e-9):
+            continue
+        if math.isclose(got, 1 / expected, rel_tol=1e-9):
+            hint = "that is standard / separable, upside down."
+        elif math.isclose(got, 1 / k**2, rel_tol=1e-9):
+            hint = "that is the depthwise conv alone; the pointwise 1x1 conv costs mult-adds too."
+        else:
+            hint = (f"torchinfo counts {macs[0]:,} mult-adds for the separable pair and "
+                    f"{macs[1]:,} for the standard conv: each conv costs its weights times "
+                    f"its output pixels (H*W).")
+        expect(False, f"{call}: expected {expected:.10g}, got {got!r}. Hint: {hint} "
+                      f"See {CHAPTER}, 'Counting weights and mult-adds'.")
+
+
+def check_macs_ratio(fn: Callable[..., float]) -> bool:
+    """Check ``macs_ratio(cin, cout, k, h, w)`` against torchinfo on real layers."""
+    def check() -> None:
+        with quiet_torch():
+            _check_macs_ratio(fn)
+    return run_check("mult-adds: separable / standard", check)

@@ -1,0 +1,234 @@
+"""Checkers for the ResNet-18 exercises (chapter 4).
+
+* ``check_basic_block``: the learner's ``MyBasicBlock(cin, cout, stride)``
+  against the package's ``BasicBlock`` with a projection shortcut.
+* ``check_smallest_upsample``: the learner's
+  ``smallest_upsample_for_resnet(min_size)`` against layer4's measured size.
+"""
+from __future__ import annotations
+
+from functools import cache
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from . import expect, expect_equal, run_check
+from ._harness import given, quiet_torch
+from ..models import count_parameters, get_model
+from ..models.resnet import BasicBlock, make_downsample
+
+CHAPTER = "chapter 4 (ResNet-18)"
+
+# (cin, cout, stride): a block that keeps the shape, and the first blocks of
+# stages 2 and 3, which halve the map and double the channels.
+BLOCK_SHAPES = [(64, 64, 1), (64, 128, 2), (128, 256, 2)]
+MAP_SIZE = 8  # small maps keep the checks fast; a block works on any size
+
+
+def _package_block(cin: int, cout: int, stride: int) -> BasicBlock:
+    """The oracle: the package's block with the paper's option B shortcut."""
+    return BasicBlock(cin, cout, stride, make_downsample(cin, cout, stride, "projection"))
+
+
+def _build(block_cls: type, cin: int, cout: int, stride: int) -> nn.Module:
+    """Build the learner's block and check it has the layers the checks use."""
+    block = block_cls(cin, cout, stride)
+    name = f"MyBasicBlock({cin}, {cout}, stride={stride})"
+    expect(isinstance(block, nn.Module),
+           f"{name} returned a {type(block).__name__}, not an nn.Module: "
+           f"subclass nn.Module and call super().__init__() first.")
+    missing = [a for a in ("conv1", "bn1", "conv2", "bn2")
+               if not isinstance(getattr(block, a, None), nn.Module)]
+    expect(not missing,
+           f"{name} has no layer named {', '.join(missing)}. Name the residual's "
+           f"layers conv1, bn1, conv2, bn2 as the package's BasicBlock does: "
+           f"the checks mute bn2 and change conv1.")
+    expect(isinstance(block.bn2, nn.BatchNorm2d) and isinstance(block.conv1, nn.Conv2d),
+           f"{name}: conv1 must be an nn.Conv2d and bn2 an nn.BatchNorm2d, got "
+           f"{type(block.conv1).__name__} and {type(block.bn2).__name__}.")
+    return block
+
+
+def _mute_residual(block: nn.Module) -> nn.Module:
+    """bn2's scale = 0 makes F(x) = 0 exactly (in eval mode): only the shortcut is left."""
+    block.bn2.weight.zero_()  # the checks run under no_grad (quiet_torch)
+    return block.eval()
+
+
+def _check_shapes(block_cls: type) -> None:
+    for cin, cout, stride in BLOCK_SHAPES:
+        block = _build(block_cls, cin, cout, stride).eval()
+        x = torch.rand(2, cin, MAP_SIZE, MAP_SIZE)
+        expected = tuple(_package_block(cin, cout, stride).eval()(x).shape)
+        name = f"MyBasicBlock({cin}, {cout}, stride={stride})"
+        try:
+            out = block(x)
+        except RuntimeError as err:
+            if "must match the size" not in str(err):
+                raise
+            # Bug 2 of the report: the residual F(x) and x have different shapes.
+            expect(False,
+                   f"{name} crashed on an input of shape {tuple(x.shape)}: "
+                   f"\"{str(err).rstrip('.')}\". "
+                   f"This block changes the shape: F(x) is {expected} but x is "
+                   f"{tuple(x.shape)}, so x cannot be added as it is. Where stride != 1 "
+                   f"or cin != cout the shortcut must be a 1x1 conv (that stride, no "
+                   f"bias) followed by a BatchNorm2d. See {CHAPTER}, 'Bug 2: the "
+                   f"addition fails when the block changes shape' and 'Fix 3'.")
+        expect_equal(f"output shape of {name} for an input of shape {tuple(x.shape)}",
+                     expected, tuple(out.shape),
+                     "conv1 has the block's stride and padding 1, conv2 stride 1 and "
+                     "padding 1; the output has cout channels.")
+
+
+def _check_identity(block_cls: type) -> None:
+    # The identity test of the chapter: with F(x) muted, a block that keeps
+    # the shape must be relu(x), bit for bit. randn (not rand) also catches a
+    # ReLU applied before the addition instead of after it.
+    block = _mute_residual(_build(block_cls, 64, 64, 1))
+    x = torch.randn(2, 64, MAP_SIZE, MAP_SIZE)
+    out = block(x)
+    if not torch.equal(out, F.relu(x)):
+        gap = (out - F.relu(x)).abs().max().item()
+        expect(False,
+               f"with bn2.weight = 0 (so F(x) = 0) and in eval mode, MyBasicBlock(64, 64, "
+               f"stride=1) must return relu(x) exactly; yours is off by up to {gap:.3g}. "
+               f"Where the shape does not change the shortcut is x itself (no conv, no "
+               f"BN), F(x) ends with bn2, and forward returns relu(F(x) + shortcut(x)), "
+               f"the ReLU after the addition. See {CHAPTER}, 'The identity test'.")
+
+
+def _check_own_shortcut(block_cls: type) -> None:
+    # With F(x) muted, what is left of a down-sampling block is its shortcut.
+    # That must be its own 1x1 projection: changing conv1 (which belongs to
+    # F) must not change the output. The report's fix fails here.
+    for cin, cout, stride in BLOCK_SHAPES[1:]:
+        block = _mute_residual(_build(block_cls, cin, cout, stride))
+        x = torch.rand(2, cin, MAP_SIZE, MAP_SIZE)
+        before = block(x)
+        block.conv1.weight.add_(torch.randn_like(block.conv1.weight))
+        after = block(x)
+        expect(torch.equal(before, after),
+               f"with F(x) muted (bn2.weight = 0), the output of MyBasicBlock({cin}, "
+               f"{cout}, stride={stride}) changed when conv1's weights changed: your "
+               f"shortcut reuses conv1's weights, which is the report's fix (Fix 1). Then "
+               f"the shortcut is no identity, conv1 serves two jobs, and there is no BN "
+               f"on it. Give the shortcut its own nn.Conv2d(cin, cout, 1, stride, "
+               f"bias=False) and its own nn.BatchNorm2d(cout). See {CHAPTER}, 'Fix 1, "
+               f"the report's: conv1's weights on the shortcut (wrong)'.")
+
+
+def _check_parameters(block_cls: type) -> None:
+    for cin, cout, stride in BLOCK_SHAPES:
+        expected = count_parameters(_package_block(cin, cout, stride))
+        got = count_parameters(_build(block_cls, cin, cout, stride))
+        projection = cin * cout + 2 * cout  # 1x1 conv weights + BN's scale and shift
+        if stride != 1 and got == expected - projection:
+            hint = ("exactly the projection's parameters are missing: this exercise asks "
+                    "for the paper's option B, a 1x1 conv + BN on the shortcut where the "
+                    "shape changes, not option A's zero padding (or no shortcut at all).")
+        else:
+            hint = (f"conv1 (3*3*{cin}*{cout}) and conv2 (3*3*{cout}*{cout}) have no bias, "
+                    f"bn1 and bn2 have 2*{cout} each"
+                    + (f", and the projection has {cin}*{cout} + 2*{cout}" if stride != 1
+                       else "; a block that keeps the shape has no shortcut parameters")
+                    + f". See {CHAPTER}, 'Fix 3, the paper's option B'.")
+        expect_equal(f"parameters of MyBasicBlock({cin}, {cout}, stride={stride})",
+                     expected, got, hint)
+
+
+def _check_basic_block(block_cls: type) -> None:
+    block_cls = given(block_cls)
+    _check_shapes(block_cls)
+    _check_identity(block_cls)
+    # Before the parameter count: the report's fix has option A's count,
+    # and the specific message here says what is wrong with it.
+    _check_own_shortcut(block_cls)
+    _check_parameters(block_cls)
+
+
+def check_basic_block(block_cls: type) -> bool:
+    """Check ``MyBasicBlock(cin, cout, stride)``: shapes, identity, own shortcut, size."""
+    def check() -> None:
+        with quiet_torch():
+            _check_basic_block(block_cls)
+    return run_check("BasicBlock with a projection shortcut", check)
+
+
+@cache
+def _stage_sizes(factor: int) -> dict[str, tuple[int, int]]:
+    """(H, W) of ResNet-18's layer3 and layer4 outputs for a 28x28 input upsampled
+    by ``factor``.
+
+    Measured with forward hooks on the package's model, built on the meta
+    device: meta tensors have shapes but no data, so even a 252 px forward
+    pass does no arithmetic.
+    """
+    with torch.device("meta"):
+        model = get_model("resnet18", upsample=factor)
+    sizes: dict[str, tuple[int, int]] = {}
+    handles = []
+    for stage in ("layer3", "layer4"):
+        def hook(_module: nn.Module, _inputs, output: Tensor, stage: str = stage) -> None:
+            sizes[stage] = tuple(output.shape[2:])
+        handles.append(getattr(model, stage).register_forward_hook(hook))
+    model.eval()
+    model(torch.zeros(1, 1, 28, 28, device="meta"))
+    for handle in handles:
+        handle.remove()
+    return sizes
+
+
+def _smallest_factor(min_size: int, stage: str = "layer4") -> int:
+    """The oracle: try factors 1, 2, 3, ... on the package's model."""
+    factor = 1
+    while min(_stage_sizes(factor)[stage]) < min_size:
+        factor += 1
+    return factor
+
+
+def _hint(min_size: int, expected: int, got: int) -> str:
+    """Why ``got`` is not the answer, from the measured map sizes."""
+    h, w = _stage_sizes(expected)["layer4"]
+    if got < 1:
+        return "the factor is at least 1 (1 means no upsampling)."
+    if got > expected:
+        return (f"at x{expected} ({28 * expected} px) layer4's maps are already {h}x{w}, "
+                f"at least {min_size}x{min_size}, so x{got} is more than needed. 'At "
+                f"least' means >=, not >, and no fixed number fits every min_size.")
+    gh, gw = _stage_sizes(got)["layer4"]
+    hint = (f"at x{got} ({28 * got} px) layer4's maps are only {gh}x{gw}, smaller than "
+            f"{min_size}x{min_size}; x{expected} gives {h}x{w}.")
+    if got == _smallest_factor(min_size, "layer3"):
+        return hint + " Measure layer4's output, not layer3's."
+    return hint + (" The map is not simply proportional to the factor (each stride-2 "
+                   "layer rounds up): measure it for each factor.")
+
+
+def _check_smallest_upsample(fn: Callable[[int], int]) -> None:
+    fn = given(fn)
+    # 2 is the chapter's case; 1, 4 and 8 keep a hard-coded answer (or
+    # "return min_size", right up to 7) from passing.
+    for min_size in (2, 1, 4, 8):
+        got = given(fn(min_size))
+        call = f"smallest_upsample_for_resnet({min_size})"
+        expect(isinstance(got, int) and not isinstance(got, bool),
+               f"{call} returned {got!r} ({type(got).__name__}); return an int.")
+        # The map only grows with the factor, so got is the smallest factor
+        # if it is big enough and got - 1 is not: two forward passes, not got.
+        big_enough = got >= 1 and min(_stage_sizes(got)["layer4"]) >= min_size
+        if big_enough and (got == 1 or min(_stage_sizes(got - 1)["layer4"]) < min_size):
+            continue
+        expected = _smallest_factor(min_size)
+        expect_equal(call, expected, got, _hint(min_size, expected, got)
+                     + f" See {CHAPTER}, 'Bug 4: 28x28 digits shrink to 1x1 maps'.")
+
+
+def check_smallest_upsample(fn: Callable[[int], int]) -> bool:
+    """Check ``smallest_upsample_for_resnet(min_size)`` for several ``min_size``."""
+    def check() -> None:
+        with quiet_torch():
+            _check_smallest_upsample(fn)
+    return run_check("smallest upsampling factor for ResNet-18", check)

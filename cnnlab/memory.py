@@ -1,0 +1,187 @@
+"""How much memory training a model takes, estimated before training.
+
+Bug 3 of the report was "CUDA out of memory" on its MX250 laptop GPU. The
+tensors one training step keeps in memory fall into four parts:
+
+* the parameters;
+* their gradients (one number per parameter);
+* the optimizer's state (AdamW keeps two running averages per parameter);
+* the activations: the tensors autograd saves in the forward pass so that
+  the backward pass can compute the gradients. They grow with the batch.
+
+``estimate_training_memory`` counts the first three from the parameter
+count and *measures* the fourth: it runs one forward pass (and the loss)
+with ``torch.autograd.graph.saved_tensors_hooks`` and adds up the storages
+autograd saves. In ``cnnlab.train.fit`` the previous step's gradients are
+still alive during the forward pass (they are cleared just before
+``backward``), so the end of the forward pass holds all four parts at once.
+
+It estimates tensors, not the process: the CUDA context, cuDNN workspaces,
+the caching allocator's rounding and fragmentation, the data kept on the
+device and the short-lived gradient buffers of the backward pass come on
+top. The backward buffers matter for shallow nets such as LeNet, whose
+largest activations sit next to the input.
+
+Tip: build the model on the "meta" device (``with torch.device("meta"):
+model = get_model(name)``) and the estimate costs no memory and almost no
+time: meta tensors have shapes and dtypes but no data.
+
+What torchinfo's "Estimated Total Size" counts
+----------------------------------------------
+torchinfo 1.8 (``ModelStatistics.__init__`` and ``__repr__`` in
+``torchinfo/model_statistics.py``) adds:
+
+* the input batch's bytes (``sys.getsizeof`` of its storage: the bytes
+  and a Python object's header);
+* the parameters' bytes, once;
+* twice (its comment: "x2 for gradients") the output bytes of every
+  *leaf module that has parameters* (Conv2d, Linear, BatchNorm2d, ...).
+
+So it leaves out the parameters' gradients and the optimizer's state
+(for AdamW three more copies of the parameters), the outputs of
+parameter-free layers (ReLU, Sigmoid, pooling, dropout, upsampling,
+concatenation) and of functional code that is no module at all
+(``F.relu``, the residual ``+``), and autograd's own saved tensors, which
+are mostly a layer's *input* and include int64 max-pool indices and
+dropout masks. Where a net keeps its memory in those places (AlexNet's
+optimizer state, GoogLeNet's branches and concatenations) torchinfo's
+figure is well below the real one: a lower bound. It is not a safe bound
+in general, though: for conv -> batch-norm -> ReLU nets (ResNet,
+MobileNet) it counts four copies of each feature map (conv output and BN
+output, each twice) where autograd keeps about two, and can land above.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, UntypedStorage, nn
+
+from .models import count_parameters
+
+# Numbers the optimizer keeps per parameter, besides the parameter itself.
+OPTIMIZER_STATES = {
+    "adamw": 2,         # exp_avg and exp_avg_sq
+    "adam": 2,
+    "sgd": 0,           # plain SGD keeps nothing
+    "sgd_momentum": 1,  # one momentum buffer
+}
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Bytes of the tensors one training step keeps, by part (an estimate)."""
+
+    parameters_bytes: int
+    gradients_bytes: int
+    optimizer_state_bytes: int
+    activations_bytes: int
+
+    @property
+    def total(self) -> int:
+        """The sum of the four parts."""
+        return (self.parameters_bytes + self.gradients_bytes
+                + self.optimizer_state_bytes + self.activations_bytes)
+
+
+def _storage_id(t: Tensor) -> int:
+    """What identifies the memory a tensor uses: its storage.
+
+    On a real device that is the storage's address (``data_ptr``). A meta
+    tensor has no memory (its address is 0), so there it is the storage
+    object itself, which every view of the tensor shares.
+    """
+    storage = t.untyped_storage()
+    return storage.data_ptr() or id(storage)
+
+
+def saved_activation_bytes(model: nn.Module, batch: Tensor,
+                           target: Tensor | None = None) -> int:
+    """Bytes autograd saves for backward in one forward pass (and the loss).
+
+    Each storage counts once and whole: a view keeps all of its storage
+    alive, and a tensor saved by two operations is one tensor in memory.
+    The parameters' own storages are left out (they count as parameters).
+    ``target`` adds the cross-entropy loss, as in a training step.
+    """
+    parameters = {_storage_id(p) for p in model.parameters()}
+    saved: dict[int, UntypedStorage] = {}  # holding them keeps each id unique
+
+    def pack(t: Tensor) -> Tensor:
+        key = _storage_id(t)
+        if key not in parameters:
+            saved[key] = t.untyped_storage()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        logits = model(batch)
+        if target is not None:
+            F.cross_entropy(logits, target)
+    return sum(s.nbytes() for s in saved.values())
+
+
+def _training_forward_bytes(model: nn.Module, batch: Tensor, target: Tensor) -> int:
+    """``saved_activation_bytes`` in training mode, leaving the model as it was.
+
+    Training mode, because dropout masks and batch-norm statistics are only
+    saved there; the batch-norm running statistics it updates are put back,
+    and the random number generator's state too (dropout draws from it).
+    """
+    buffers = [(b, b.clone()) for b in model.buffers()]
+    devices = [batch.device] if batch.device.type == "cuda" else []
+    was_training = model.training
+    try:
+        with torch.random.fork_rng(devices=devices):
+            model.train()
+            return saved_activation_bytes(model, batch, target)
+    finally:
+        model.train(was_training)
+        with torch.no_grad():
+            for buffer, before in buffers:
+                buffer.copy_(before)
+
+
+def estimate_training_memory(model: nn.Module, batch_size: int,
+                             input_size: tuple[int, ...] = (1, 28, 28),
+                             optimizer: str = "adamw",
+                             dtype_bytes: int = 4) -> MemoryEstimate:
+    """Estimate the tensor memory of one training step of ``model``.
+
+    Parameters, gradients and optimizer state follow from the parameter
+    count at ``dtype_bytes`` each (4 for float32). The activations are
+    measured: one forward pass and loss on a (``batch_size``,
+    *``input_size``) batch, in training mode, on the model's own device and
+    dtype (use the "meta" device for a free estimate). The model is left
+    as it was: its mode and its batch-norm statistics.
+    """
+    if optimizer not in OPTIMIZER_STATES:
+        raise ValueError(f"unknown optimizer {optimizer!r}; choose one of: "
+                         + ", ".join(OPTIMIZER_STATES))
+    if not isinstance(batch_size, int) or batch_size <= 0:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    first = next(model.parameters())
+    batch = torch.zeros(batch_size, *input_size, device=first.device, dtype=first.dtype)
+    target = torch.zeros(batch_size, dtype=torch.long, device=first.device)
+    n = count_parameters(model)
+    return MemoryEstimate(
+        parameters_bytes=n * dtype_bytes,
+        gradients_bytes=n * dtype_bytes,
+        optimizer_state_bytes=OPTIMIZER_STATES[optimizer] * n * dtype_bytes,
+        activations_bytes=_training_forward_bytes(model, batch, target),
+    )
+
+
+def torchinfo_estimate_bytes(model: nn.Module, batch_size: int,
+                             input_size: tuple[int, ...] = (1, 28, 28)) -> int:
+    """torchinfo's own "Estimated Total Size", in bytes, for comparison.
+
+    Input + parameters + 2 x the outputs of the leaf layers that have
+    parameters (see the module docstring for what that leaves out). Runs
+    on the model's device; "meta" works and is free.
+    """
+    from torchinfo import summary
+
+    stats = summary(model, input_size=(batch_size, *input_size), verbose=0,
+                    device=next(model.parameters()).device)
+    return stats.total_input + stats.total_output_bytes + stats.total_param_bytes

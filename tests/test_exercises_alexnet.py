@@ -1,0 +1,180 @@
+"""The chapter 3 (AlexNet) checkers: they pass the solution, reject the stub
+and reject plausible wrong answers with a specific message.
+
+The solution and the stub are the "exercise" cells of the two notebooks,
+run here, so these tests test what the notebooks contain.
+"""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from cnnlab.exercises.alexnet import (check_fc1_share, check_linear_params,
+                                      check_smallest_upsample)
+from cnnlab.models import count_parameters, get_model
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOK = "03_alexnet.ipynb"
+
+
+def answers(folder: str) -> dict:
+    """Run the notebook's setup cell and its "exercise" cells; return their names."""
+    cells = [c for c in json.loads((ROOT / folder / NOTEBOOK).read_text())["cells"]
+             if c["cell_type"] == "code"]
+    namespace: dict = {}
+    exec("".join(cells[0]["source"]), namespace)  # the imports the exercises use
+    for cell in cells:
+        if "exercise" in cell["metadata"].get("tags", []):
+            exec("".join(cell["source"]), namespace)
+    return namespace
+
+
+@pytest.fixture(scope="module")
+def solution() -> dict:
+    return answers("solutions")
+
+
+@pytest.fixture(scope="module")
+def stub() -> dict:
+    return answers("exercises")
+
+
+CHECKS = [("linear_params", check_linear_params), ("fc1_share", check_fc1_share),
+          ("smallest_upsample", check_smallest_upsample)]
+
+
+@pytest.mark.parametrize("name,check", CHECKS, ids=[n for n, _ in CHECKS])
+def test_passes_the_solution(name, check, solution, capsys):
+    assert check(solution[name]) is True
+    assert capsys.readouterr().out == f"✓ {name}: passed\n"
+
+
+@pytest.mark.parametrize("name,check", CHECKS, ids=[n for n, _ in CHECKS])
+def test_rejects_the_stub(name, check, stub, capsys):
+    assert check(stub[name]) is False
+    assert f"… {name}: not done yet" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name,check", CHECKS, ids=[n for n, _ in CHECKS])
+def test_a_none_placeholder_is_not_done_yet(name, check, capsys):
+    assert check(None) is False
+    assert "not done yet" in capsys.readouterr().out
+
+
+def rejected(check, answer, capsys) -> str:
+    """Assert that ``check`` rejects ``answer``; return its message."""
+    assert check(answer) is False
+    out = capsys.readouterr().out
+    assert out.startswith("✗ "), out
+    return out
+
+
+def meta_model(name):
+    with torch.device("meta"):
+        return get_model(name)
+
+
+def first_linear(model):
+    return next(m for m in model.modules() if isinstance(m, nn.Linear))
+
+
+# --- linear_params ----------------------------------------------------------
+
+def test_linear_params_rejects_the_weights_alone(capsys):
+    out = rejected(check_linear_params, lambda n_in, n_out: n_in * n_out, capsys)
+    assert "linear_params(256, 120) (what nn.Linear(256, 120) holds): " \
+           "expected 30840, got 30720" in out
+    assert "each of the 120 outputs has a bias too" in out
+
+
+def test_linear_params_rejects_a_bias_on_the_inputs(capsys):
+    def with_input_biases(n_in, n_out):
+        return (n_in + 1) * (n_out + 1)
+    out = rejected(check_linear_params, with_input_biases, capsys)
+    assert "only the outputs have biases" in out
+
+
+# --- fc1_share --------------------------------------------------------------
+
+def fc1_share_as_percentage(model_name):
+    model = meta_model(model_name)
+    return 100 * count_parameters(first_linear(model)) / count_parameters(model)
+
+
+def fc1_share_without_bias(model_name):
+    model = meta_model(model_name)
+    fc1 = first_linear(model)
+    return fc1.in_features * fc1.out_features / count_parameters(model)
+
+
+def fc1_share_of_the_reduced_alexnet(model_name):
+    return (128 * 7 * 7 * 4096 + 4096) / 43_446_122  # right for one model only
+
+
+def test_fc1_share_rejects_a_percentage(capsys):
+    out = rejected(check_fc1_share, fc1_share_as_percentage, capsys)
+    model = meta_model("alexnet")
+    share = count_parameters(first_linear(model)) / count_parameters(model)
+    assert f"fc1_share('alexnet'): expected {share:.6f}, got {100 * share}" in out
+    assert "not a percentage" in out
+
+
+def test_fc1_share_rejects_the_weights_alone(capsys):
+    out = rejected(check_fc1_share, fc1_share_without_bias, capsys)
+    assert "count the layer's biases too" in out
+
+
+def test_fc1_share_rejects_a_number_for_one_model(capsys):
+    out = rejected(check_fc1_share, fc1_share_of_the_reduced_alexnet, capsys)
+    model = meta_model("alexnet_large")
+    share = count_parameters(first_linear(model)) / count_parameters(model)
+    assert f"fc1_share('alexnet_large'): expected {share:.6f}" in out
+    assert "Linear(9216, 4096)" in out
+
+
+# --- smallest_upsample ------------------------------------------------------
+
+def last_map(model, side):
+    """The last map's side for a side x side input, 0 if it does not fit."""
+    try:
+        out = model(torch.zeros(1, 1, side, side, device="meta"))
+    except RuntimeError:
+        return 0
+    return min(out.shape[-2:])
+
+
+def upsample_through_the_whole_model(model_name, min_map=1):
+    # Feeds the model's own upsampling layer too: every factor is x8 too big.
+    model = meta_model(model_name)
+    for f in range(1, 33):
+        if last_map(nn.Sequential(model.upsample, model.features), 28 * f) >= min_map:
+            return f
+
+
+def upsample_off_by_one(model_name, min_map=1):
+    # Returns the last factor that fails instead of the first that works.
+    features = meta_model(model_name).features
+    f = 1
+    while last_map(features, 28 * f) < min_map:
+        f += 1
+    return f - 1
+
+
+def test_smallest_upsample_rejects_the_packages_x8_everywhere(capsys):
+    out = rejected(check_smallest_upsample, lambda model_name, min_map=1: 8, capsys)
+    assert "smallest_upsample('alexnet_large', min_map=1): expected 3, got 8" in out
+    assert "at x8 the 224px input ends in 6x6 maps; at x3 the maps are 1x1" in out
+
+
+def test_smallest_upsample_rejects_the_models_own_upsampling(capsys):
+    out = rejected(check_smallest_upsample, upsample_through_the_whole_model, capsys)
+    assert "smallest_upsample('alexnet_large', min_map=1): expected 3, got 1" in out
+    assert "not to the model: it would upsample once more" in out
+
+
+def test_smallest_upsample_rejects_the_last_factor_that_fails(capsys):
+    out = rejected(check_smallest_upsample, upsample_off_by_one, capsys)
+    assert "expected 3, got 2" in out
+    assert "at x2 the 56px input does not get through the features" in out

@@ -1,0 +1,203 @@
+"""The chapter 1 (data) checkers: they pass the solution, reject the stub
+and reject plausible wrong answers with a specific message.
+
+The solution and the stub are the "exercise" cells of the two notebooks,
+run here, so these tests test what the notebooks contain.
+"""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from cnnlab.data import MEAN, STD
+from cnnlab.exercises.data import check_batches, check_normalise, check_split
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOK = "01_data.ipynb"
+
+
+def answers(folder: str) -> dict:
+    """Run the notebook's setup cell and its "exercise" cells; return their names."""
+    cells = [c for c in json.loads((ROOT / folder / NOTEBOOK).read_text())["cells"]
+             if c["cell_type"] == "code"]
+    namespace: dict = {}
+    exec("".join(cells[0]["source"]), namespace)  # the imports the exercises use
+    for cell in cells:
+        if "exercise" in cell["metadata"].get("tags", []):
+            exec("".join(cell["source"]), namespace)
+    return namespace
+
+
+@pytest.fixture(scope="module")
+def solution() -> dict:
+    return answers("solutions")
+
+
+@pytest.fixture(scope="module")
+def stub() -> dict:
+    return answers("exercises")
+
+
+CHECKS = [("normalise", check_normalise), ("split", check_split),
+          ("batches", check_batches)]
+
+
+@pytest.mark.parametrize("name,check", CHECKS, ids=[n for n, _ in CHECKS])
+def test_passes_the_solution(name, check, solution, capsys):
+    assert check(solution[name]) is True
+    assert capsys.readouterr().out == f"✓ {name}: passed\n"
+
+
+@pytest.mark.parametrize("name,check", CHECKS, ids=[n for n, _ in CHECKS])
+def test_rejects_the_stub(name, check, stub, capsys):
+    assert check(stub[name]) is False
+    assert f"… {name}: not done yet" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name,check", CHECKS, ids=[n for n, _ in CHECKS])
+def test_a_none_placeholder_is_not_done_yet(name, check, capsys):
+    assert check(None) is False
+    assert "not done yet" in capsys.readouterr().out
+
+
+def rejected(check, answer, capsys) -> str:
+    """Assert that ``check`` rejects ``answer``; return its message."""
+    assert check(answer) is False
+    out = capsys.readouterr().out
+    assert out.startswith("✗ "), out
+    return out
+
+
+# --- normalise: plausible wrong answers -------------------------------------
+
+def normalise_without_scaling(images):
+    return ((images.float() - MEAN) / STD).unsqueeze(1)  # forgot / 255
+
+
+def normalise_with_batch_statistics(images):
+    x = images.float() / 255
+    return ((x - x.mean()) / x.std()).unsqueeze(1)  # the batch's, not the dataset's
+
+
+def normalise_without_channel_axis(images):
+    return (images.float() / 255 - MEAN) / STD
+
+
+def test_normalise_rejects_a_missing_division_by_255(capsys):
+    out = rejected(check_normalise, normalise_without_scaling, capsys)
+    assert "a white pixel (255) should become 2.8215, yours became 827." in out
+    assert "(x / 255 - MEAN) / STD" in out
+
+
+def test_normalise_rejects_the_batch_statistics(capsys):
+    out = rejected(check_normalise, normalise_with_batch_statistics, capsys)
+    assert "values differ from cnnlab.data.preprocess" in out
+    assert "the same for every batch" in out
+
+
+def test_normalise_rejects_a_missing_channel_axis(capsys):
+    out = rejected(check_normalise, normalise_without_channel_axis, capsys)
+    assert "expected (5, 1, 28, 28), got (5, 28, 28)" in out
+    assert ".unsqueeze(1)" in out
+
+
+# --- split: plausible wrong answers -----------------------------------------
+
+def split_from_the_global_rng(n, n_val, seed):
+    torch.manual_seed(seed)
+    perm = torch.randperm(n)
+    return perm[: n - n_val], perm[n - n_val:]
+
+
+def split_validation_first(n, n_val, seed):
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return perm[n_val:], perm[:n_val]
+
+
+def split_from_two_permutations(n, n_val, seed):
+    g = torch.Generator().manual_seed(seed)
+    train = torch.randperm(n, generator=g)[: n - n_val]
+    return train, torch.randperm(n, generator=g)[:n_val]  # a second permutation
+
+
+def test_split_rejects_the_global_rng_and_undoes_its_change(capsys):
+    torch.manual_seed(0)
+    state = torch.get_rng_state()
+    out = rejected(check_split, split_from_the_global_rng, capsys)
+    assert "changed PyTorch's global random state" in out
+    assert "'Why a generator of its own'" in out
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_split_rejects_validation_taken_first(capsys):
+    out = rejected(check_split, split_validation_first, capsys)
+    assert "split(60000, 12000, seed=42) is a valid split but not the course's" in out
+    assert "FIRST n_val" in out
+
+
+def test_split_rejects_overlapping_halves(capsys):
+    out = rejected(check_split, split_from_two_permutations, capsys)
+    assert "are in both train and validation" in out
+
+
+# --- batches: plausible wrong answers ---------------------------------------
+
+def batches_in_stored_order(images, labels, batch_size, generator):
+    for start in range(0, len(labels), batch_size):
+        yield images[start:start + batch_size], labels[start:start + batch_size]
+
+
+def batches_dropping_the_last(images, labels, batch_size, generator):
+    order = torch.randperm(len(labels), generator=generator)
+    for start in range(0, len(labels) - batch_size + 1, batch_size):
+        idx = order[start:start + batch_size]
+        yield images[idx], labels[idx]
+
+
+def batches_from_the_global_rng(images, labels, batch_size, generator):
+    order = torch.randperm(len(labels))  # ignores the generator
+    for start in range(0, len(labels), batch_size):
+        idx = order[start:start + batch_size]
+        yield images[idx], labels[idx]
+
+
+def batches_reseeding_each_epoch(images, labels, batch_size, generator):
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))
+    for start in range(0, len(labels), batch_size):
+        idx = order[start:start + batch_size]
+        yield images[idx], labels[idx]
+
+
+def batches_shuffling_apart(images, labels, batch_size, generator):
+    order_x = torch.randperm(len(labels), generator=generator)
+    order_y = torch.randperm(len(labels), generator=generator)
+    for start in range(0, len(labels), batch_size):
+        yield (images[order_x[start:start + batch_size]],
+               labels[order_y[start:start + batch_size]])
+
+
+def test_batches_rejects_the_stored_order(capsys):
+    out = rejected(check_batches, batches_in_stored_order, capsys)
+    assert "came out in their stored order" in out
+
+
+def test_batches_rejects_dropping_the_short_batch(capsys):
+    out = rejected(check_batches, batches_dropping_the_last, capsys)
+    assert "batch sizes: expected [128, 128, 128, 128, 128, 128, 128, 104]" in out
+    assert "the last, shorter batch is missing" in out
+
+
+def test_batches_rejects_the_global_rng(capsys):
+    out = rejected(check_batches, batches_from_the_global_rng, capsys)
+    assert "a generator seeded the same way gave a different order" in out
+
+
+def test_batches_rejects_the_same_order_every_epoch(capsys):
+    out = rejected(check_batches, batches_reseeding_each_epoch, capsys)
+    assert "the second epoch came out in the same order as the first" in out
+
+
+def test_batches_rejects_images_and_labels_shuffled_apart(capsys):
+    out = rejected(check_batches, batches_shuffling_apart, capsys)
+    assert "the images and labels come from different examples" in out

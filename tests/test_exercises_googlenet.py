@@ -1,0 +1,192 @@
+"""The chapter 6 checkers pass the solution, and reject the stub and wrong answers.
+
+The solution and the stub are the "exercise" cells of
+solutions/06_googlenet.ipynb and exercises/06_googlenet.ipynb, so these
+tests test what the notebooks contain.
+"""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from cnnlab.exercises.googlenet import (check_inception, check_inception_out_channels,
+                                        check_inception_params)
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOK = "06_googlenet.ipynb"
+
+
+def notebook_namespace(folder: str) -> dict:
+    """Exec a notebook's first code cell (its imports) and its exercise cells."""
+    cells = json.loads((ROOT / folder / NOTEBOOK).read_text())["cells"]
+    code = [c for c in cells if c["cell_type"] == "code"]
+    namespace: dict = {}
+    for i, cell in enumerate(code):
+        if i == 0 or "exercise" in cell["metadata"].get("tags", []):
+            exec("".join(cell["source"]), namespace)
+    return namespace
+
+
+@pytest.fixture(scope="module")
+def solution() -> dict:
+    return notebook_namespace("solutions")
+
+
+@pytest.fixture(scope="module")
+def stub() -> dict:
+    return notebook_namespace("exercises")
+
+
+def verdict(capsys) -> str:
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1, out  # one line per check
+    return out
+
+
+# Exercise 1: output channels
+
+def test_out_channels_pass_the_solution(solution, capsys):
+    assert check_inception_out_channels(solution["inception_out_channels"]) is True
+    assert verdict(capsys) == "✓ Inception output channels: passed\n"
+
+
+@pytest.mark.parametrize("answer", ["stub", None])
+def test_out_channels_stub_is_not_done(stub, capsys, answer):
+    fn = stub["inception_out_channels"] if answer else None
+    assert check_inception_out_channels(fn) is False
+    assert "… Inception output channels: not done yet" in verdict(capsys)
+
+
+@pytest.mark.parametrize("wrong, message", [
+    (lambda row: sum(row[1:]), "you added the reduce convs' channels"),
+    (lambda row: row[1] + row[3] + row[5], "add its pool proj channels"),
+    (lambda row: row[1] + row[3] + row[5] + row[0], "pool proj channels, not cin"),
+    (lambda row: 256, "inception_out_channels((256, 128, 128, 192, 32, 96, 64)): "
+     "expected 480, got 256"),  # 3a's answer for every row
+])
+def test_out_channels_reject_wrong_answers(capsys, wrong, message):
+    assert check_inception_out_channels(wrong) is False
+    out = verdict(capsys)
+    assert out.startswith("✗ Inception output channels: ")
+    assert message in out
+
+
+# Exercise 2: the module
+
+def conv_relu(cin, cout, k, bn=False):
+    if bn:  # torchvision's BasicConv2d: conv without bias, BN, ReLU
+        return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2, bias=False),
+                             nn.BatchNorm2d(cout, eps=0.001), nn.ReLU())
+    return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2), nn.ReLU())
+
+
+class Inception(nn.Module):
+    """A right module, configurable into plausible wrong ones."""
+
+    k5, bn, order = 5, False, (0, 1, 2, 3)
+
+    def __init__(self, cin, c1, c3r, c3, c5r, c5, pool_proj):
+        super().__init__()
+        self.branches = nn.ModuleList([
+            conv_relu(cin, c1, 1, self.bn),
+            nn.Sequential(conv_relu(cin, c3r, 1, self.bn), conv_relu(c3r, c3, 3, self.bn)),
+            nn.Sequential(conv_relu(cin, c5r, 1, self.bn), conv_relu(c5r, c5, self.k5, self.bn)),
+            nn.Sequential(nn.MaxPool2d(3, 1, padding=1), conv_relu(cin, pool_proj, 1, self.bn)),
+        ])
+
+    def forward(self, x):
+        return torch.cat([self.branches[i](x) for i in self.order], dim=1)
+
+
+class TorchvisionBranch(Inception):
+    """torchvision's GoogLeNet: a 3x3 kernel in the "5x5" branch."""
+    k5 = 3
+
+
+class TorchvisionWithBN(TorchvisionBranch):
+    """torchvision's module as it is: 3x3 in the 5x5 branch, and BN."""
+    bn = True
+
+
+class WithBN(Inception):
+    bn = True
+
+
+class PoolFirst(Inception):
+    """Branches concatenated in another order."""
+    order = (3, 0, 1, 2)
+
+
+class NoPadding5x5(Inception):
+    def __init__(self, *row):
+        super().__init__(*row)
+        self.branches[2][1][0].padding = (0, 0)
+
+
+def test_inception_passes_the_solution(solution, capsys):
+    assert check_inception(solution["MyInception"]) is True
+    assert verdict(capsys) == "✓ Inception module: passed\n"
+
+
+def test_the_right_module_the_wrong_ones_change_passes():
+    assert check_inception(Inception) is True
+
+
+@pytest.mark.parametrize("answer", ["stub", None])
+def test_inception_stub_is_not_done(stub, capsys, answer):
+    assert check_inception(stub["MyInception"] if answer else None) is False
+    assert "… Inception module: not done yet" in verdict(capsys)
+
+
+@pytest.mark.parametrize("wrong, message", [
+    (TorchvisionBranch, "the 5x5 branch uses a 3x3 conv (16 -> 32 channels). That is "
+     "torchvision's GoogLeNet"),
+    (TorchvisionWithBN, "That is torchvision's GoogLeNet"),
+    (WithBN, "has batch norm layers (BatchNorm2d). Inception-v1 has none"),
+    (PoolFirst, "these branches' outputs differ from the package's Inception: 1x1 "
+     "(channels 0:3), 3x3 (channels 3:8), 5x5 (channels 8:15), pool (channels 15:23)"),
+    (NoPadding5x5, "padding 1 for the 3x3 conv, 2 for the 5x5"),
+])
+def test_inception_rejects_wrong_modules(capsys, wrong, message):
+    assert check_inception(wrong) is False
+    out = verdict(capsys)
+    assert out.startswith("✗ Inception module: ")
+    assert message in out
+
+
+# Exercise 3: parameters
+
+def weights_only(row):
+    cin, c1, c3r, c3, c5r, c5, pool = row
+    return cin * c1 + cin * c3r + 9 * c3r * c3 + cin * c5r + 25 * c5r * c5 + cin * pool
+
+
+def torchvision_params(row):
+    cin, c1, c3r, c3, c5r, c5, pool = row
+    return (weights_only(row) - 16 * c5r * c5) + c1 + c3r + c3 + c5r + c5 + pool
+
+
+def test_params_pass_the_solution(solution, capsys):
+    assert check_inception_params(solution["inception_params"]) is True
+    assert verdict(capsys) == "✓ Inception parameter count: passed\n"
+
+
+@pytest.mark.parametrize("answer", ["stub", None])
+def test_params_stub_is_not_done(stub, capsys, answer):
+    assert check_inception_params(stub["inception_params"] if answer else None) is False
+    assert "… Inception parameter count: not done yet" in verdict(capsys)
+
+
+@pytest.mark.parametrize("wrong, message", [
+    (weights_only, "that is the weights alone: each conv also has one bias"),
+    (torchvision_params, "that counts a 3x3 conv in the 5x5 branch"),
+    (lambda row: weights_only(row) - row[0] * (row[2] + row[4]) + sum(row[1:]),
+     "inception_params((192, 64, 96, 128, 16, 32, 32)): expected 163696, got"),
+])
+def test_params_reject_wrong_answers(capsys, wrong, message):
+    assert check_inception_params(wrong) is False
+    out = verdict(capsys)
+    assert out.startswith("✗ Inception parameter count: ")
+    assert message in out

@@ -1,0 +1,194 @@
+"""The chapter 2 (LeNet-5) checkers: they pass the solution, reject the stub
+and reject plausible wrong answers with a specific message.
+
+The solution and the stub are the "exercise" cells of the two notebooks,
+run here, so these tests test what the notebooks contain.
+"""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from cnnlab.exercises.lenet import check_conv_output_size, check_flatten_size, check_trace
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOK = "02_lenet.ipynb"
+
+
+def answers(folder: str) -> dict:
+    """Run the notebook's setup cell and its "exercise" cells; return their names."""
+    cells = [c for c in json.loads((ROOT / folder / NOTEBOOK).read_text())["cells"]
+             if c["cell_type"] == "code"]
+    namespace: dict = {}
+    exec("".join(cells[0]["source"]), namespace)  # the imports the exercises use
+    for cell in cells:
+        if "exercise" in cell["metadata"].get("tags", []):
+            exec("".join(cell["source"]), namespace)
+    return namespace
+
+
+@pytest.fixture(scope="module")
+def solution() -> dict:
+    return answers("solutions")
+
+
+@pytest.fixture(scope="module")
+def stub() -> dict:
+    return answers("exercises")
+
+
+CHECKS = [("flatten_size", check_flatten_size),
+          ("conv_output_size", check_conv_output_size),
+          ("trace", check_trace)]
+
+
+@pytest.mark.parametrize("name,check", CHECKS, ids=[n for n, _ in CHECKS])
+def test_passes_the_solution(name, check, solution, capsys):
+    assert check(solution[name]) is True
+    assert capsys.readouterr().out == f"✓ {name}: passed\n"
+
+
+@pytest.mark.parametrize("name,check", CHECKS, ids=[n for n, _ in CHECKS])
+def test_rejects_the_stub(name, check, stub, capsys):
+    assert check(stub[name]) is False
+    assert f"… {name}: not done yet" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name,check", CHECKS, ids=[n for n, _ in CHECKS])
+def test_a_none_placeholder_is_not_done_yet(name, check, capsys):
+    assert check(None) is False
+    assert "not done yet" in capsys.readouterr().out
+
+
+def rejected(check, answer, capsys) -> str:
+    """Assert that ``check`` rejects ``answer``; return its message."""
+    assert check(answer) is False
+    out = capsys.readouterr().out
+    assert out.startswith("✗ "), out
+    return out
+
+
+# --- flatten_size: plausible wrong answers ----------------------------------
+
+def flatten_size_of_the_paper(input_size, padding=0):
+    return 16 * 5 * 5  # bug 1 of the report: the 32x32 value
+
+
+def flatten_size_with_true_division(input_size, padding=0):
+    side = input_size + 2 * padding
+    for _ in range(2):
+        side = (side - 4) / 2
+    return 16 * side * side
+
+
+def flatten_size_ignoring_padding(input_size, padding=0):
+    side = input_size
+    for _ in range(2):
+        side = (side - 4) // 2
+    return 16 * side * side
+
+
+def test_flatten_size_rejects_the_papers_400(capsys):
+    out = rejected(check_flatten_size, flatten_size_of_the_paper, capsys)
+    assert "flatten_size(28, padding=0): expected 256, got 400" in out
+    assert "16*5*5 is the paper's value for 32x32 inputs" in out
+    assert "28 -> 24 -> 12 -> 8 -> 4" in out
+
+
+def test_flatten_size_rejects_a_float(capsys):
+    out = rejected(check_flatten_size, flatten_size_with_true_division, capsys)
+    assert "flatten_size(28, padding=0) returned 256.0 (float)" in out
+    assert "return an int" in out
+
+
+def test_flatten_size_rejects_ignored_padding(capsys):
+    out = rejected(check_flatten_size, flatten_size_ignoring_padding, capsys)
+    assert "flatten_size(28, padding=2): expected 400, got 256" in out
+    assert "padding adds 2*padding" in out
+
+
+# --- conv_output_size: plausible wrong answers ------------------------------
+
+def conv_output_size_padding_once(size, kernel, stride=1, padding=0):
+    return (size - kernel + padding) // stride + 1
+
+
+def conv_output_size_rounding_up(size, kernel, stride=1, padding=0):
+    return -(-(size - kernel + 2 * padding) // stride) + 1
+
+
+def test_conv_output_size_rejects_padding_on_one_side(capsys):
+    out = rejected(check_conv_output_size, conv_output_size_padding_once, capsys)
+    assert "conv_output_size(28, 3, stride=1, padding=1) (what nn.Conv2d gives): " \
+           "expected 28, got 27" in out
+    assert "padding adds p pixels on BOTH sides" in out
+
+
+def test_conv_output_size_rejects_rounding_up(capsys):
+    out = rejected(check_conv_output_size, conv_output_size_rounding_up, capsys)
+    assert "conv_output_size(224, 11, stride=4, padding=2) (what nn.Conv2d gives): " \
+           "expected 55, got 56" in out
+    assert "round the division DOWN" in out
+
+
+# --- trace: plausible wrong answers -----------------------------------------
+
+def tracer(select_all=False, with_batch=False, remove=True, restore_mode=True):
+    """A hook-based tracer with one of the usual slips switched on."""
+    def trace(model, input_size):
+        records, handles = [], []
+        for name, module in model.named_modules():
+            if not select_all and next(module.children(), None) is not None:
+                continue
+
+            def hook(mod, inputs, output, name=name):
+                shape = tuple(output.shape) if with_batch else tuple(output.shape[1:])
+                records.append((name, shape))
+            handles.append(module.register_forward_hook(hook))
+        channels = getattr(model, "input_shape", (1,))[0]
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(1, channels, input_size, input_size))
+        if remove:
+            for handle in handles:
+                handle.remove()
+        if restore_mode:
+            model.train()
+        return records
+    return trace
+
+
+def test_trace_rejects_containers(capsys):
+    out = rejected(check_trace, tracer(select_all=True), capsys)
+    assert "recorded modules that are not leaves: 'features', 'classifier', ''" in out
+
+
+def test_trace_rejects_the_batch_dimension(capsys):
+    out = rejected(check_trace, tracer(with_batch=True), capsys)
+    assert "'features.0' has shape (1, 6, 24, 24); leave out the batch dimension" in out
+
+
+def test_trace_rejects_hooks_left_behind(capsys):
+    out = rejected(check_trace, tracer(remove=False), capsys)
+    assert "trace left 12 forward hooks on get_model('lenet')" in out
+
+
+def test_trace_rejects_a_model_left_in_eval_mode(capsys):
+    out = rejected(check_trace, tracer(restore_mode=False), capsys)
+    assert "trace left get_model('lenet') in eval mode" in out
+
+
+def test_trace_rejects_modules_listed_instead_of_called(capsys):
+    # Walking the module list misses the second call of a shared ReLU.
+    def trace(model, input_size):
+        shapes = tracer()(model, input_size)
+        seen, once = set(), []
+        for name, shape in shapes:
+            if name not in seen:
+                seen.add(name)
+                once.append((name, shape))
+        return once
+    out = rejected(check_trace, trace, capsys)
+    assert "a small 3-channel net that calls its ReLU twice" in out
+    assert "in the order the forward pass makes them" in out
