@@ -5,7 +5,9 @@ Szegedy et al., "Going Deeper with Convolutions", CVPR 2015.
 As in the paper: convs with bias and no batch norm (BN came a year later),
 a real 5x5 branch (torchvision's copy uses 3x3 there), local response
 normalisation in the stem. Unlike the paper: no auxiliary classifiers,
-and a global average pool, since the last maps are 2x2 at 56 px, not 7x7.
+and a global average pool, since the last maps are 1x1 at 56 px, not 7x7:
+the pools here use ``ceil_mode`` without padding, so 56 -> 28 -> 14 -> 7
+-> 3 -> 1 (the paper's padded pools would give 7 -> 4 -> 2).
 """
 import torch
 from torch import Tensor, nn
@@ -56,7 +58,7 @@ INCEPTION = {
 
 
 def _pool() -> nn.MaxPool2d:
-    # ceil_mode keeps odd sizes from losing their last row: 7 -> 4, not 3.
+    # 3x3 stride 2, rounding up: 28 -> 14 -> 7 -> 3 -> 1 at 56 px input.
     return nn.MaxPool2d(3, 2, ceil_mode=True)
 
 
@@ -76,10 +78,10 @@ class GoogLeNet(nn.Module):
             nn.LocalResponseNorm(5), _pool(),                  # (N, 192, 7, 7)
         )
         m = {name: Inception(*row) for name, row in INCEPTION.items()}
-        self.inception3 = nn.Sequential(m["3a"], m["3b"], _pool())  # (N, 480, 4, 4)
+        self.inception3 = nn.Sequential(m["3a"], m["3b"], _pool())  # (N, 480, 3, 3)
         self.inception4 = nn.Sequential(m["4a"], m["4b"], m["4c"], m["4d"],
-                                        m["4e"], _pool())           # (N, 832, 2, 2)
-        self.inception5 = nn.Sequential(m["5a"], m["5b"])           # (N, 1024, 2, 2)
+                                        m["4e"], _pool())           # (N, 832, 1, 1)
+        self.inception5 = nn.Sequential(m["5a"], m["5b"])           # (N, 1024, 1, 1)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(1024, num_classes)
