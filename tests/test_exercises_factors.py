@@ -6,30 +6,20 @@ run here, so these tests test what the notebooks contain. The two tests
 that train LeNet for 2 epochs on the CPU are marked slow (tens of seconds
 each on an idle laptop CPU).
 """
-import json
-from pathlib import Path
 
 import pytest
+from exercise_cells import exercise_namespace
 import torch
 from torch import nn
 
 from cnnlab.exercises.factors import check_lenet_98_5, check_training_memory
 from cnnlab.models import count_parameters, get_model
 
-ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = "07_factors.ipynb"
 
 
 def answers(folder: str) -> dict:
-    """Run the notebook's setup cell and its "exercise" cells; return their names."""
-    cells = [c for c in json.loads((ROOT / folder / NOTEBOOK).read_text())["cells"]
-             if c["cell_type"] == "code"]
-    namespace: dict = {}
-    exec("".join(cells[0]["source"]), namespace)  # the imports the exercises use
-    for cell in cells:
-        if "exercise" in cell["metadata"].get("tags", []):
-            exec("".join(cell["source"]), namespace)
-    return namespace
+    return exercise_namespace(folder, NOTEBOOK)
 
 
 @pytest.fixture(scope="module")

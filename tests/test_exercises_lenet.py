@@ -4,28 +4,18 @@ and reject plausible wrong answers with a specific message.
 The solution and the stub are the "exercise" cells of the two notebooks,
 run here, so these tests test what the notebooks contain.
 """
-import json
-from pathlib import Path
 
 import pytest
+from exercise_cells import exercise_namespace
 import torch
 
 from cnnlab.exercises.lenet import check_conv_output_size, check_flatten_size, check_trace
 
-ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = "02_lenet.ipynb"
 
 
 def answers(folder: str) -> dict:
-    """Run the notebook's setup cell and its "exercise" cells; return their names."""
-    cells = [c for c in json.loads((ROOT / folder / NOTEBOOK).read_text())["cells"]
-             if c["cell_type"] == "code"]
-    namespace: dict = {}
-    exec("".join(cells[0]["source"]), namespace)  # the imports the exercises use
-    for cell in cells:
-        if "exercise" in cell["metadata"].get("tags", []):
-            exec("".join(cell["source"]), namespace)
-    return namespace
+    return exercise_namespace(folder, NOTEBOOK)
 
 
 @pytest.fixture(scope="module")

@@ -4,29 +4,20 @@ The solution and the stub are the "exercise" cells of
 solutions/05_mobilenet.ipynb and exercises/05_mobilenet.ipynb, so these
 tests test what the notebooks contain.
 """
-import json
-from pathlib import Path
 
 import pytest
+from exercise_cells import exercise_namespace
 import torch
 from torch import nn
 
 from cnnlab.exercises.mobilenet import (check_depthwise_separable, check_macs_ratio,
                                         check_param_counts)
 
-ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = "05_mobilenet.ipynb"
 
 
 def notebook_namespace(folder: str) -> dict:
-    """Exec a notebook's first code cell (its imports) and its exercise cells."""
-    cells = json.loads((ROOT / folder / NOTEBOOK).read_text())["cells"]
-    code = [c for c in cells if c["cell_type"] == "code"]
-    namespace: dict = {}
-    for i, cell in enumerate(code):
-        if i == 0 or "exercise" in cell["metadata"].get("tags", []):
-            exec("".join(cell["source"]), namespace)
-    return namespace
+    return exercise_namespace(folder, NOTEBOOK)
 
 
 @pytest.fixture(scope="module")
