@@ -26,6 +26,8 @@ class LayerShape:
 def _warning(module: nn.Module, shape: tuple[int, ...]) -> str:
     if len(shape) != 3:
         return ""
+    if isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
+        return ""  # a global pool makes 1x1 on purpose: nothing has collapsed
     h, w = shape[1:]
     if h <= 1 and w <= 1:
         return "1x1 map: no spatial context left"
