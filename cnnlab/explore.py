@@ -7,6 +7,7 @@ widget too, so the static book shows the same views as figures.
 from __future__ import annotations
 
 import copy
+import textwrap
 from dataclasses import dataclass
 
 import numpy as np
@@ -146,58 +147,149 @@ def first_layer_filters(model: nn.Module) -> Tensor:
     return conv.weight.detach()[:, 0].cpu()
 
 
-def architecture_figure(model: nn.Module | str, size: int = 28,
-                        title: str | None = None) -> Figure:
-    """A diagram drawn from the model object: one box per top-level stage.
+@dataclass
+class Unit:
+    """One box of an architecture diagram: a layer or block, with what follows it.
 
-    Each box shows the stage's name, its output shape and its parameters,
-    so the picture cannot drift from the code.
+    Activations, batch norms, local response norms, dropout and flatten carry
+    no shape change worth a box of their own, so they are folded into the
+    box before them ("conv 5x5 + sigmoid").
     """
-    name = model if isinstance(model, str) else type(model).__name__
-    if isinstance(model, str):
-        model = get_model(model)
-    stages = _stage_shapes(model, size)
-    fig = Figure(figsize=(min(1.55 * len(stages) + 0.5, 11), 2.3), layout="constrained")
-    ax = fig.subplots()
-    ax.set_xlim(-0.1, len(stages))
-    ax.set_ylim(0, 1)
-    ax.axis("off")
-    for i, (stage, shape, params) in enumerate(stages):
-        ax.add_patch(_box(i, params))
-        ax.text(i + 0.45, 0.72, stage, ha="center", va="center", fontsize=8, weight="bold")
-        ax.text(i + 0.45, 0.5, "x".join(map(str, shape)), ha="center", va="center",
-                fontsize=7)
-        ax.text(i + 0.45, 0.3, f"{params:,} p", ha="center", va="center", fontsize=7)
-        if i:
-            ax.annotate("", (i, 0.5), (i - 0.1, 0.5), arrowprops={"arrowstyle": "->"})
-    ax.set_title(title or f"{name}: stages at {size} px input "
-                 "(output shape, parameters)", fontsize=9)
-    return fig
+
+    name: str
+    label: str
+    output_shape: tuple[int, ...]
+    parameters: int
 
 
-def _box(i: int, params: int):
-    from matplotlib.patches import FancyBboxPatch
-
-    shade = 0.95 - 0.5 * min(1.0, np.log10(params + 1) / 8)
-    return FancyBboxPatch((i, 0.15), 0.9, 0.7, boxstyle="round,pad=0.02",
-                          facecolor=(shade, shade, 1.0), edgecolor="navy")
+# Layers folded into the box before them, and how they are written there.
+_FOLDED = {nn.ReLU: "ReLU", nn.Sigmoid: "sigmoid", nn.Tanh: "tanh",
+           nn.BatchNorm2d: "BN", nn.LocalResponseNorm: "LRN", nn.Dropout: "dropout",
+           nn.Flatten: "flatten"}
 
 
-def _stage_shapes(model: nn.Module, size: int) -> list[tuple[str, tuple, int]]:
-    """(name, output shape, parameters) of each top-level child, in call order."""
-    rows: list[tuple[str, tuple, int]] = []
-    hooks = [child.register_forward_hook(
-        lambda m, i, o, name=name: rows.append(
-            (name, tuple(o.shape[1:]), sum(p.numel() for p in m.parameters()))))
-        for name, child in model.named_children()]
+def _pair(v) -> int:
+    return v[0] if isinstance(v, tuple) else v
+
+
+def _label(module: nn.Module) -> str:
+    """A short description of one layer or block, as a diagram box shows it."""
+    stride = _pair(getattr(module, "stride", 1) or 1)
+    step = f" /{stride}" if stride > 1 else ""
+    if isinstance(module, nn.Conv2d):
+        k = _pair(module.kernel_size)
+        depthwise = " depthwise" if module.groups > 1 else ""
+        return f"conv {k}x{k}{step}{depthwise}"
+    if isinstance(module, nn.MaxPool2d):
+        k = _pair(module.kernel_size)
+        return f"max-pool {k}x{k}{step}"
+    if isinstance(module, nn.AdaptiveAvgPool2d):
+        return "global avg-pool"
+    if isinstance(module, nn.Linear):
+        return "linear"
+    if isinstance(module, nn.Upsample):
+        return f"upsample x{module.scale_factor:g}"
+    if type(module) in _FOLDED:
+        return _FOLDED[type(module)]
+    if isinstance(module, nn.Sequential):
+        kinds = {type(m) for m in module}
+        if len(kinds) == 1 and len(module) > 1:  # a stage of identical blocks
+            return f"{len(module)} x {type(module[0]).__name__}"
+        return " + ".join(_label(m) for m in module)
+    return type(module).__name__  # a block named after the paper: Inception, ...
+
+
+def architecture_units(model: nn.Module, size: int = 28,
+                       expand: tuple[str, ...] | None = None) -> list[Unit]:
+    """The boxes of ``architecture_figure``: the input, then layers in call order.
+
+    Output shapes are measured by a forward pass at ``size`` px, parameters
+    counted from the modules, so the boxes add up to the whole model.
+
+    ``expand`` names the top-level children to open one level (by default
+    every top-level ``nn.Sequential``); the others stay one box each.
+    """
+    children = list(model.named_children())
+    if expand is None:
+        expand = tuple(n for n, c in children if isinstance(c, nn.Sequential))
+    parts = [(f"{n}.{k}", m) for n, c in children for k, m in
+             (c.named_children() if n in expand else [("", c)])]
+    parts = [(name.rstrip("."), m) for name, m in parts]
+    shapes: dict[str, tuple[int, ...]] = {}
+
+    def record(name: str):
+        def hook(_module, _inputs, output) -> None:  # returns None: output unchanged
+            shapes.setdefault(name, tuple(output.shape[1:]))
+        return hook
+
+    hooks = [m.register_forward_hook(record(name)) for name, m in parts]
     try:
+        was_training = model.training
         model.eval()
         with torch.no_grad():
             model(torch.zeros(1, model.input_shape[0], size, size))
     finally:
         for h in hooks:
             h.remove()
-    return rows
+        model.train(was_training)
+    units = [Unit("input", f"{size} px image", (model.input_shape[0], size, size), 0)]
+    for name, module in parts:
+        params = sum(p.numel() for p in module.parameters())
+        if type(module) in _FOLDED and len(units) > 1:
+            last = units[-1]
+            units[-1] = Unit(last.name, f"{last.label} + {_FOLDED[type(module)]}",
+                             shapes.get(name, last.output_shape), last.parameters + params)
+        else:
+            units.append(Unit(name, _label(module), shapes[name], params))
+    return units
+
+
+def architecture_figure(model: nn.Module | str, size: int = 28, title: str | None = None,
+                        expand: tuple[str, ...] | None = None,
+                        per_row: int = 8) -> Figure:
+    """A diagram drawn from the model object itself, so it cannot drift from the code.
+
+    One box per layer or block (see ``architecture_units``): its name, what
+    it does, its output shape at ``size`` px and its parameters. Darker
+    boxes hold more parameters. Read the rows left to right, top to bottom.
+    """
+    name = model if isinstance(model, str) else type(model).__name__
+    if isinstance(model, str):
+        model = get_model(model)
+    units = architecture_units(model, size, expand)
+    rows = -(-len(units) // per_row)
+    cols = min(len(units), per_row)
+    fig = Figure(figsize=(1.45 * cols + 0.3, 1.45 * rows + 0.45), layout="constrained")
+    ax = fig.subplots()
+    ax.set_xlim(-0.15, cols)
+    ax.set_ylim(-(rows - 1), 1)
+    ax.axis("off")
+    for i, unit in enumerate(units):
+        x, y = i % per_row, -(i // per_row)
+        ax.add_patch(_box(x, y, unit.parameters))
+        ax.text(x + 0.45, y + 0.75, unit.name, ha="center", va="center", fontsize=7.5,
+                weight="bold")
+        ax.text(x + 0.45, y + 0.55, textwrap.fill(unit.label, 17), ha="center",
+                va="center", fontsize=6.5, linespacing=1.1)
+        ax.text(x + 0.45, y + 0.33, "x".join(map(str, unit.output_shape)), ha="center",
+                va="center", fontsize=7, family="monospace")
+        ax.text(x + 0.45, y + 0.18, f"{unit.parameters:,} p", ha="center", va="center",
+                fontsize=6.5, color="0.3")
+        if x:  # arrows inside a row; a new row starts where the last one ended
+            ax.annotate("", (x, y + 0.5), (x - 0.1, y + 0.5),
+                        arrowprops={"arrowstyle": "->"})
+    ax.set_title(title or f"{name} at {size} px input: layer, output shape, parameters",
+                 fontsize=9)
+    return fig
+
+
+def _box(x: int, y: int, params: int):
+    from matplotlib.patches import FancyBboxPatch
+
+    # Shade by parameters on a log scale: 0 is near white, 100 million is dark.
+    shade = 0.95 - 0.5 * min(1.0, np.log10(params + 1) / 8)
+    return FancyBboxPatch((x, y + 0.08), 0.9, 0.84, boxstyle="round,pad=0.02",
+                          facecolor=(shade, shade, 1.0), edgecolor="navy")
 
 
 def sample(split: Split, index: int) -> tuple[Tensor, int]:

@@ -24,6 +24,16 @@ def test_layer_table_flags_collapsed_maps():
     assert not any("1x1" in r.warning for r in explore.layer_table("lenet", 28))
 
 
+def test_global_pool_is_not_flagged():
+    """A global average pool outputs 1x1 by design; only collapsed inputs are flagged."""
+    # Without the x2 up-sampling, 224 px is the size ResNet was designed for.
+    rows = {r.name: r for r in explore.layer_table(get_model("resnet18", upsample=1), 224)}
+    assert rows["avgpool"].output_shape == (512, 1, 1)
+    assert rows["avgpool"].warning == ""
+    assert rows["layer4.1.conv2"].output_shape == (512, 7, 7)
+    assert not any(r.warning for r in rows.values())
+
+
 def test_lenet_accepts_only_28():
     with pytest.raises(RuntimeError, match="cannot be multiplied"):
         explore.layer_table("lenet", 32)
@@ -76,12 +86,43 @@ def test_activations_and_filters(mnist):
     assert len(fig.axes) == 8
 
 
-@pytest.mark.parametrize("name", ["lenet", "resnet18", "googlenet"])
-def test_architecture_figure_is_drawn_from_the_model(name):
+@pytest.mark.parametrize("name", ["lenet", "alexnet", "resnet18", "mobilenet_v1", "googlenet"])
+def test_architecture_units_add_up_to_the_model(name):
+    """The boxes hold every parameter once and end on the 10 logits."""
     model = get_model(name)
-    stages = explore._stage_shapes(model, 28)
-    assert [s[0] for s in stages] == [n for n, _ in model.named_children()
-                                      if n in {s[0] for s in stages}]
-    assert sum(s[2] for s in stages) == count_parameters(model)
-    fig = explore.architecture_figure(name)
-    assert name in fig.axes[0].get_title()
+    units = explore.architecture_units(model)
+    assert sum(u.parameters for u in units) == count_parameters(model)
+    assert units[0].output_shape == (1, 28, 28)
+    assert units[-1].output_shape == (10,)
+    # Every box's shape is one the leaf-layer shape trace also sees, except an
+    # Inception module's: it concatenates its branches, which no leaf outputs.
+    traced = {r.output_shape for r in explore.layer_table(model, 28)}
+    assert all(u.output_shape in traced for u in units[1:] if u.label != "Inception")
+
+
+def test_lenet_diagram_reads_like_the_paper():
+    """Activations, flatten and friends fold into the box before them."""
+    units = explore.architecture_units(get_model("lenet"))
+    assert [(u.label, u.output_shape) for u in units] == [
+        ("28 px image", (1, 28, 28)),
+        ("conv 5x5 + sigmoid", (6, 24, 24)), ("max-pool 2x2 /2", (6, 12, 12)),
+        ("conv 5x5 + sigmoid", (16, 8, 8)), ("max-pool 2x2 /2 + flatten", (256,)),
+        ("linear + sigmoid", (120,)), ("linear + sigmoid", (84,)), ("linear", (10,))]
+
+
+def test_unexpanded_stages_are_one_box_each():
+    units = explore.architecture_units(get_model("resnet18"), expand=())
+    labels = {u.name: u.label for u in units}
+    assert labels["layer3"] == "2 x BasicBlock"
+    assert labels["conv1"] == "conv 7x7 /2 + BN"
+    assert next(u for u in units if u.name == "layer4").output_shape == (512, 2, 2)
+
+
+def test_architecture_figure_draws_one_box_per_unit():
+    fig = explore.architecture_figure("googlenet", per_row=8)
+    ax = fig.axes[0]
+    units = explore.architecture_units(get_model("googlenet"))
+    assert len(ax.patches) == len(units)
+    assert "googlenet" in ax.get_title()
+    texts = {t.get_text() for t in ax.texts}
+    assert "inception4.4" in texts and "832x3x3" in texts
