@@ -13,15 +13,19 @@ def show_source(obj) -> "object":
     return Code(inspect.getsource(obj), language="python")
 
 
-def recorded(model: str) -> RunResult | None:
+def recorded(model: str, trained_live: bool = True) -> RunResult | None:
     """Print where the recorded full run of ``model`` comes from; return it.
 
-    Says so plainly when no full run is recorded.
+    Says so plainly when no full run is recorded. ``trained_live`` says
+    whether the page trained ``model`` itself, so the message can say
+    where (if anywhere) the page's numbers for it come from.
     """
     runs = recorded_runs(model)
     if not runs:
-        print(f"No full run of {model} is recorded in results/runs yet: the numbers "
-              f"for it on this page come from the live run above only.")
+        where = ("the numbers for it on this page come from the live run above only."
+                 if trained_live else
+                 "this page does not train it, so it shows no accuracy for it.")
+        print(f"No full run of {model} is recorded in results/runs yet: {where}")
         return None
     for r in runs:
         print(provenance_line(r))

@@ -209,10 +209,18 @@ def recorded_runs(model: str, folder: str | Path | None = None) -> list[RunResul
     return sorted(runs, key=lambda r: r.provenance.get("device", "cpu") == "cpu")
 
 
+def short_commit(commit: str | None) -> str:
+    """A commit as people read it: 12 hex digits, keeping a '+dirty' mark."""
+    if not commit:
+        return "unknown commit"
+    sha, dirty, _ = commit.partition("+dirty")
+    return sha[:12] + ("+dirty" if dirty else "")
+
+
 def provenance_line(r: RunResult) -> str:
     """Where and when a result came from, in one line."""
     p = r.provenance
-    commit = (p.get("git_commit") or "unknown commit")[:12]
+    commit = short_commit(p.get("git_commit"))
     return (f"{r.model}: recorded {p.get('date', '?')[:10]} on {p.get('device_name', '?')} "
             f"({p.get('device', '?')}), torch {p.get('torch', '?')}, seed "
             f"{r.config.get('seed')}, commit {commit}")
