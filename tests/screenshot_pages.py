@@ -4,9 +4,9 @@ Run after `make book` (needs Debian's chromium: `apt-get install chromium`):
 
     .venv/bin/python tests/screenshot_pages.py [_build/html] [--out .cache/shots]
 
-For each chapter page it saves a PNG and fails (exit 1) if a page is
-missing, Chromium fails, or the screenshot is nearly all one colour. Look
-at the PNGs too: this only proves the pages are not blank.
+For each page it saves a whole-page PNG and fails (exit 1) if a page is
+missing, Chromium fails, or its first screen is nearly all one colour.
+Look at the PNGs too: this only proves the pages are not blank.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from matplotlib.image import imread
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--hide-scrollbars", "--window-size=1280,2400"]
+         "--hide-scrollbars", "--window-size=1280,16000"]  # tall: the whole page
 
 
 def screenshot(page: Path, png: Path) -> None:
@@ -31,9 +31,15 @@ def screenshot(page: Path, png: Path) -> None:
                        check=True, capture_output=True, timeout=120)
 
 
-def ink(png: Path) -> float:
-    """Share of pixels that are not (near) white: text, figures, tables."""
-    pixels = imread(png)[..., :3]
+def ink(png: Path, height: int = 2400) -> float:
+    """Share of non-white pixels (text, figures, tables) in the first screen.
+
+    The PNG holds the whole page, for looking at; the share is taken over
+    the top ``height`` rows only, so a short page is not diluted by the
+    empty window below it. (Blank figures further down are caught by
+    tests/check_built_book.py, which `make test` runs.)
+    """
+    pixels = imread(png)[:height, :, :3]
     return float((pixels.mean(axis=2) < 0.9).mean())
 
 
@@ -43,8 +49,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path(".cache/shots"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    pages = sorted((args.html / "book").glob("*.html")) + \
-        sorted((args.html / "exercises").glob("*.html"))
+    pages = [page for folder in ("book", "exercises", "solutions")
+             for page in sorted((args.html / folder).glob("*.html"))]
     if not pages:
         print(f"no pages under {args.html}: run `make book` first", file=sys.stderr)
         return 1

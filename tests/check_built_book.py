@@ -1,0 +1,112 @@
+"""Check the built HTML book as a reader gets it, without a browser.
+
+`make test` runs it after the book build:
+
+    .venv/bin/python tests/check_built_book.py .cache/book-test/_build/html
+
+It fails (exit 1) when a page listed in _toc.yml was not built, when a
+figure on a page is missing or blank, or when a widget has no static view
+after it. In the static book no kernel runs, so a widget alone would leave
+a hole in the page: the cell that follows it must show the same view as a
+figure, table or text. (tests/screenshot_pages.py looks at the pages in
+headless Chromium too, where Chromium is installed.)
+"""
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import yaml
+from matplotlib.image import imread
+
+ROOT = Path(__file__).resolve().parent.parent
+WIDGET = "application/vnd.jupyter.widget-view+json"
+# What counts as a static view in a cell's output: a figure, a table, a list
+# (a Markdown output) or printed text.
+STATIC_VIEW = re.compile(r'<img |<table|<ul|class="output (stream|text_plain)')
+CELL_OUTPUT = 'class="cell_output'
+
+
+def toc_pages(toc: Path) -> list[str]:
+    """Every document named in _toc.yml, root first, without its suffix."""
+    data = yaml.safe_load(toc.read_text())
+    pages = [data["root"]]
+    for part in data.get("parts", []):
+        pages += [chapter["file"] for chapter in part.get("chapters", [])]
+    return pages
+
+
+def ink(png: Path) -> float:
+    """Share of pixels that are not near-white."""
+    pixels = imread(png)
+    if pixels.ndim == 2:
+        pixels = pixels[..., None]
+    rgb = pixels[..., :3].astype(float)
+    if rgb.max() > 1:  # 8-bit values
+        rgb = rgb / 255
+    return float((rgb.mean(axis=2) < 0.9).mean())
+
+
+def figure_problems(page: Path) -> list[str]:
+    """Figures the page shows that are missing or blank."""
+    problems = []
+    for src in re.findall(r'<img [^>]*src="([^"]+)"', page.read_text()):
+        if "_images/" not in src:  # logos and badges from the theme
+            continue
+        path = (page.parent / src).resolve()
+        if not path.is_file():
+            problems.append(f"{page.name}: figure {src} is missing")
+        elif path.suffix == ".png" and ink(path) < 0.005:
+            problems.append(f"{page.name}: figure {src} is blank")
+    return problems
+
+
+def widgets_without_static_view(html: str) -> int:
+    """How many widgets have no static view before the next widget or section."""
+    starts = [m.start() for m in re.finditer(re.escape(WIDGET), html)]
+    missing = 0
+    for i, start in enumerate(starts):
+        bounds = [len(html)] + starts[i + 1:i + 2]  # the end, or the next widget
+        section = html.find("<section", start)
+        if section != -1:
+            bounds.append(section)
+        end = min(bounds)
+        after = html[start + len(WIDGET):end]
+        outputs = after.split(CELL_OUTPUT)[1:]  # the output areas after the widget
+        if not any(STATIC_VIEW.search(out) for out in outputs):
+            missing += 1
+    return missing
+
+
+def check(html_root: Path, toc: Path = ROOT / "_toc.yml") -> list[str]:
+    """Everything wrong with the built book at ``html_root`` (empty if fine)."""
+    problems = []
+    for doc in toc_pages(toc):
+        page = html_root / f"{doc}.html"
+        if not page.is_file():
+            problems.append(f"{doc}: not built ({page} is missing)")
+            continue
+        problems += figure_problems(page)
+        missing = widgets_without_static_view(page.read_text())
+        if missing:
+            problems.append(f"{page.name}: {missing} widget(s) without a static view "
+                            "after them: the offline page would show a hole")
+    return problems
+
+
+def main(argv: list[str]) -> int:
+    html_root = Path(argv[1]) if len(argv) > 1 else ROOT / "_build" / "html"
+    if not html_root.is_dir():
+        print(f"no built book at {html_root}: run `make book` first", file=sys.stderr)
+        return 1
+    problems = check(html_root)
+    for p in problems:
+        print(f"FAIL {p}")
+    pages = len(toc_pages(ROOT / "_toc.yml"))
+    print(f"{pages} pages checked: {'ok' if not problems else f'{len(problems)} problem(s)'}")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
