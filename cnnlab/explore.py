@@ -196,7 +196,11 @@ def _label(module: nn.Module) -> str:
         if len(kinds) == 1 and len(module) > 1:  # a stage of identical blocks
             return f"{len(module)} x {type(module[0]).__name__}"
         return " + ".join(_label(m) for m in module)
-    return type(module).__name__  # a block named after the paper: Inception, ...
+    # A block named after the paper (BasicBlock, Inception, ...), with the
+    # stride of its convolutions where it shrinks the map.
+    block_stride = max((_pair(m.stride) for m in module.modules()
+                        if isinstance(m, nn.Conv2d)), default=1)
+    return type(module).__name__ + (f" /{block_stride}" if block_stride > 1 else "")
 
 
 def architecture_units(model: nn.Module, size: int = 28,
@@ -259,7 +263,7 @@ def architecture_figure(model: nn.Module | str, size: int = 28, title: str | Non
     units = architecture_units(model, size, expand)
     rows = -(-len(units) // per_row)
     cols = min(len(units), per_row)
-    fig = Figure(figsize=(1.45 * cols + 0.3, 1.45 * rows + 0.45), layout="constrained")
+    fig = Figure(figsize=(1.55 * cols + 0.3, 1.5 * rows + 0.45), layout="constrained")
     ax = fig.subplots()
     ax.set_xlim(-0.15, cols)
     ax.set_ylim(-(rows - 1), 1)
@@ -267,14 +271,14 @@ def architecture_figure(model: nn.Module | str, size: int = 28, title: str | Non
     for i, unit in enumerate(units):
         x, y = i % per_row, -(i // per_row)
         ax.add_patch(_box(x, y, unit.parameters))
-        ax.text(x + 0.45, y + 0.75, unit.name, ha="center", va="center", fontsize=7.5,
+        ax.text(x + 0.45, y + 0.77, unit.name, ha="center", va="center", fontsize=8.5,
                 weight="bold")
-        ax.text(x + 0.45, y + 0.55, textwrap.fill(unit.label, 17), ha="center",
-                va="center", fontsize=6.5, linespacing=1.1)
-        ax.text(x + 0.45, y + 0.33, "x".join(map(str, unit.output_shape)), ha="center",
-                va="center", fontsize=7, family="monospace")
+        ax.text(x + 0.45, y + 0.56, textwrap.fill(unit.label, 16, break_long_words=False),
+                ha="center", va="center", fontsize=7.5, linespacing=1.1)
+        ax.text(x + 0.45, y + 0.34, "x".join(map(str, unit.output_shape)), ha="center",
+                va="center", fontsize=8, family="monospace")
         ax.text(x + 0.45, y + 0.18, f"{unit.parameters:,} p", ha="center", va="center",
-                fontsize=6.5, color="0.3")
+                fontsize=7.5, color="0.3")
         if x:  # arrows inside a row; a new row starts where the last one ended
             ax.annotate("", (x, y + 0.5), (x - 0.1, y + 0.5),
                         arrowprops={"arrowstyle": "->"})

@@ -110,6 +110,12 @@ def test_lenet_diagram_reads_like_the_paper():
         ("linear + sigmoid", (120,)), ("linear + sigmoid", (84,)), ("linear", (10,))]
 
 
+def test_blocks_that_shrink_the_map_show_their_stride():
+    labels = {u.name: u.label for u in explore.architecture_units(get_model("resnet18"))}
+    assert labels["layer2.0"] == "BasicBlock /2"
+    assert labels["layer2.1"] == "BasicBlock"
+
+
 def test_unexpanded_stages_are_one_box_each():
     units = explore.architecture_units(get_model("resnet18"), expand=())
     labels = {u.name: u.label for u in units}
