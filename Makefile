@@ -5,7 +5,7 @@ STAMP   := .venv/.installed
 JB      := .venv/bin/jupyter-book
 NOTEBOOKS := book exercises solutions
 
-.PHONY: venv book test test-fast notebooks record clean
+.PHONY: venv book test test-fast notebooks chapter-times screenshots record clean
 
 venv: $(STAMP)
 
@@ -21,18 +21,32 @@ $(STAMP): requirements.txt pyproject.toml
 book: $(STAMP)
 	$(JB) build . -W -n --keep-going
 
-# Unit tests, notebooks re-executed and compared (nbval), then the book build.
+# Unit tests, notebooks re-executed and compared (nbval), then the book build
+# and a check of the built pages (every page built, no blank figure, no widget
+# without a static view).
 test: $(STAMP)
 	$(PY) -m pytest tests
 	$(PY) -m pytest --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider $(NOTEBOOKS)
 	$(JB) build . -W -n --keep-going --builder html --path-output .cache/book-test
+	$(PY) tests/check_built_book.py .cache/book-test/_build/html
 
 test-fast: $(STAMP)
 	$(PY) -m pytest tests -m "not slow"
 
-# Re-execute every notebook in place, refreshing its stored outputs.
+# Re-execute every notebook in place, refreshing its stored outputs; the
+# chapters are timed on the way (results/chapter_times, table in book/intro.md).
 notebooks: $(STAMP)
-	.venv/bin/jupyter execute --inplace book/*.ipynb exercises/*.ipynb solutions/*.ipynb
+	$(PY) benchmarks/chapter_times.py --inplace
+	.venv/bin/jupyter execute --inplace exercises/*.ipynb solutions/*.ipynb
+
+# Time every chapter without touching the notebooks.
+chapter-times: $(STAMP)
+	$(PY) benchmarks/chapter_times.py
+
+# Screenshots of every built page in headless Chromium (needs Debian's
+# chromium: apt-get install chromium), saved under .cache/shots; look at them.
+screenshots: book
+	$(PY) tests/screenshot_pages.py _build/html --out .cache/shots
 
 # Full runs of all six models (the report's recipe), saved under results/.
 record: $(STAMP)
