@@ -250,7 +250,7 @@ def architecture_units(model: nn.Module, size: int = 28,
 
 def architecture_figure(model: nn.Module | str, size: int = 28, title: str | None = None,
                         expand: tuple[str, ...] | None = None,
-                        per_row: int = 8) -> Figure:
+                        per_row: int = 5) -> Figure:
     """A diagram drawn from the model object itself, so it cannot drift from the code.
 
     One box per layer or block (see ``architecture_units``): its name, what
