@@ -113,9 +113,9 @@ def _provenance_note(r: dict) -> str:
             f"threads), torch {r['torch']}, commit {short_commit(r['git_commit'])}, "
             "with torch's files already in the OS file cache.")
     if "warm_up_import_seconds" in r:
-        note += (f" Importing torch and matplotlib once before that took "
-                 f"{r['warm_up_import_seconds']:.0f} s: a first chapter after a cold "
-                 "start can take that much longer.")
+        note += (" Reading torch from disk when it is not cached is left out: the "
+                 f"untimed import before the chapters took {r['warm_up_import_seconds']:.0f} s "
+                 "in this run, and after a cold start it can take much longer.")
     return note
 
 

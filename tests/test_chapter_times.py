@@ -25,7 +25,7 @@ def test_table_has_a_row_per_chapter_and_a_total():
     assert "| {doc}`02_lenet` | 1 min 15 s |" in table
     assert "| **all chapters** | **1 min 57 s** |" in table
     assert "No chapter has been timed on a GPU yet" in table
-    assert "took 21 s" in table  # the cold-cache import, said next to the times
+    assert "took 21 s" in table  # the untimed import, said next to the times
 
 
 def test_a_gpu_record_adds_a_column():
