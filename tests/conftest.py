@@ -1,6 +1,7 @@
 """Shared fixtures: a small slice of the real split for fast training tests."""
 import pytest
 import torch
+from exercise_cells import exercise_namespace
 
 from cnnlab.data import MnistSplits, Split, load_mnist
 
@@ -24,3 +25,17 @@ def _restore_torch_threads():
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
+
+
+# The exercise-checker tests (test_exercises_*.py) each name their notebook
+# in NOTEBOOK; these give them what its solution and its stub define.
+@pytest.fixture(scope="module")
+def solution(request) -> dict:
+    """The names the solutions/ notebook's exercise cells define."""
+    return exercise_namespace("solutions", request.module.NOTEBOOK)
+
+
+@pytest.fixture(scope="module")
+def stub(request) -> dict:
+    """The names the exercises/ notebook's exercise cells define (the stubs)."""
+    return exercise_namespace("exercises", request.module.NOTEBOOK)

@@ -18,3 +18,18 @@ def exercise_namespace(folder: str, notebook: str) -> dict:
         if i == 0 or "exercise" in cell["metadata"].get("tags", []):
             exec("".join(cell["source"]), namespace)
     return namespace
+
+
+def rejected(check, *answer, capsys) -> str:
+    """Assert that ``check`` rejects the answer with a ✗ line; return its message."""
+    assert check(*answer) is False
+    out = capsys.readouterr().out
+    assert out.startswith("✗ "), out
+    return out
+
+
+def verdict(capsys) -> str:
+    """The one line a checker printed (each check prints exactly one)."""
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1, out
+    return out

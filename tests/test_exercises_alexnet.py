@@ -6,7 +6,7 @@ run here, so these tests test what the notebooks contain.
 """
 
 import pytest
-from exercise_cells import exercise_namespace
+from exercise_cells import rejected
 import torch
 from torch import nn
 
@@ -15,20 +15,6 @@ from cnnlab.exercises.alexnet import (check_fc1_share, check_linear_params,
 from cnnlab.models import count_parameters, get_model
 
 NOTEBOOK = "03_alexnet.ipynb"
-
-
-def answers(folder: str) -> dict:
-    return exercise_namespace(folder, NOTEBOOK)
-
-
-@pytest.fixture(scope="module")
-def solution() -> dict:
-    return answers("solutions")
-
-
-@pytest.fixture(scope="module")
-def stub() -> dict:
-    return answers("exercises")
 
 
 CHECKS = [("linear_params", check_linear_params), ("fc1_share", check_fc1_share),
@@ -53,14 +39,6 @@ def test_a_none_placeholder_is_not_done_yet(name, check, capsys):
     assert "not done yet" in capsys.readouterr().out
 
 
-def rejected(check, answer, capsys) -> str:
-    """Assert that ``check`` rejects ``answer``; return its message."""
-    assert check(answer) is False
-    out = capsys.readouterr().out
-    assert out.startswith("✗ "), out
-    return out
-
-
 def meta_model(name):
     with torch.device("meta"):
         return get_model(name)
@@ -73,7 +51,7 @@ def first_linear(model):
 # --- linear_params ----------------------------------------------------------
 
 def test_linear_params_rejects_the_weights_alone(capsys):
-    out = rejected(check_linear_params, lambda n_in, n_out: n_in * n_out, capsys)
+    out = rejected(check_linear_params, lambda n_in, n_out: n_in * n_out, capsys=capsys)
     assert "linear_params(256, 120) (what nn.Linear(256, 120) holds): " \
            "expected 30840, got 30720" in out
     assert "each of the 120 outputs has a bias too" in out
@@ -82,7 +60,7 @@ def test_linear_params_rejects_the_weights_alone(capsys):
 def test_linear_params_rejects_a_bias_on_the_inputs(capsys):
     def with_input_biases(n_in, n_out):
         return (n_in + 1) * (n_out + 1)
-    out = rejected(check_linear_params, with_input_biases, capsys)
+    out = rejected(check_linear_params, with_input_biases, capsys=capsys)
     assert "only the outputs have biases" in out
 
 
@@ -104,7 +82,7 @@ def fc1_share_of_the_reduced_alexnet(model_name):
 
 
 def test_fc1_share_rejects_a_percentage(capsys):
-    out = rejected(check_fc1_share, fc1_share_as_percentage, capsys)
+    out = rejected(check_fc1_share, fc1_share_as_percentage, capsys=capsys)
     model = meta_model("alexnet")
     share = count_parameters(first_linear(model)) / count_parameters(model)
     assert f"fc1_share('alexnet'): expected {share:.6f}, got {100 * share}" in out
@@ -112,12 +90,12 @@ def test_fc1_share_rejects_a_percentage(capsys):
 
 
 def test_fc1_share_rejects_the_weights_alone(capsys):
-    out = rejected(check_fc1_share, fc1_share_without_bias, capsys)
+    out = rejected(check_fc1_share, fc1_share_without_bias, capsys=capsys)
     assert "count the layer's biases too" in out
 
 
 def test_fc1_share_rejects_a_number_for_one_model(capsys):
-    out = rejected(check_fc1_share, fc1_share_of_the_reduced_alexnet, capsys)
+    out = rejected(check_fc1_share, fc1_share_of_the_reduced_alexnet, capsys=capsys)
     model = meta_model("alexnet_large")
     share = count_parameters(first_linear(model)) / count_parameters(model)
     assert f"fc1_share('alexnet_large'): expected {share:.6f}" in out
@@ -153,18 +131,18 @@ def upsample_off_by_one(model_name, min_map=1):
 
 
 def test_smallest_upsample_rejects_the_packages_x8_everywhere(capsys):
-    out = rejected(check_smallest_upsample, lambda model_name, min_map=1: 8, capsys)
+    out = rejected(check_smallest_upsample, lambda model_name, min_map=1: 8, capsys=capsys)
     assert "smallest_upsample('alexnet_large', min_map=1): expected 3, got 8" in out
     assert "at x8 the 224px input ends in 6x6 maps; at x3 the maps are 1x1" in out
 
 
 def test_smallest_upsample_rejects_the_models_own_upsampling(capsys):
-    out = rejected(check_smallest_upsample, upsample_through_the_whole_model, capsys)
+    out = rejected(check_smallest_upsample, upsample_through_the_whole_model, capsys=capsys)
     assert "smallest_upsample('alexnet_large', min_map=1): expected 3, got 1" in out
     assert "not to the model: it would upsample once more" in out
 
 
 def test_smallest_upsample_rejects_the_last_factor_that_fails(capsys):
-    out = rejected(check_smallest_upsample, upsample_off_by_one, capsys)
+    out = rejected(check_smallest_upsample, upsample_off_by_one, capsys=capsys)
     assert "expected 3, got 2" in out
     assert "at x2 the 56px input does not get through the features" in out

@@ -6,27 +6,13 @@ run here, so these tests test what the notebooks contain.
 """
 
 import pytest
-from exercise_cells import exercise_namespace
+from exercise_cells import rejected
 import torch
 
 from cnnlab.data import MEAN, STD
 from cnnlab.exercises.data import check_batches, check_normalise, check_split
 
 NOTEBOOK = "01_data.ipynb"
-
-
-def answers(folder: str) -> dict:
-    return exercise_namespace(folder, NOTEBOOK)
-
-
-@pytest.fixture(scope="module")
-def solution() -> dict:
-    return answers("solutions")
-
-
-@pytest.fixture(scope="module")
-def stub() -> dict:
-    return answers("exercises")
 
 
 CHECKS = [("normalise", check_normalise), ("split", check_split),
@@ -51,14 +37,6 @@ def test_a_none_placeholder_is_not_done_yet(name, check, capsys):
     assert "not done yet" in capsys.readouterr().out
 
 
-def rejected(check, answer, capsys) -> str:
-    """Assert that ``check`` rejects ``answer``; return its message."""
-    assert check(answer) is False
-    out = capsys.readouterr().out
-    assert out.startswith("✗ "), out
-    return out
-
-
 # --- normalise: plausible wrong answers -------------------------------------
 
 def normalise_without_scaling(images):
@@ -75,19 +53,19 @@ def normalise_without_channel_axis(images):
 
 
 def test_normalise_rejects_a_missing_division_by_255(capsys):
-    out = rejected(check_normalise, normalise_without_scaling, capsys)
+    out = rejected(check_normalise, normalise_without_scaling, capsys=capsys)
     assert "a white pixel (255) should become 2.8215, yours became 827." in out
     assert "(x / 255 - MEAN) / STD" in out
 
 
 def test_normalise_rejects_the_batch_statistics(capsys):
-    out = rejected(check_normalise, normalise_with_batch_statistics, capsys)
+    out = rejected(check_normalise, normalise_with_batch_statistics, capsys=capsys)
     assert "values differ from cnnlab.data.preprocess" in out
     assert "the same for every batch" in out
 
 
 def test_normalise_rejects_a_missing_channel_axis(capsys):
-    out = rejected(check_normalise, normalise_without_channel_axis, capsys)
+    out = rejected(check_normalise, normalise_without_channel_axis, capsys=capsys)
     assert "expected (5, 1, 28, 28), got (5, 28, 28)" in out
     assert ".unsqueeze(1)" in out
 
@@ -114,20 +92,20 @@ def split_from_two_permutations(n, n_val, seed):
 def test_split_rejects_the_global_rng_and_undoes_its_change(capsys):
     torch.manual_seed(0)
     state = torch.get_rng_state()
-    out = rejected(check_split, split_from_the_global_rng, capsys)
+    out = rejected(check_split, split_from_the_global_rng, capsys=capsys)
     assert "changed PyTorch's global random state" in out
     assert "'Why a generator of its own'" in out
     assert torch.equal(torch.get_rng_state(), state)
 
 
 def test_split_rejects_validation_taken_first(capsys):
-    out = rejected(check_split, split_validation_first, capsys)
+    out = rejected(check_split, split_validation_first, capsys=capsys)
     assert "split(60000, 12000, seed=42) is a valid split but not the course's" in out
     assert "FIRST n_val" in out
 
 
 def test_split_rejects_overlapping_halves(capsys):
-    out = rejected(check_split, split_from_two_permutations, capsys)
+    out = rejected(check_split, split_from_two_permutations, capsys=capsys)
     assert "are in both train and validation" in out
 
 
@@ -168,26 +146,26 @@ def batches_shuffling_apart(images, labels, batch_size, generator):
 
 
 def test_batches_rejects_the_stored_order(capsys):
-    out = rejected(check_batches, batches_in_stored_order, capsys)
+    out = rejected(check_batches, batches_in_stored_order, capsys=capsys)
     assert "came out in their stored order" in out
 
 
 def test_batches_rejects_dropping_the_short_batch(capsys):
-    out = rejected(check_batches, batches_dropping_the_last, capsys)
+    out = rejected(check_batches, batches_dropping_the_last, capsys=capsys)
     assert "batch sizes: expected [128, 128, 128, 128, 128, 128, 128, 104]" in out
     assert "the last, shorter batch is missing" in out
 
 
 def test_batches_rejects_the_global_rng(capsys):
-    out = rejected(check_batches, batches_from_the_global_rng, capsys)
+    out = rejected(check_batches, batches_from_the_global_rng, capsys=capsys)
     assert "a generator seeded the same way gave a different order" in out
 
 
 def test_batches_rejects_the_same_order_every_epoch(capsys):
-    out = rejected(check_batches, batches_reseeding_each_epoch, capsys)
+    out = rejected(check_batches, batches_reseeding_each_epoch, capsys=capsys)
     assert "the second epoch came out in the same order as the first" in out
 
 
 def test_batches_rejects_images_and_labels_shuffled_apart(capsys):
-    out = rejected(check_batches, batches_shuffling_apart, capsys)
+    out = rejected(check_batches, batches_shuffling_apart, capsys=capsys)
     assert "the images and labels come from different examples" in out

@@ -8,7 +8,7 @@ each on an idle laptop CPU).
 """
 
 import pytest
-from exercise_cells import exercise_namespace
+from exercise_cells import rejected
 import torch
 from torch import nn
 
@@ -16,28 +16,6 @@ from cnnlab.exercises.factors import check_lenet_98_5, check_training_memory
 from cnnlab.models import count_parameters, get_model
 
 NOTEBOOK = "07_factors.ipynb"
-
-
-def answers(folder: str) -> dict:
-    return exercise_namespace(folder, NOTEBOOK)
-
-
-@pytest.fixture(scope="module")
-def solution() -> dict:
-    return answers("solutions")
-
-
-@pytest.fixture(scope="module")
-def stub() -> dict:
-    return answers("exercises")
-
-
-def rejected(check, *answer, capsys) -> str:
-    """Assert that ``check`` rejects the answer; return its message."""
-    assert check(*answer) is False
-    out = capsys.readouterr().out
-    assert out.startswith("✗ "), out
-    return out
 
 
 # --- training_memory_bytes --------------------------------------------------

@@ -6,7 +6,7 @@ tests test what the notebooks contain.
 """
 
 import pytest
-from exercise_cells import exercise_namespace
+from exercise_cells import verdict
 import torch
 from torch import nn
 
@@ -14,26 +14,6 @@ from cnnlab.exercises.googlenet import (check_inception, check_inception_out_cha
                                         check_inception_params)
 
 NOTEBOOK = "06_googlenet.ipynb"
-
-
-def notebook_namespace(folder: str) -> dict:
-    return exercise_namespace(folder, NOTEBOOK)
-
-
-@pytest.fixture(scope="module")
-def solution() -> dict:
-    return notebook_namespace("solutions")
-
-
-@pytest.fixture(scope="module")
-def stub() -> dict:
-    return notebook_namespace("exercises")
-
-
-def verdict(capsys) -> str:
-    out = capsys.readouterr().out
-    assert out.count("\n") == 1, out  # one line per check
-    return out
 
 
 # Exercise 1: output channels

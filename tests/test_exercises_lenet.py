@@ -6,26 +6,12 @@ run here, so these tests test what the notebooks contain.
 """
 
 import pytest
-from exercise_cells import exercise_namespace
+from exercise_cells import rejected
 import torch
 
 from cnnlab.exercises.lenet import check_conv_output_size, check_flatten_size, check_trace
 
 NOTEBOOK = "02_lenet.ipynb"
-
-
-def answers(folder: str) -> dict:
-    return exercise_namespace(folder, NOTEBOOK)
-
-
-@pytest.fixture(scope="module")
-def solution() -> dict:
-    return answers("solutions")
-
-
-@pytest.fixture(scope="module")
-def stub() -> dict:
-    return answers("exercises")
 
 
 CHECKS = [("flatten_size", check_flatten_size),
@@ -51,14 +37,6 @@ def test_a_none_placeholder_is_not_done_yet(name, check, capsys):
     assert "not done yet" in capsys.readouterr().out
 
 
-def rejected(check, answer, capsys) -> str:
-    """Assert that ``check`` rejects ``answer``; return its message."""
-    assert check(answer) is False
-    out = capsys.readouterr().out
-    assert out.startswith("✗ "), out
-    return out
-
-
 # --- flatten_size: plausible wrong answers ----------------------------------
 
 def flatten_size_of_the_paper(input_size, padding=0):
@@ -80,20 +58,20 @@ def flatten_size_ignoring_padding(input_size, padding=0):
 
 
 def test_flatten_size_rejects_the_papers_400(capsys):
-    out = rejected(check_flatten_size, flatten_size_of_the_paper, capsys)
+    out = rejected(check_flatten_size, flatten_size_of_the_paper, capsys=capsys)
     assert "flatten_size(28, padding=0): expected 256, got 400" in out
     assert "16*5*5 is the paper's value for 32x32 inputs" in out
     assert "28 -> 24 -> 12 -> 8 -> 4" in out
 
 
 def test_flatten_size_rejects_a_float(capsys):
-    out = rejected(check_flatten_size, flatten_size_with_true_division, capsys)
+    out = rejected(check_flatten_size, flatten_size_with_true_division, capsys=capsys)
     assert "flatten_size(28, padding=0) returned 256.0 (float)" in out
     assert "return an int" in out
 
 
 def test_flatten_size_rejects_ignored_padding(capsys):
-    out = rejected(check_flatten_size, flatten_size_ignoring_padding, capsys)
+    out = rejected(check_flatten_size, flatten_size_ignoring_padding, capsys=capsys)
     assert "flatten_size(28, padding=2): expected 400, got 256" in out
     assert "padding adds 2*padding" in out
 
@@ -109,14 +87,14 @@ def conv_output_size_rounding_up(size, kernel, stride=1, padding=0):
 
 
 def test_conv_output_size_rejects_padding_on_one_side(capsys):
-    out = rejected(check_conv_output_size, conv_output_size_padding_once, capsys)
+    out = rejected(check_conv_output_size, conv_output_size_padding_once, capsys=capsys)
     assert "conv_output_size(28, 3, stride=1, padding=1) (what nn.Conv2d gives): " \
            "expected 28, got 27" in out
     assert "padding adds p pixels on BOTH sides" in out
 
 
 def test_conv_output_size_rejects_rounding_up(capsys):
-    out = rejected(check_conv_output_size, conv_output_size_rounding_up, capsys)
+    out = rejected(check_conv_output_size, conv_output_size_rounding_up, capsys=capsys)
     assert "conv_output_size(224, 11, stride=4, padding=2) (what nn.Conv2d gives): " \
            "expected 55, got 56" in out
     assert "round the division DOWN" in out
@@ -150,22 +128,22 @@ def tracer(select_all=False, with_batch=False, remove=True, restore_mode=True):
 
 
 def test_trace_rejects_containers(capsys):
-    out = rejected(check_trace, tracer(select_all=True), capsys)
+    out = rejected(check_trace, tracer(select_all=True), capsys=capsys)
     assert "recorded modules that are not leaves: 'features', 'classifier', ''" in out
 
 
 def test_trace_rejects_the_batch_dimension(capsys):
-    out = rejected(check_trace, tracer(with_batch=True), capsys)
+    out = rejected(check_trace, tracer(with_batch=True), capsys=capsys)
     assert "'features.0' has shape (1, 6, 24, 24); leave out the batch dimension" in out
 
 
 def test_trace_rejects_hooks_left_behind(capsys):
-    out = rejected(check_trace, tracer(remove=False), capsys)
+    out = rejected(check_trace, tracer(remove=False), capsys=capsys)
     assert "trace left 12 forward hooks on get_model('lenet')" in out
 
 
 def test_trace_rejects_a_model_left_in_eval_mode(capsys):
-    out = rejected(check_trace, tracer(restore_mode=False), capsys)
+    out = rejected(check_trace, tracer(restore_mode=False), capsys=capsys)
     assert "trace left get_model('lenet') in eval mode" in out
 
 
@@ -179,6 +157,6 @@ def test_trace_rejects_modules_listed_instead_of_called(capsys):
                 seen.add(name)
                 once.append((name, shape))
         return once
-    out = rejected(check_trace, trace, capsys)
+    out = rejected(check_trace, trace, capsys=capsys)
     assert "a small 3-channel net that calls its ReLU twice" in out
     assert "in the order the forward pass makes them" in out

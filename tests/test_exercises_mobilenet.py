@@ -6,7 +6,7 @@ tests test what the notebooks contain.
 """
 
 import pytest
-from exercise_cells import exercise_namespace
+from exercise_cells import verdict
 import torch
 from torch import nn
 
@@ -14,26 +14,6 @@ from cnnlab.exercises.mobilenet import (check_depthwise_separable, check_macs_ra
                                         check_param_counts)
 
 NOTEBOOK = "05_mobilenet.ipynb"
-
-
-def notebook_namespace(folder: str) -> dict:
-    return exercise_namespace(folder, NOTEBOOK)
-
-
-@pytest.fixture(scope="module")
-def solution() -> dict:
-    return notebook_namespace("solutions")
-
-
-@pytest.fixture(scope="module")
-def stub() -> dict:
-    return notebook_namespace("exercises")
-
-
-def verdict(capsys) -> str:
-    out = capsys.readouterr().out
-    assert out.count("\n") == 1, out  # one line per check
-    return out
 
 
 # Exercise 1: parameter counts

@@ -5,7 +5,7 @@ and exercises/04_resnet.ipynb, so these tests test what the notebooks contain.
 """
 
 import pytest
-from exercise_cells import exercise_namespace
+from exercise_cells import verdict
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -13,26 +13,6 @@ from torch import nn
 from cnnlab.exercises.resnet import check_basic_block, check_smallest_upsample
 
 NOTEBOOK = "04_resnet.ipynb"
-
-
-def notebook_namespace(folder: str) -> dict:
-    return exercise_namespace(folder, NOTEBOOK)
-
-
-@pytest.fixture(scope="module")
-def solution() -> dict:
-    return notebook_namespace("solutions")
-
-
-@pytest.fixture(scope="module")
-def stub() -> dict:
-    return notebook_namespace("exercises")
-
-
-def verdict(capsys) -> str:
-    out = capsys.readouterr().out
-    assert out.count("\n") == 1, out  # one line per check
-    return out
 
 
 # Plausible wrong blocks. Each has conv1, bn1, conv2, bn2 as the exercise asks.
