@@ -37,9 +37,9 @@ def toc_pages(toc: Path) -> list[str]:
     return pages
 
 
-def ink(png: Path) -> float:
-    """Share of pixels that are not near-white."""
-    pixels = imread(png)
+def ink(png: Path, height: int | None = None) -> float:
+    """Share of pixels that are not near-white (in the top ``height`` rows, if given)."""
+    pixels = imread(png)[:height]
     if pixels.ndim == 2:
         pixels = pixels[..., None]
     rgb = pixels[..., :3].astype(float)
@@ -48,10 +48,10 @@ def ink(png: Path) -> float:
     return float((rgb.mean(axis=2) < 0.9).mean())
 
 
-def figure_problems(page: Path) -> list[str]:
-    """Figures the page shows that are missing or blank."""
+def figure_problems(page: Path, html: str) -> list[str]:
+    """Figures the page (whose text is ``html``) shows that are missing or blank."""
     problems = []
-    for src in re.findall(r'<img [^>]*src="([^"]+)"', page.read_text()):
+    for src in re.findall(r'<img [^>]*src="([^"]+)"', html):
         if "_images/" not in src:  # logos and badges from the theme
             continue
         path = (page.parent / src).resolve()
@@ -87,8 +87,9 @@ def check(html_root: Path, toc: Path = ROOT / "_toc.yml") -> list[str]:
         if not page.is_file():
             problems.append(f"{doc}: not built ({page} is missing)")
             continue
-        problems += figure_problems(page)
-        missing = widgets_without_static_view(page.read_text())
+        html = page.read_text()
+        problems += figure_problems(page, html)
+        missing = widgets_without_static_view(html)
         if missing:
             problems.append(f"{page.name}: {missing} widget(s) without a static view "
                             "after them: the offline page would show a hole")

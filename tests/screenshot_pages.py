@@ -16,8 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-from matplotlib.image import imread
+from check_built_book import ink
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -31,16 +30,15 @@ def screenshot(page: Path, png: Path) -> None:
                        check=True, capture_output=True, timeout=120)
 
 
-def ink(png: Path, height: int = 2400) -> float:
+def first_screen_ink(png: Path) -> float:
     """Share of non-white pixels (text, figures, tables) in the first screen.
 
     The PNG holds the whole page, for looking at; the share is taken over
-    the top ``height`` rows only, so a short page is not diluted by the
-    empty window below it. (Blank figures further down are caught by
+    the top 2,400 rows only, so a short page is not diluted by the empty
+    window below it. (Blank figures further down are caught by
     tests/check_built_book.py, which `make test` runs.)
     """
-    pixels = imread(png)[:height, :, :3]
-    return float((pixels.mean(axis=2) < 0.9).mean())
+    return ink(png, height=2400)
 
 
 def main() -> int:
@@ -59,7 +57,7 @@ def main() -> int:
         png = args.out / f"{page.parent.name}_{page.stem}.png"
         try:
             screenshot(page, png)
-            share = ink(png)
+            share = first_screen_ink(png)
         except (subprocess.SubprocessError, OSError) as err:
             print(f"FAIL {page}: {err}")
             failed += 1
