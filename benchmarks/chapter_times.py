@@ -23,7 +23,9 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import nbformat
 import torch
+from nbclient import NotebookClient
 
 from cnnlab.budget import budget_name
 from cnnlab.results import atomic_write_text, device_name, git_commit, short_commit
@@ -35,23 +37,18 @@ START = "<!-- CHAPTER-TIMES:START (written by benchmarks/chapter_times.py) -->"
 END = "<!-- CHAPTER-TIMES:END -->"
 
 
-def chapter_title(path: Path) -> str:
-    """The notebook's first '# ' heading, or its file name."""
-    import nbformat
-
-    for cell in nbformat.read(path, as_version=4).cells:
+def chapter_title(nb: nbformat.NotebookNode, fallback: str) -> str:
+    """The notebook's first '# ' heading, or ``fallback``."""
+    for cell in nb.cells:
         if cell.cell_type == "markdown":
             for line in cell.source.splitlines():
                 if line.startswith("# "):
                     return line[2:].strip()
-    return path.stem
+    return fallback
 
 
-def run_notebook(path: Path, inplace: bool, timeout: int) -> float:
-    """Execute one notebook in its own folder; return the wall seconds it took."""
-    import nbformat
-    from nbclient import NotebookClient
-
+def run_notebook(path: Path, inplace: bool, timeout: int) -> tuple[str, float]:
+    """Execute one notebook in its own folder; its title and the wall seconds it took."""
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
@@ -61,7 +58,7 @@ def run_notebook(path: Path, inplace: bool, timeout: int) -> float:
     if inplace:
         text = nbformat.writes(nb)
         atomic_write_text(path, text if text.endswith("\n") else text + "\n")
-    return seconds
+    return chapter_title(nb, path.stem), seconds
 
 
 def warm_file_cache() -> float:
@@ -86,8 +83,8 @@ def record(notebooks: list[Path], inplace: bool, timeout: int) -> dict:
     print(f"{'(imports, untimed warm-up)':28} {first_import:7.1f} s", flush=True)
     times = {}
     for path in notebooks:
-        seconds = run_notebook(path, inplace, timeout)
-        times[path.stem] = {"title": chapter_title(path), "seconds": round(seconds, 1)}
+        title, seconds = run_notebook(path, inplace, timeout)
+        times[path.stem] = {"title": title, "seconds": round(seconds, 1)}
         print(f"{path.name:28} {seconds:7.1f} s", flush=True)
     return {
         "device": device.type,
