@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from .data import Split, preprocess
 from .models import get_model
-from .shapes import trace_shapes
+from .shapes import forward_shapes, trace_shapes
 
 
 @dataclass
@@ -220,22 +220,8 @@ def architecture_units(model: nn.Module, size: int = 28,
              (c.named_children() if n in expand else [("", c)])]
     parts = [(name.rstrip("."), m) for name, m in parts]
     shapes: dict[str, tuple[int, ...]] = {}
-
-    def record(name: str):
-        def hook(_module, _inputs, output) -> None:  # returns None: output unchanged
-            shapes.setdefault(name, tuple(output.shape[1:]))
-        return hook
-
-    hooks = [m.register_forward_hook(record(name)) for name, m in parts]
-    try:
-        was_training = model.training
-        model.eval()
-        with torch.no_grad():
-            model(torch.zeros(1, model.input_shape[0], size, size))
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was_training)
+    for name, _, shape in forward_shapes(model, parts, size):
+        shapes.setdefault(name, shape)  # a part called twice: its first output
     units = [Unit("input", f"{size} px image", (model.input_shape[0], size, size), 0)]
     for name, module in parts:
         params = sum(p.numel() for p in module.parameters())

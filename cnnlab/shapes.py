@@ -6,6 +6,7 @@ Bugs 1 and 4 of the report are shape bugs: a flatten size computed for
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -37,27 +38,27 @@ def _warning(module: nn.Module, shape: tuple[int, ...]) -> str:
     return ""
 
 
-def trace_shapes(model: nn.Module, size: int = 28,
-                 in_channels: int | None = None) -> list[LayerShape]:
-    """Run one (1, C, size, size) batch and record every leaf layer's output.
+def forward_shapes(model: nn.Module, modules: Iterable[tuple[str, nn.Module]],
+                   size: int = 28, in_channels: int | None = None,
+                   ) -> list[tuple[str, nn.Module, tuple[int, ...]]]:
+    """Run one (1, C, size, size) batch of zeros through ``model`` and record
+    each call of the named ``modules``: (name, module, output shape without
+    the batch dimension), in call order.
 
+    The model runs in eval mode without gradients and gets its mode back.
     C defaults to the model's ``input_shape``. Raises whatever the model
     raises when it cannot take that size (LeNet at 32, for example).
     """
     if in_channels is None:
         in_channels = getattr(model, "input_shape", (1,))[0]
-    records: list[LayerShape] = []
-    hooks = []
-    for name, module in model.named_modules():
-        if next(module.children(), None) is not None:
-            continue  # not a leaf
+    calls: list[tuple[str, nn.Module, tuple[int, ...]]] = []
 
-        def hook(mod: nn.Module, _inp, out, name: str = name) -> None:
-            shape = tuple(out.shape[1:])
-            records.append(LayerShape(name, type(mod).__name__, shape,
-                                      sum(p.numel() for p in mod.parameters()),
-                                      _warning(mod, shape)))
-        hooks.append(module.register_forward_hook(hook))
+    def record(name: str):
+        def hook(module: nn.Module, _inp, out) -> None:  # None: the output is kept
+            calls.append((name, module, tuple(out.shape[1:])))
+        return hook
+
+    hooks = [module.register_forward_hook(record(name)) for name, module in modules]
     was_training = model.training
     model.eval()
     try:
@@ -68,7 +69,21 @@ def trace_shapes(model: nn.Module, size: int = 28,
         for h in hooks:
             h.remove()
         model.train(was_training)
-    return records
+    return calls
+
+
+def trace_shapes(model: nn.Module, size: int = 28,
+                 in_channels: int | None = None) -> list[LayerShape]:
+    """Run one (1, C, size, size) batch and record every leaf layer's output.
+
+    C defaults to the model's ``input_shape``. Raises whatever the model
+    raises when it cannot take that size (LeNet at 32, for example).
+    """
+    leaves = [(name, module) for name, module in model.named_modules()
+              if next(module.children(), None) is None]
+    return [LayerShape(name, type(module).__name__, shape,
+                       sum(p.numel() for p in module.parameters()), _warning(module, shape))
+            for name, module, shape in forward_shapes(model, leaves, size, in_channels)]
 
 
 def format_shapes(records: list[LayerShape]) -> str:
