@@ -46,7 +46,6 @@ fi
   "$PY" -c 'import sys, torch; print(sys.version); print("torch", torch.__version__, "cuda", torch.cuda.is_available())'
 } > "$OUT/$part-env.txt" 2>&1
 
-set -o pipefail
 case "$part" in
   record)
     runs=$(mktemp -d)
