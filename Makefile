@@ -5,7 +5,7 @@ STAMP   := .venv/.installed
 JB      := .venv/bin/jupyter-book
 NOTEBOOKS := book exercises solutions
 
-.PHONY: venv book test test-fast notebooks chapter-times screenshots record clean
+.PHONY: venv book test test-fast notebooks chapter-times screenshots record record-cpu record-status clean
 
 venv: $(STAMP)
 
@@ -51,6 +51,16 @@ screenshots: book
 # Full runs of all six models (the report's recipe), saved under results/.
 record: $(STAMP)
 	$(PY) -m cnnlab compare --seeds 42 43 44 --out results/runs
+
+# The recorded CPU runs (results/runs and results/experiments, the plan in
+# cnnlab/record.py): whatever is missing trains in the background, each run
+# resuming from its checkpoint in .cache/checkpoints; runs already recorded
+# are skipped. Needs a clean commit (records name it). Log: .cache/record.log.
+record-cpu: $(STAMP)
+	$(PY) -m cnnlab.record run --background
+
+record-status: $(STAMP)
+	$(PY) -m cnnlab.record status
 
 clean:
 	rm -rf _build .cache/book-test

@@ -38,6 +38,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text}")
+    return value
+
+
 def _model_name(text: str) -> str:
     try:
         return check_model_name(text)
@@ -52,6 +62,22 @@ def _add_training_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--max-steps", type=_positive_int, default=None,
                    help="stop after this many steps (a short budget)")
+    p.add_argument("--eval-every", type=_positive_int, default=125,
+                   help="validate every this many steps (default: 125)")
+    p.add_argument("--eval-subset", type=_positive_int, default=2000,
+                   help="between epoch ends, validate on the first N validation "
+                        "images only (default: 2000; epoch ends use all 12,000)")
+    p.add_argument("--eval-all", action="store_true",
+                   help="validate on all 12,000 images every time")
+    p.add_argument("--dropout", type=_fraction, default=None,
+                   help="dropout before the classifier (default: the report's value "
+                        "for the model)")
+    p.add_argument("--shortcut", choices=("projection", "zero_pad", "reuse_conv1"),
+                   default=None, help="resnet18: the shortcut where a block changes "
+                   "shape (default: projection; reuse_conv1 is the report's block)")
+    p.add_argument("--upsample", type=_positive_int, default=None,
+                   help="input upsampling factor (default 2: 28 px -> 56 px; "
+                        "1 keeps 28 px)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: best)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -92,8 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
 def _config(args: argparse.Namespace, model: str, seed: int | None = None):
     from .train import TrainConfig
 
+    options = {name: getattr(args, name) for name in ("shortcut", "upsample")
+               if getattr(args, name) is not None}
     return TrainConfig(model=model, epochs=args.epochs, batch_size=args.batch_size,
                        lr=args.lr, seed=args.seed if seed is None else seed,
+                       dropout=args.dropout, options=options,
+                       eval_every=args.eval_every,
+                       eval_subset=None if args.eval_all else args.eval_subset,
                        max_steps=args.max_steps,
                        device=args.device, compile=args.compile)
 
@@ -130,9 +161,11 @@ def main(argv: list[str] | None = None) -> int:
             from .plots import bar_figure, comparison_figure, save_figure
             from .results import atomic_write_text, markdown_table, seed_summary_table
 
+            models = args.models or list_models()
+            for m in models:  # a bad option fails here, before any training
+                _config(args, m)
             results = [_train(args, m, args.out, seed)
-                       for m in (args.models or list_models())
-                       for seed in (args.seeds or [args.seed])]
+                       for m in models for seed in (args.seeds or [args.seed])]
             table = markdown_table(results)
             if args.seeds and len(args.seeds) > 1:
                 table += "\n\n" + seed_summary_table(results)

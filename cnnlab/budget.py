@@ -61,7 +61,7 @@ def chapter_config(model: str, budget: str | None = None, **overrides) -> TrainC
     short = SHORT[model]
     settings = dict(model=model, max_steps=short.steps, val_images=short.val_images,
                     test_images=short.test_images,
-                    eval_every=max(1, short.steps // 5))
+                    eval_every=max(1, short.steps // 5), eval_subset=None)
     return TrainConfig(**(settings | overrides))
 
 

@@ -23,7 +23,8 @@ VERSION = 1
 # must share them. ``epochs`` and ``max_steps`` may change (train longer);
 # the device and speed switches may change too, at the price of bit-identity.
 TRAJECTORY_FIELDS = ("model", "batch_size", "lr", "weight_decay", "seed", "dropout",
-                     "eval_every", "val_images", "test_images")
+                     "options", "eval_every", "eval_subset", "val_images",
+                     "test_images")
 
 
 class CheckpointError(ValueError):

@@ -49,6 +49,9 @@ class RunResult:
     # The first step alone: it holds torch.compile's and cudnn's one-off
     # set-up, so a compiled run's cost can be read with and without it.
     first_step_seconds: float | None = None
+    # How many validation images each point of val_accuracy used: all of
+    # them at epoch ends, a fixed subset between (TrainConfig.eval_subset).
+    val_images: list[int] = field(default_factory=list)
     format_version: int = FORMAT_VERSION
 
     @property
@@ -76,7 +79,7 @@ class RunResult:
                 f"reads up to version {FORMAT_VERSION}. Fix: update cnnlab "
                 f"(git pull; make venv) or re-run the training to rewrite it.")
         names = {f.name for f in fields(cls)}
-        optional = {"provenance", "format_version", "first_step_seconds"}
+        optional = {"provenance", "format_version", "first_step_seconds", "val_images"}
         missing = names - set(data) - optional
         if missing:
             raise ResultFormatError(f"{source}: not a cnnlab result, missing "

@@ -15,6 +15,7 @@ Why the step looks the way it does:
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import os
@@ -25,6 +26,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,7 +35,8 @@ from torch import Tensor, nn
 
 from .checkpoint import load_checkpoint, rng_states, save_checkpoint, set_rng_states
 from .data import DeviceBatches, MnistSplits, Split, load_mnist, preprocess
-from .models import DEFAULT_DROPOUT, check_model_name, count_parameters, get_model
+from .models import (DEFAULT_DROPOUT, MODELS, check_model_name, count_parameters,
+                     get_model)
 from .results import RunResult, provenance
 
 log = logging.getLogger("cnnlab")
@@ -53,7 +56,13 @@ class TrainConfig:
     weight_decay: float = 0.01         # AdamW's default, which the report kept
     seed: int = 42                     # the report's seed
     dropout: float | None = None       # None: the report's value for the model
-    eval_every: int = 100              # validation every this many steps
+    options: dict[str, Any] = field(default_factory=dict)  # more builder options,
+    #                                    e.g. {"shortcut": "zero_pad", "upsample": 1}
+    eval_every: int = 125              # validation every this many steps (15 points
+    #                                    over the report's 5 x 375 steps)
+    eval_subset: int | None = 2_000    # between epoch ends, validate on the first N
+    #                                    validation images only; at each epoch end
+    #                                    (and the last step) on all. None: all, always
     max_steps: int | None = None       # stop after this many steps (short budgets)
     val_images: int | None = None      # validate on the first N (None: all 12,000)
     test_images: int | None = None     # test on the first N (None: all 10,000)
@@ -69,7 +78,7 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("max_steps", "val_images", "test_images"):
+        for name in ("max_steps", "val_images", "test_images", "eval_subset"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value <= 0):
                 raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
@@ -77,11 +86,21 @@ class TrainConfig:
             raise ValueError(f"lr must be positive, got {self.lr!r}")
         if self.dropout is not None and not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        takes = set(inspect.signature(MODELS[self.model]).parameters)
+        if self.dropout is not None and "dropout" not in takes:
+            raise ValueError(f"{self.model} has no dropout layer; leave dropout unset")
+        for name in self.options:
+            if name == "dropout" or name not in takes:
+                allowed = sorted(takes - {"dropout", "in_channels", "num_classes"})
+                raise ValueError(f"{self.model} takes no option {name!r}; its options "
+                                 f"are: {', '.join(allowed) or 'none'}"
+                                 + (" (dropout has its own setting)"
+                                    if name == "dropout" else ""))
 
     def model_kwargs(self) -> dict:
         """Keyword arguments for the model's builder."""
         dropout = self.dropout if self.dropout is not None else DEFAULT_DROPOUT[self.model]
-        return {} if dropout is None else {"dropout": dropout}
+        return self.options | ({} if dropout is None else {"dropout": dropout})
 
 
 def set_seed(seed: int) -> None:
@@ -212,6 +231,7 @@ class History:
     val_step: list[int] = field(default_factory=list)
     val_accuracy: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
+    val_images: list[int] = field(default_factory=list)  # images behind each point
     epoch_val_accuracy: list[float] = field(default_factory=list)
     epoch_val_loss: list[float] = field(default_factory=list)
     train_seconds: float = 0.0
@@ -318,6 +338,7 @@ def train(config: TrainConfig, data: MnistSplits | None = None, *,
     data = (data if data is not None else load_mnist()).to(device)
     check_images(data.train.images, config.model)
     val = data.val.head(config.val_images)
+    val_between = val.head(config.eval_subset)  # the cheap check between epoch ends
     test = data.test.head(config.test_images)
     model = get_model(config.model, **config.model_kwargs()).to(device)
     check_input_shape(model, preprocess(data.train.images[:1]), config.model)
@@ -396,10 +417,12 @@ def train(config: TrainConfig, data: MnistSplits | None = None, *,
                     history.train_seconds += time.perf_counter() - tick
                     _check_finite(losses, checked, step, per_epoch, config.lr)
                     checked = step
-                    loss_v, acc_v = evaluate(model, val, amp=amp, channels_last=channels_last)
+                    on = val if at_epoch_end or step == total else val_between
+                    loss_v, acc_v = evaluate(model, on, amp=amp, channels_last=channels_last)
                     history.val_step.append(step)
                     history.val_loss.append(loss_v)
                     history.val_accuracy.append(acc_v)
+                    history.val_images.append(len(on))
                     if at_epoch_end:
                         history.epoch_val_loss.append(loss_v)
                         history.epoch_val_accuracy.append(acc_v)
@@ -435,7 +458,8 @@ def train(config: TrainConfig, data: MnistSplits | None = None, *,
         steps_per_epoch=per_epoch,
         train_loss=losses.tolist(),
         val_step=history.val_step, val_accuracy=history.val_accuracy,
-        val_loss=history.val_loss, epoch_val_accuracy=history.epoch_val_accuracy,
+        val_loss=history.val_loss, val_images=history.val_images,
+        epoch_val_accuracy=history.epoch_val_accuracy,
         epoch_val_loss=history.epoch_val_loss,
         test_accuracy=test_acc, test_loss=test_loss,
         train_seconds=history.train_seconds,

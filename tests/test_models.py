@@ -129,7 +129,7 @@ def test_zero_pad_shortcut_subsamples_and_pads():
 
 def test_unknown_shortcut_is_refused():
     with pytest.raises(ValueError, match="projection"):
-        get_model("resnet18", shortcut="conv1_weights")
+        get_model("resnet18", shortcut="conv1_weight")
 
 
 @pytest.mark.parametrize("name", list(EXPECTED))
@@ -162,3 +162,37 @@ def test_unknown_model_lists_valid_names():
         get_model("lenet5")
     for name in EXPECTED:
         assert name in str(err.value)
+
+
+def _muted(block):
+    with torch.no_grad():
+        block.bn2.weight.zero_()  # F(x) = 0: only the shortcut is left
+    return block
+
+
+def test_reuse_conv1_is_the_reports_block_and_has_option_as_count():
+    import torch.nn.functional as F
+
+    from cnnlab.models.resnet import ReuseConv1Block
+
+    model = get_model("resnet18", shortcut="reuse_conv1")
+    # The report's count: its shortcut reused conv1, so it adds no weights.
+    assert count_parameters(model) == 11_001_546
+    down = [b for b in model.modules() if isinstance(b, ReuseConv1Block)
+            and b.changes_shape]
+    assert len(down) == 3  # the first blocks of stages 2, 3 and 4
+    torch.manual_seed(0)
+    x = torch.rand(2, 64, 14, 14)
+    block = _muted(model.layer2[0])
+    expected = F.relu(F.conv2d(x, block.conv1.weight, stride=2, padding=1))
+    assert torch.equal(block(x), expected)
+    # Same-shape blocks keep the identity: x >= 0, so relu(x) == x.
+    assert torch.equal(_muted(model.layer1[0])(x), x)
+    # Tied weights: with F muted, conv1 still gets a gradient via the shortcut.
+    block.zero_grad()
+    block(x).sum().backward()
+    assert block.conv1.weight.grad.norm() > 0
+    options = [get_model("resnet18", shortcut=s).layer2[0] for s in ("zero_pad", "projection")]
+    for b in options:
+        _muted(b)(x).sum().backward()
+        assert b.conv1.weight.grad is None or b.conv1.weight.grad.norm() == 0

@@ -144,3 +144,54 @@ def test_seed_recipe_reaches_97_percent_on_cpu(tmp_path):
     r = RunResult.load(out)
     assert r.epochs_run == 5 and r.config["batch_size"] == 128
     assert r.test_accuracy >= 0.970
+
+
+def test_between_epochs_validation_uses_the_subset_and_epoch_ends_use_all(small):
+    # small: 2,560 training images = 20 steps per epoch; 500 validation images.
+    r = fit(TrainConfig(model="lenet", epochs=2, eval_every=6, eval_subset=100,
+                        device="cpu"), small, progress=False)
+    assert r.val_step == [6, 12, 18, 20, 24, 30, 36, 40]  # multiples of 6, and epoch ends
+    assert r.val_images == [100, 100, 100, 500, 100, 100, 100, 500]
+    # The epoch-end points are the whole validation set's scores.
+    ends = [a for a, n in zip(r.val_accuracy, r.val_images) if n == 500]
+    assert ends == r.epoch_val_accuracy
+    everything = fit(TrainConfig(model="lenet", epochs=1, eval_every=6,
+                                 eval_subset=None, device="cpu"), small, progress=False)
+    assert everything.val_images == [500] * 4
+
+
+def test_the_subset_is_the_first_validation_images(small):
+    from cnnlab.train import evaluate
+
+    model, r = __import__("cnnlab.train", fromlist=["train"]).train(
+        TrainConfig(model="lenet", epochs=1, eval_every=20, eval_subset=100,
+                    max_steps=5, device="cpu"), small, progress=False)
+    # max_steps ends the run mid-epoch: its last point is on every image.
+    assert r.val_images == [500]
+    loss, acc = evaluate(model, small.val)
+    assert r.val_accuracy == [acc]
+
+
+def test_model_options_reach_the_builder_and_are_checked():
+    c = TrainConfig(model="resnet18", options={"shortcut": "zero_pad", "upsample": 1})
+    assert c.model_kwargs() == {"shortcut": "zero_pad", "upsample": 1, "dropout": 0.5}
+    assert TrainConfig(model="googlenet", dropout=0.4).model_kwargs() == {"dropout": 0.4}
+    with pytest.raises(ValueError, match="lenet takes no option 'shortcut'"):
+        TrainConfig(model="lenet", options={"shortcut": "zero_pad"})
+    with pytest.raises(ValueError, match="resnet18 takes no option 'width'.*shortcut"):
+        TrainConfig(model="resnet18", options={"width": 2})
+    with pytest.raises(ValueError, match="dropout has its own setting"):
+        TrainConfig(model="resnet18", options={"dropout": 0.1})
+    with pytest.raises(ValueError, match="lenet has no dropout"):
+        TrainConfig(model="lenet", dropout=0.3)
+    with pytest.raises(ValueError, match="eval_subset"):
+        TrainConfig(eval_subset=0)
+
+
+def test_the_result_records_the_model_options(small):
+    r = fit(TrainConfig(model="googlenet", dropout=0.4, max_steps=1, eval_every=1,
+                        device="cpu", val_images=10, test_images=10), small,
+            progress=False)
+    assert r.config["dropout"] == 0.4
+    model = get_model("googlenet", dropout=0.4)
+    assert model.dropout.p == 0.4

@@ -94,6 +94,6 @@ class GoogLeNet(nn.Module):
 
 
 def googlenet(in_channels: int = 1, num_classes: int = 10,
-              dropout: float = 0.2) -> GoogLeNet:
+              dropout: float = 0.2, upsample: int = 2) -> GoogLeNet:
     """GoogLeNet at 56 px (5,977,530 parameters at 1 channel, 10 classes)."""
-    return GoogLeNet(in_channels, num_classes, dropout)
+    return GoogLeNet(in_channels, num_classes, dropout, upsample)

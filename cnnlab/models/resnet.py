@@ -13,6 +13,11 @@ cannot be added as it is (bug 2). The paper gives two shortcuts:
 * option B, ``shortcut="projection"`` (default): a 1x1 conv + BN.
 * option A, ``shortcut="zero_pad"``: subsample by 2 and pad the new
   channels with zeros. It has no parameters.
+
+The report's own fix is here too, as ``shortcut="reuse_conv1"``, so that it
+can be trained and measured: where the shape changes, the shortcut
+convolves x with the block's own ``conv1`` weights (tied weights, and no BN
+of its own). It has as many parameters as option A.
 """
 from typing import Literal
 
@@ -20,7 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-Shortcut = Literal["projection", "zero_pad"]
+Shortcut = Literal["projection", "zero_pad", "reuse_conv1"]
+SHORTCUTS = ("projection", "zero_pad", "reuse_conv1")
 
 
 def conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
@@ -74,6 +80,24 @@ class BasicBlock(nn.Module):
         return F.relu(self.residual(x) + self.shortcut(x))
 
 
+class ReuseConv1Block(BasicBlock):
+    """The report's block: where the shape changes, the shortcut is conv1(x).
+
+    ``conv1``'s 3x3 weights then serve two jobs, the first layer of F and
+    the shortcut, and the shortcut has no BN. Kept to train and measure it.
+    """
+
+    def __init__(self, cin: int, cout: int, stride: int = 1,
+                 downsample: nn.Module | None = None) -> None:
+        super().__init__(cin, cout, stride)  # no module of its own on the shortcut
+        self.changes_shape = stride != 1 or cin != cout
+
+    def shortcut(self, x: Tensor) -> Tensor:
+        if not self.changes_shape:
+            return x
+        return F.conv2d(x, self.conv1.weight, stride=self.conv1.stride, padding=1)
+
+
 def make_downsample(cin: int, cout: int, stride: int,
                     shortcut: Shortcut) -> nn.Module | None:
     """The shortcut a block needs: None where the shape is unchanged."""
@@ -83,7 +107,9 @@ def make_downsample(cin: int, cout: int, stride: int,
         return nn.Sequential(conv1x1(cin, cout, stride), nn.BatchNorm2d(cout))
     if shortcut == "zero_pad":
         return ZeroPadShortcut(cin, cout, stride)
-    raise ValueError(f"shortcut must be 'projection' or 'zero_pad', got {shortcut!r}")
+    if shortcut == "reuse_conv1":
+        return None  # ReuseConv1Block builds its shortcut from its own conv1
+    raise ValueError(f"shortcut must be one of {', '.join(SHORTCUTS)}, got {shortcut!r}")
 
 
 class ResNet(nn.Module):
@@ -94,6 +120,11 @@ class ResNet(nn.Module):
                  dropout: float = 0.5, upsample: int = 2,
                  shortcut: Shortcut = "projection") -> None:
         super().__init__()
+        if shortcut not in SHORTCUTS:
+            raise ValueError(f"shortcut must be one of {', '.join(SHORTCUTS)}, "
+                             f"got {shortcut!r}")
+        if shortcut == "reuse_conv1":
+            block = ReuseConv1Block
         self.input_shape = (in_channels, 28, 28)
         self.shortcut_kind = shortcut
         self.upsample = nn.Upsample(scale_factor=upsample, mode="bilinear")
@@ -133,6 +164,7 @@ class ResNet(nn.Module):
 
 def resnet18(in_channels: int = 1, num_classes: int = 10, dropout: float = 0.5,
              shortcut: Shortcut = "projection", upsample: int = 2) -> ResNet:
-    """ResNet-18 at 56 px: 11,175,370 parameters (projection) or 11,001,546 (zero_pad)."""
+    """ResNet-18 at 56 px: 11,175,370 parameters (projection), 11,001,546
+    (zero_pad, and reuse_conv1, the report's block)."""
     return ResNet(BasicBlock, [2, 2, 2, 2], in_channels, num_classes,
                   dropout, upsample, shortcut)
