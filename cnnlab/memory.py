@@ -185,3 +185,71 @@ def torchinfo_estimate_bytes(model: nn.Module, batch_size: int,
     stats = summary(model, input_size=(batch_size, *input_size), verbose=0,
                     device=next(model.parameters()).device)
     return stats.total_input + stats.total_output_bytes + stats.total_param_bytes
+
+
+# The report's card: an NVIDIA MX250 with 2 GiB.
+REPORT_CARD_BYTES = 2 * 2**30
+
+
+def _vm_size() -> int:
+    """This process's virtual memory size in bytes (Linux)."""
+    for line in open("/proc/self/status"):
+        if line.startswith("VmSize:"):
+            return int(line.split()[1]) * 1024
+    raise OSError("no VmSize in /proc/self/status")
+
+
+def _capped_step(model: str, batch_size: int, cap_bytes: int) -> dict:
+    """In this process: load the data, cap the memory, train one step.
+
+    The cap is RLIMIT_AS: what the process holds once torch, the data and
+    the thread pool are up, plus ``cap_bytes`` for the model and its
+    training (the parameters, gradients, AdamW state and activations a GPU
+    would have to hold). Returns what happened, with the real error text.
+    """
+    import resource
+
+    from .data import load_mnist
+    from .train import TrainConfig, fit
+
+    data = load_mnist()
+    # Warm up the thread pool and the allocator's arenas before the cap, so
+    # the cap is spent on training, not on start-up.
+    warm = nn.Conv2d(1, 4, 3)
+    warm(torch.zeros(8, 1, 28, 28)).sum().backward()
+    base = _vm_size()
+    resource.setrlimit(resource.RLIMIT_AS, (base + cap_bytes, base + cap_bytes))
+    config = TrainConfig(model=model, batch_size=batch_size, max_steps=1, eval_every=1,
+                         val_images=batch_size, test_images=batch_size, device="cpu")
+    try:
+        fit(config, data, progress=False)
+    except (RuntimeError, MemoryError) as err:
+        return {"batch_size": batch_size, "outcome": "failed",
+                "error": f"{type(err).__name__}: {err}".strip()}
+    return {"batch_size": batch_size, "outcome": "trained one step", "error": None}
+
+
+def train_under_memory_cap(model: str, batch_size: int,
+                           cap_bytes: int = REPORT_CARD_BYTES) -> dict:
+    """Train one step of ``model`` in a child process with ``cap_bytes`` of memory.
+
+    Without a GPU this reproduces "out of memory" for real: the child
+    process gets the cap with ``resource.setrlimit`` (Linux), and the error
+    it meets is PyTorch's own. On a GPU, ``torch.cuda.set_per_process_
+    memory_fraction`` plays the same role. Returns the outcome and the
+    error text (None when the step fitted).
+    """
+    import json
+    import subprocess
+    import sys
+
+    code = ("import json, sys; from cnnlab.memory import _capped_step; "
+            f"print(json.dumps(_capped_step({model!r}, {batch_size}, {cap_bytes})))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    lines = done.stdout.strip().splitlines()
+    if done.returncode == 0 and lines:
+        return json.loads(lines[-1])
+    # Killed or crashed outside Python's reach: keep what it said.
+    tail = (done.stderr.strip().splitlines() or ["(nothing)"])[-1]
+    return {"batch_size": batch_size, "outcome": f"child exited {done.returncode}",
+            "error": tail}

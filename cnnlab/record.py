@@ -6,6 +6,7 @@ of which experiment a run belongs to, and the one command that reruns it.
     python -m cnnlab.record status          what is recorded, what is missing
     python -m cnnlab.record run             run what is missing, in plan order
     python -m cnnlab.record run --background   the same, detached; log in .cache/
+    python -m cnnlab.record oom             bug 3: AlexNet-large under a 2 GiB cap
 
 Each run keeps a checkpoint in ``.cache/checkpoints`` at every epoch end
 (and on Ctrl-C, SIGTERM or SIGHUP), so a stopped recording resumes where it
@@ -134,6 +135,48 @@ def experiment_runs(name: str) -> dict[str, list[Planned]]:
     return arms
 
 
+# Bug 3, out of memory, without a GPU: AlexNet-large trained for one step in
+# a child process capped at the report's 2 GiB card (and at half of it),
+# each case beside what the estimate predicted before the run.
+OOM_MODEL = "alexnet_large"
+OOM_CASES = [(128, 2 * 2**30), (512, 2 * 2**30), (128, 2**30)]  # (batch, cap)
+OOM_FILE = "experiments/oom-alexnet_large-cpu.json"
+
+
+def record_oom(root: Path = RESULTS_DIR) -> Path:
+    """Run the capped cases and record each with its prior estimate."""
+    import json
+
+    import torch
+
+    from .memory import estimate_training_memory, train_under_memory_cap
+    from .models import get_model
+    from .results import atomic_write_text, provenance
+
+    with torch.device("meta"):  # shapes only: the estimate costs no memory
+        model = get_model(OOM_MODEL)
+    cases = []
+    for batch, cap in OOM_CASES:
+        estimate = estimate_training_memory(model, batch)
+        print(f"{OOM_MODEL}, batch {batch}, cap {cap / 2**30:g} GiB: estimate "
+              f"{estimate.total / 2**30:.2f} GiB ...", flush=True)
+        outcome = train_under_memory_cap(OOM_MODEL, batch, cap)
+        print(f"  {outcome['outcome']}: {outcome['error'] or ''}", flush=True)
+        cases.append({"cap_bytes": cap, "estimate": vars(estimate)
+                      | {"total": estimate.total}, **outcome})
+    out = root / OOM_FILE
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, json.dumps({
+        "model": OOM_MODEL, "cases": cases,
+        "how": "one training step (AdamW, float32) in a child process whose address "
+               "space is capped with setrlimit(RLIMIT_AS) at what it held after loading "
+               "torch and the data, plus cap_bytes",
+        "command": "python -m cnnlab.record oom",
+        "provenance": provenance(torch.device("cpu")),
+    }, indent=1))
+    return out
+
+
 def _device() -> str:
     from .train import resolve_device
     return resolve_device().type
@@ -198,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
                                      description="Record the planned runs.")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("status", help="what is recorded, what is missing")
+    sub.add_parser("oom", help="bug 3: train AlexNet-large under a 2 GiB memory cap")
     p = sub.add_parser("run", help="run what is missing")
     p.add_argument("--background", action="store_true",
                    help="detach; the log goes to .cache/record.log")
@@ -213,6 +257,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{sum(d for _, d in rows)} of {len(rows)} recorded")
         return 0
 
+    commit = git_commit() or ""
+    if commit.endswith("+dirty") and not getattr(args, "allow_dirty", False):
+        print(f"cnnlab.record: the checkout has uncommitted changes ({commit}); records "
+              f"must name a clean commit. Commit or stash them, then run again.",
+              file=sys.stderr)
+        return 2
+    if args.command == "oom":
+        print(f"recorded in {record_oom()}")
+        return 0
+
     pidfile = CACHE / "record.pid"
     if pidfile.exists():
         try:
@@ -223,12 +277,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"cnnlab.record: a recording is already running (pid {pid}); "
                   f"follow it with: tail -f {CACHE / 'record.log'}", file=sys.stderr)
             return 2
-    commit = git_commit() or ""
-    if commit.endswith("+dirty") and not args.allow_dirty:
-        print(f"cnnlab.record: the checkout has uncommitted changes ({commit}); records "
-              f"must name a clean commit. Commit or stash them, then run again.",
-              file=sys.stderr)
-        return 2
     CACHE.mkdir(exist_ok=True)
     if args.background:
         log = CACHE / "record.log"

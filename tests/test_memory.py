@@ -159,3 +159,14 @@ def test_estimate_matches_a_measured_training_step(name):
     peak = tracker.get_tracker_snapshot("peak")[torch.device("cpu")]["Total"]
     estimate = estimate_training_memory(model, batch).total
     assert estimate == pytest.approx(peak, rel=0.02)
+
+
+def test_a_step_under_a_memory_cap_fails_for_real_and_fits_with_room():
+    from cnnlab.memory import train_under_memory_cap
+
+    # 1 MiB cannot hold LeNet's step at batch 128 (its first conv's output
+    # alone is 128 x 6 x 24 x 24 floats, 1.7 MiB); 1 GiB holds it easily.
+    tight = train_under_memory_cap("lenet", 128, 2**20)
+    assert tight["outcome"] == "failed" and tight["error"].startswith("RuntimeError")
+    roomy = train_under_memory_cap("lenet", 128, 2**30)
+    assert roomy == {"batch_size": 128, "outcome": "trained one step", "error": None}
