@@ -32,3 +32,34 @@ def recorded(model: str, trained_live: bool = True) -> RunResult | None:
         print(f"  test accuracy {100 * r.test_accuracy:.2f}%, {r.train_seconds:.1f} s "
               f"of training, {r.images_per_second:,.0f} images/s")
     return runs[0]
+
+
+def show_recorded(model: str) -> RunResult | None:
+    """Show the recorded full run(s) of ``model``: the table beside the
+    report's row, provenance, and the learning curves. Returns the first run.
+    """
+    from IPython.display import Markdown, display
+
+    from .records import curves_figure, device_runs, run_summary
+
+    display(Markdown(run_summary(model)))
+    runs = device_runs(model)
+    if not runs:
+        return None
+    display(curves_figure(runs, title=f"{model}: the recorded full run"
+                          + ("s" if len(runs) > 1 else "")))
+    return runs[0]
+
+
+def show_experiment(name: str):
+    """Show an experiment: its table, its curves and what its seeds say."""
+    from IPython.display import Markdown, display
+
+    from .records import experiment_arms, experiment_figure, experiment_table, verdict
+
+    arms = experiment_arms(name)
+    display(Markdown(experiment_table(arms)))
+    if any(a.runs for a in arms):
+        display(experiment_figure(arms))
+    display(Markdown(verdict(arms)))
+    return arms

@@ -1,0 +1,218 @@
+"""What the recorded runs say: summaries, verdicts and figures the book shows.
+
+Everything here reads ``results/`` (the plan in ``cnnlab.record`` names the
+files), so a page says exactly what is recorded, and says plainly what is
+not yet.
+"""
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from .plots import smooth
+from .record import EXPERIMENTS, experiment_runs
+from .report import REPORT
+from .results import RESULTS_DIR, RunResult, provenance_line, recorded_runs
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Test accuracy (%) over the seeds of one model or arm."""
+
+    values: tuple[float, ...]
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        return statistics.mean(self.values)
+
+    @property
+    def std(self) -> float:
+        """Sample standard deviation (0 for a single run)."""
+        return statistics.stdev(self.values) if self.n > 1 else 0.0
+
+    def text(self) -> str:
+        """'97.29 ± 0.36 (3 seeds)', or '97.57' for one run."""
+        if self.n == 1:
+            return f"{self.mean:.2f}"
+        return f"{self.mean:.2f} ± {self.std:.2f} ({self.n} seeds)"
+
+
+def accuracy_spread(runs: list[RunResult]) -> Spread:
+    """The test accuracies of ``runs``, in percent."""
+    return Spread(tuple(100 * r.test_accuracy for r in runs))
+
+
+def device_runs(model: str, folder: str | Path | None = None) -> list[RunResult]:
+    """The recorded full runs of ``model`` on the device of its first (GPU first)."""
+    runs = recorded_runs(model, folder)
+    if not runs:
+        return []
+    device = runs[0].provenance.get("device")
+    return [r for r in runs if r.provenance.get("device") == device]
+
+
+def run_summary(model: str, folder: str | Path | None = None) -> str:
+    """Markdown: the recorded full run(s) of ``model`` beside the report's row."""
+    runs = device_runs(model, folder)
+    report = REPORT.get(model)
+    if not runs:
+        return (f"No full run of `{model}` is recorded yet. `make record-cpu` "
+                f"records it (in the background, resumably).")
+    first = runs[0]
+    lines = ["| | test accuracy (%) | training time (s) | images/s | device |",
+             "|---|---|---|---|---|"]
+    seconds = statistics.mean(r.train_seconds for r in runs)
+    speed = statistics.mean(r.images_per_second for r in runs)
+    lines.append(f"| cnnlab, recorded | {accuracy_spread(runs).text()} | {seconds:,.0f} "
+                 f"| {speed:,.0f} | {first.provenance.get('device_name', '?')} "
+                 f"({first.provenance.get('device', '?')}, "
+                 f"{first.provenance.get('cpu_threads', '?')} threads) |")
+    if report is not None:
+        lines.append(f"| the report | {report.test_accuracy:.2f} | {report.seconds:,.0f} "
+                     f"| | NVIDIA GeForce MX250 (laptop GPU) |")
+    lines.append("")
+    lines += [f"Provenance: {provenance_line(r)}." for r in runs]
+    return "\n".join(lines)
+
+
+def curves_figure(runs: list[RunResult], title: str = "",
+                  window: int = 50) -> Figure:
+    """Training loss and validation accuracy of recorded runs, one colour each.
+
+    Validation points on the whole set (epoch ends) are filled; points on
+    the subset between epoch ends (``TrainConfig.eval_subset``) are hollow.
+    """
+    fig = Figure(figsize=(10, 3.8), layout="constrained")
+    ax_loss, ax_acc = fig.subplots(1, 2)
+    for i, r in enumerate(runs):
+        colour = f"C{i}"
+        label = f"{r.model}, seed {r.config.get('seed')}"
+        ax_loss.plot(np.arange(1, len(r.train_loss) + 1), smooth(r.train_loss, window),
+                     color=colour, label=label)
+        acc = np.array([100 * a for a in r.val_accuracy])
+        step = np.array(r.val_step)
+        full = np.array(r.val_images or [0] * len(step)) == max(r.val_images or [0])
+        ax_acc.plot(step, acc, color=colour, alpha=0.5)
+        ax_acc.plot(step[full], acc[full], "o", color=colour, label=label)
+        ax_acc.plot(step[~full], acc[~full], "o", mfc="white", color=colour)
+    ax_loss.set(xlabel="training step", ylabel=f"training loss (mean of {window})",
+                yscale="log", title="Training loss")
+    ax_acc.set(xlabel="training step", ylabel="validation accuracy (%)",
+               title="Validation (filled: all 12,000; hollow: a subset)")
+    ax_acc.legend(fontsize=8)
+    lo = min((100 * min(r.val_accuracy) for r in runs if r.val_accuracy), default=0)
+    ax_acc.set_ylim(max(lo - 1, 0), 100)
+    if title:
+        fig.suptitle(title)
+    fig.patch.set_facecolor("white")
+    return fig
+
+
+# ---------------------------------------------------------------- experiments
+
+@dataclass(frozen=True)
+class Arm:
+    """One arm of an experiment: its runs recorded so far and its command."""
+
+    name: str
+    runs: tuple[RunResult, ...]
+    planned: int
+    command: str  # for the first seed; the others add --seed
+
+    @property
+    def spread(self) -> Spread | None:
+        return accuracy_spread(list(self.runs)) if self.runs else None
+
+
+def experiment_arms(name: str, root: Path = RESULTS_DIR,
+                    device: str = "cpu") -> list[Arm]:
+    """The arms of experiment ``name`` with the runs recorded for each."""
+    arms = []
+    for arm, planned in experiment_runs(name).items():
+        found = [RunResult.load(p.path(device, root)) for p in planned
+                 if p.path(device, root).exists()]
+        arms.append(Arm(arm, tuple(found), len(planned), planned[0].command()))
+    return arms
+
+
+def experiment_table(arms: list[Arm]) -> str:
+    """Markdown: test accuracy per arm, mean ± standard deviation over seeds."""
+    lines = ["| arm | test accuracy (%) | each seed | training time (s) | rerun one seed |",
+             "|---|---|---|---|---|"]
+    for a in arms:
+        if not a.runs:
+            lines.append(f"| {a.name} | not recorded yet (0 of {a.planned}) | | "
+                         f"| `{a.command}` |")
+            continue
+        each = ", ".join(f"{100 * r.test_accuracy:.2f}" for r in a.runs)
+        seconds = statistics.mean(r.train_seconds for r in a.runs)
+        recorded = "" if len(a.runs) == a.planned else f" ({len(a.runs)} of {a.planned})"
+        lines.append(f"| {a.name} | {a.spread.text()}{recorded} | {each} | {seconds:,.0f} "
+                     f"| `{a.command}` |")
+    return "\n".join(lines)
+
+
+def verdict(arms: list[Arm]) -> str:
+    """One paragraph saying what the recorded seeds show, and no more.
+
+    Two arms are called apart only when the gap between their means is
+    larger than twice the larger of their standard deviations; otherwise
+    the seeds cannot tell them apart at this budget.
+    """
+    done = [a for a in arms if a.runs and len(a.runs) == a.planned]
+    if len(done) < len(arms):
+        missing = [a.name for a in arms if a not in done]
+        return ("Not every arm has all its seeds recorded yet ("
+                + ", ".join(missing) + "), so this page draws no conclusion yet.")
+    ranked = sorted(done, key=lambda a: a.spread.mean, reverse=True)
+    best, worst = ranked[0], ranked[-1]
+    gap = best.spread.mean - worst.spread.mean
+    noise = max(best.spread.std, worst.spread.std)
+    text = (f"Over {best.planned} seeds each, {best.name} scored highest "
+            f"({best.spread.mean:.2f}%) and {worst.name} lowest "
+            f"({worst.spread.mean:.2f}%): a gap of {gap:.2f} points, against a "
+            f"seed-to-seed standard deviation of up to {noise:.2f} points. ")
+    if gap > 2 * noise:
+        return text + ("The gap is more than twice that spread: at this budget the "
+                       "arms differ.")
+    return text + ("The gap is within twice that spread: at this budget these "
+                   "seeds cannot tell the arms apart.")
+
+
+def experiment_figure(arms: list[Arm], title: str = "") -> Figure:
+    """Validation accuracy of each arm: the mean over its seeds, with the range."""
+    fig = Figure(figsize=(8, 3.8), layout="constrained")
+    ax = fig.subplots()
+    for i, a in enumerate(arms):
+        if not a.runs:
+            continue
+        steps = a.runs[0].val_step
+        acc = np.array([[100 * v for v in r.val_accuracy] for r in a.runs
+                        if r.val_step == steps])
+        ax.plot(steps, acc.mean(0), color=f"C{i}", marker=".",
+                label=f"{a.name} ({len(acc)} seeds)")
+        ax.fill_between(steps, acc.min(0), acc.max(0), color=f"C{i}", alpha=0.2)
+    ax.set(xlabel="training step", ylabel="validation accuracy (%)",
+           title=title or "Validation accuracy: mean over seeds, band = min to max")
+    lo = min((100 * min(r.val_accuracy[2:] or r.val_accuracy) for a in arms
+              for r in a.runs), default=0)
+    ax.set_ylim(max(lo - 1, 0), 100)
+    if any(a.runs for a in arms):
+        ax.legend(fontsize=9)
+    else:
+        ax.text(0.5, 0.5, "no run recorded yet", ha="center", transform=ax.transAxes)
+    fig.patch.set_facecolor("white")
+    return fig
+
+
+def experiment_title(name: str) -> str:
+    """The experiment's title, from the plan."""
+    return EXPERIMENTS[name]["title"]

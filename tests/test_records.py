@@ -1,0 +1,89 @@
+"""What the book says about recorded runs is computed from them, and says no more."""
+import pytest
+
+from cnnlab import records
+from cnnlab.record import experiment_runs
+from cnnlab.records import (Arm, Spread, curves_figure, experiment_arms,
+                            experiment_table, run_summary, verdict)
+from cnnlab.results import RunResult
+
+
+def fake_run(model="resnet18", seed=42, acc=0.98, steps=(25, 50), images=(1000, 12000),
+             **config) -> RunResult:
+    return RunResult(
+        model=model, parameters=1, config={"seed": seed, **config}, steps_per_epoch=50,
+        train_loss=[2.3, 1.0] * 25, val_step=list(steps),
+        val_accuracy=[0.5, acc], val_loss=[1.0, 0.1], epoch_val_accuracy=[acc],
+        epoch_val_loss=[0.1], test_accuracy=acc, test_loss=0.1, train_seconds=10.0,
+        images_per_second=100.0, peak_memory_bytes=None, peak_memory_kind="none",
+        provenance={"device": "cpu", "device_name": "a CPU", "date": "2026-11-29",
+                    "git_commit": "0" * 40}, val_images=list(images))
+
+
+def arm(name, accs, planned=3):
+    return Arm(name, tuple(fake_run(seed=42 + i, acc=a / 100) for i, a in enumerate(accs)),
+               planned, "python -m cnnlab train resnet18")
+
+
+def test_spread_is_mean_and_sample_std():
+    s = Spread((98.0, 99.0, 100.0))
+    assert (s.mean, s.std) == (99.0, 1.0)  # sample std: sqrt(2 / 2)
+    assert s.text() == "99.00 ± 1.00 (3 seeds)"
+    assert Spread((97.5,)).text() == "97.50"
+
+
+def test_verdict_calls_arms_apart_only_beyond_twice_the_spread():
+    apart = verdict([arm("A", [99.0, 99.1, 99.2]), arm("B", [98.0, 98.1, 98.2])])
+    assert "A scored highest (99.10%)" in apart and "B lowest (98.10%)" in apart
+    assert "gap of 1.00 points" in apart and "the arms differ" in apart
+    close = verdict([arm("A", [99.0, 98.0, 99.5]), arm("B", [98.9, 98.4, 99.0])])
+    assert "cannot tell the arms apart" in close
+    # The ranking follows the numbers, whatever the order of the arms.
+    flipped = verdict([arm("B", [98.0, 98.1, 98.2]), arm("A", [99.0, 99.1, 99.2])])
+    assert "A scored highest" in flipped
+
+
+def test_no_verdict_before_every_seed_is_recorded():
+    text = verdict([arm("A", [99.0, 99.1, 99.2]), arm("B", [98.0], planned=3)])
+    assert "no conclusion yet" in text and "B" in text
+
+
+def test_experiment_arms_read_the_planned_files(tmp_path):
+    planned = experiment_runs("dropout")
+    p = planned["dropout 0.4"][1]  # seed 43
+    p.path("cpu", tmp_path).parent.mkdir(parents=True)
+    fake_run("googlenet", seed=43, acc=0.97).save(p.path("cpu", tmp_path))
+    arms = {a.name: a for a in experiment_arms("dropout", root=tmp_path)}
+    assert [r.config["seed"] for r in arms["dropout 0.4"].runs] == [43]
+    assert arms["dropout 0.2"].runs == ()
+    table = experiment_table(list(arms.values()))
+    assert "| dropout 0.4 | 97.00 (1 of 3) | 97.00 |" in table
+    assert "not recorded yet (0 of 3)" in table
+    assert "--dropout 0.2" in table
+
+
+def test_run_summary_says_when_nothing_is_recorded(tmp_path):
+    assert "No full run of `alexnet` is recorded yet" in run_summary("alexnet", tmp_path)
+
+
+def test_run_summary_puts_the_report_beside_the_record(tmp_path):
+    for seed, acc in ((42, 0.97), (43, 0.98)):
+        fake_run("lenet", seed, acc, steps=(125, 250), epochs=5).save(
+            tmp_path / f"lenet-cpu-seed{seed}.json")
+    # fake runs are 1 epoch: make them full (5 epochs of 50 steps)
+    for p in tmp_path.glob("*.json"):
+        r = RunResult.load(p)
+        r.train_loss = r.train_loss * 5
+        r.save(p)
+    text = run_summary("lenet", tmp_path)
+    assert "| cnnlab, recorded | 97.50 ± 0.71 (2 seeds) |" in text
+    assert "| the report | 97.44 |" in text
+    assert text.count("Provenance: lenet") == 2
+
+
+def test_curves_mark_subset_points_hollow():
+    fig = curves_figure([fake_run()])
+    _, ax_acc = fig.axes
+    filled = [l for l in ax_acc.lines if l.get_marker() == "o" and l.get_mfc() != "white"]
+    hollow = [l for l in ax_acc.lines if l.get_marker() == "o" and l.get_mfc() == "white"]
+    assert list(filled[0].get_xdata()) == [50] and list(hollow[0].get_xdata()) == [25]
