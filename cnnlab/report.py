@@ -1,8 +1,9 @@
 """The student report the course grew from: its published numbers, as its own.
 
 Measured on an NVIDIA GeForce MX250 laptop GPU, 5 epochs, batch 128, AdamW
-1e-3, seed 42. Its training time also counted evaluation and the model
-summary, so it is not comparable second for second with ``train_seconds``.
+1e-3, seed 42. The report does not say what its timer covered, and it ran
+on another machine, so its times compare only loosely with ``train_seconds``
+(training steps only).
 """
 from dataclasses import dataclass
 

@@ -61,3 +61,21 @@ def test_recorded_runs_are_skipped(monkeypatch, tmp_path):
         path.write_text("{}")
     monkeypatch.setattr("cnnlab.train.fit", lambda *a, **k: pytest.fail("trained"))
     assert record.run_missing(root=tmp_path, checkpoints=tmp_path / "ck") == 0
+
+
+def test_a_missing_run_is_trained_recorded_with_its_command_and_its_checkpoint_removed(
+        monkeypatch, tmp_path):
+    from cnnlab.record import Planned
+    from cnnlab.results import RunResult
+    from cnnlab.train import TrainConfig
+
+    tiny = Planned(TrainConfig(model="lenet", epochs=1, max_steps=3, eval_every=3,
+                               val_images=50, test_images=50, device="cpu"), "runs")
+    monkeypatch.setattr(record, "plan", lambda: [tiny])
+    monkeypatch.setattr(record, "git_commit", lambda: "abc")
+    assert record.run_missing(root=tmp_path, checkpoints=tmp_path / "ck") == 1
+    result = RunResult.load(tiny.path("cpu", tmp_path))
+    assert result.provenance["command"] == tiny.command()
+    assert len(result.train_loss) == 3
+    assert not list((tmp_path / "ck").glob("*.pt"))
+    assert record.run_missing(root=tmp_path, checkpoints=tmp_path / "ck") == 0

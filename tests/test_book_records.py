@@ -1,0 +1,48 @@
+"""The pages show what is recorded: each chapter draws its record, quotes are exact."""
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from cnnlab.results import RESULTS_DIR
+
+BOOK = Path(__file__).resolve().parent.parent / "book"
+CHAPTERS = {"lenet": "02_lenet", "alexnet": "03_alexnet", "resnet18": "04_resnet",
+            "mobilenet_v1": "05_mobilenet", "googlenet": "06_googlenet"}
+
+
+def code_cells(notebook: str) -> list[dict]:
+    nb = json.loads((BOOK / f"{notebook}.ipynb").read_text())
+    return [c for c in nb["cells"] if c["cell_type"] == "code"]
+
+
+@pytest.mark.parametrize("model", CHAPTERS)
+def test_every_architecture_page_shows_its_recorded_run(model):
+    cells = [c for c in code_cells(CHAPTERS[model])
+             if f'show_recorded("{model}")' in "".join(c["source"])]
+    assert cells, f"{CHAPTERS[model]} does not call show_recorded({model!r})"
+    recorded = (RESULTS_DIR / "runs" / f"{model}-cpu-seed42.json").exists()
+    outputs = [o for c in cells for o in c["outputs"]]
+    has_figure = any("image/png" in o.get("data", {}) for o in outputs)
+    # The stored page must match the records: a figure exactly when there is one.
+    assert has_figure == recorded, (
+        f"{CHAPTERS[model]}: stored outputs are stale against results/runs; "
+        f"re-execute it (make notebooks)")
+
+
+def _wrapped(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def test_troubleshooting_quotes_the_recorded_out_of_memory_error():
+    record = json.loads((RESULTS_DIR / "experiments" / "oom-alexnet_large-cpu.json")
+                        .read_text())
+    page = _wrapped((BOOK / "09_troubleshooting.md").read_text())
+    errors = [c["error"] for c in record["cases"] if c["error"]]
+    assert errors, "the record holds no failed case to quote"
+    for error in errors:
+        # The page may wrap the message across lines, not change it.
+        assert _wrapped(error) in page, f"09_troubleshooting.md does not quote {error!r}"
+    for case in record["cases"]:
+        assert f"{case['estimate']['total'] / 2**30:.2f}" in page
