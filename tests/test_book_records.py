@@ -46,3 +46,6 @@ def test_troubleshooting_quotes_the_recorded_out_of_memory_error():
         assert _wrapped(error) in page, f"09_troubleshooting.md does not quote {error!r}"
     for case in record["cases"]:
         assert f"{case['estimate']['total'] / 2**30:.2f}" in page
+    # ... and names the recording it quotes.
+    prov = record["provenance"]
+    assert prov["date"][:10] in page and prov["git_commit"][:12] in page
