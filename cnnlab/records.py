@@ -160,6 +160,19 @@ def experiment_table(arms: list[Arm]) -> str:
     return "\n".join(lines)
 
 
+def compare(a: Arm, b: Arm) -> int | None:
+    """``verdict``'s rule for two arms: +1 if ``a`` scored higher than ``b``
+    by more than twice the larger standard deviation, -1 if lower by that
+    much, 0 if the seeds cannot tell them apart, None while seeds are missing.
+    """
+    if any(len(arm.runs) < arm.planned or not arm.runs for arm in (a, b)):
+        return None
+    gap = a.spread.mean - b.spread.mean
+    if abs(gap) <= 2 * max(a.spread.std, b.spread.std):
+        return 0
+    return 1 if gap > 0 else -1
+
+
 def verdict(arms: list[Arm]) -> str:
     """One paragraph saying what the recorded seeds show, and no more.
 
@@ -180,7 +193,7 @@ def verdict(arms: list[Arm]) -> str:
             f"({best.spread.mean:.2f}%) and {worst.name} lowest "
             f"({worst.spread.mean:.2f}%): a gap of {gap:.2f} points, against a "
             f"seed-to-seed standard deviation of up to {noise:.2f} points. ")
-    if gap > 2 * noise:
+    if compare(best, worst):
         return text + ("The gap is more than twice that spread: at this budget the "
                        "arms differ.")
     return text + ("The gap is within twice that spread: at this budget these "
@@ -200,8 +213,14 @@ def experiment_figure(arms: list[Arm], title: str = "") -> Figure:
         ax.plot(steps, acc.mean(0), color=f"C{i}", marker=".",
                 label=f"{a.name} ({len(acc)} seeds)")
         ax.fill_between(steps, acc.min(0), acc.max(0), color=f"C{i}", alpha=0.2)
+        # Points on the whole validation set (the epoch ends): large dots.
+        images = np.array(a.runs[0].val_images or [0] * len(steps))
+        full = images == images.max()
+        ax.plot(np.array(steps)[full], acc.mean(0)[full], "o", color=f"C{i}",
+                markersize=7)
     ax.set(xlabel="training step", ylabel="validation accuracy (%)",
-           title=title or "Validation accuracy: mean over seeds, band = min to max")
+           title=title or "Validation accuracy: mean over seeds, band = min to max\n"
+                          "(large dots: all 12,000 images; small: a fixed subset)")
     lo = min((100 * min(r.val_accuracy[2:] or r.val_accuracy) for a in arms
               for r in a.runs), default=0)
     ax.set_ylim(max(lo - 1, 0), 100)

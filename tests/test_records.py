@@ -87,3 +87,12 @@ def test_curves_mark_subset_points_hollow():
     filled = [l for l in ax_acc.lines if l.get_marker() == "o" and l.get_mfc() != "white"]
     hollow = [l for l in ax_acc.lines if l.get_marker() == "o" and l.get_mfc() == "white"]
     assert list(filled[0].get_xdata()) == [50] and list(hollow[0].get_xdata()) == [25]
+
+
+def test_compare_follows_the_verdicts_rule_both_ways():
+    from cnnlab.records import compare
+
+    hi, lo = arm("A", [99.0, 99.1, 99.2]), arm("B", [98.0, 98.1, 98.2])
+    assert (compare(hi, lo), compare(lo, hi)) == (1, -1)
+    assert compare(arm("A", [99.0, 98.0, 99.5]), arm("B", [98.9, 98.4, 99.0])) == 0
+    assert compare(hi, arm("B", [98.0], planned=3)) is None
