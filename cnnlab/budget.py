@@ -68,8 +68,11 @@ def chapter_config(model: str, budget: str | None = None, **overrides) -> TrainC
 def describe(config: TrainConfig) -> str:
     """One sentence saying what a run under ``config`` covers."""
     if config.max_steps is None and config.val_images is None and config.test_images is None:
+        between = (f"on the first {config.eval_subset:,} validation images every "
+                   f"{config.eval_every} steps and " if config.eval_subset else "")
         return (f"Full recipe: {config.epochs} epochs of 48,000 images, batch "
-                f"{config.batch_size}, validated on 12,000 and tested on 10,000 images.")
+                f"{config.batch_size}, validated {between}on all 12,000 at each epoch "
+                f"end, and tested on 10,000 images.")
     val = f"{config.val_images:,}" if config.val_images else "12,000"
     test = f"{config.test_images:,}" if config.test_images else "10,000"
     return (f"Short budget (set {BUDGET_ENV}=full for the full recipe): "

@@ -55,11 +55,12 @@ def show_experiment(name: str):
     """Show an experiment: its table, its curves and what its seeds say."""
     from IPython.display import Markdown, display
 
-    from .records import experiment_arms, experiment_figure, experiment_table, verdict
+    from .records import (experiment_arms, experiment_figure, experiment_table,
+                          experiment_title, verdict)
 
     arms = experiment_arms(name)
     display(Markdown(experiment_table(arms)))
     if any(a.runs for a in arms):
-        display(experiment_figure(arms))
+        display(experiment_figure(arms, title=experiment_title(name)))
     display(Markdown(verdict(arms)))
     return arms

@@ -14,9 +14,9 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .plots import smooth
-from .record import EXPERIMENTS, experiment_runs
+from .record import EXPERIMENTS, FULL_RUNS, experiment_runs
 from .report import REPORT
-from .results import RESULTS_DIR, RunResult, provenance_line, recorded_runs
+from .results import RESULTS_DIR, RunResult, cpu_share, provenance_line, recorded_runs
 
 
 @dataclass(frozen=True)
@@ -64,8 +64,11 @@ def run_summary(model: str, folder: str | Path | None = None) -> str:
     runs = device_runs(model, folder)
     report = REPORT.get(model)
     if not runs:
-        return (f"No full run of `{model}` is recorded yet. `make record-cpu` "
-                f"records it (in the background, resumably).")
+        how = ("`make record-cpu` records it (in the background, resumably)."
+               if model in {m for m, _ in FULL_RUNS} else
+               "It is too slow for the CPU plan; a GPU session records it "
+               "(`bash benchmarks/gpu_session.sh record`).")
+        return f"No full run of `{model}` is recorded yet. {how}"
     first = runs[0]
     lines = ["| | test accuracy (%) | training time (s) | images/s | device |",
              "|---|---|---|---|---|"]
@@ -80,7 +83,27 @@ def run_summary(model: str, folder: str | Path | None = None) -> str:
                      f"| | NVIDIA GeForce MX250 (laptop GPU) |")
     lines.append("")
     lines += [f"Provenance: {provenance_line(r)}." for r in runs]
-    return "\n".join(lines)
+    lines += ["", shared_note(runs)]
+    return "\n".join(lines).rstrip()
+
+
+def shared_note(runs: list[RunResult]) -> str:
+    """A sentence on whether CPU runs had their cores to themselves ('' on a GPU)."""
+    cpu = [r for r in runs if r.config.get("device") == "cpu"]
+    if not cpu:
+        return ""
+    shares = [cpu_share(r) for r in cpu]
+    if any(s is None for s in shares):
+        return ("Whether other work shared the CPU during training is not recorded "
+                "for every run here, so read its time and images/s as upper and "
+                "lower bounds of what this CPU can do.")
+    low = min(shares)
+    if low >= 0.9:
+        return (f"The training process had its cores to itself (it got at least "
+                f"{100 * low:.0f}% of its threads' time).")
+    return (f"Other work shared the CPU: the training process got as little as "
+            f"{100 * low:.0f}% of its threads' time, so this CPU can train faster "
+            f"than the time and images/s above.")
 
 
 def curves_figure(runs: list[RunResult], title: str = "",
@@ -218,11 +241,11 @@ def experiment_figure(arms: list[Arm], title: str = "") -> Figure:
         full = images == images.max()
         ax.plot(np.array(steps)[full], acc.mean(0)[full], "o", color=f"C{i}",
                 markersize=7)
-    ax.set(xlabel="training step", ylabel="validation accuracy (%)",
-           title=title or "Validation accuracy: mean over seeds, band = min to max\n"
-                          "(large dots: all 12,000 images; small: a fixed subset)")
-    lo = min((100 * min(r.val_accuracy[2:] or r.val_accuracy) for a in arms
-              for r in a.runs), default=0)
+    ax.set(xlabel="training step", ylabel="validation accuracy (%)")
+    ax.set_title((title or "Validation accuracy, mean over seeds") + "\nband: min to "
+                 "max over seeds; large dots: all validation images; small: a subset",
+                 fontsize=10)
+    lo = min((100 * min(r.val_accuracy) for a in arms for r in a.runs), default=0)
     ax.set_ylim(max(lo - 1, 0), 100)
     if any(a.runs for a in arms):
         ax.legend(fontsize=9)

@@ -52,6 +52,9 @@ class RunResult:
     # How many validation images each point of val_accuracy used: all of
     # them at epoch ends, a fixed subset between (TrainConfig.eval_subset).
     val_images: list[int] = field(default_factory=list)
+    # CPU time of the whole process during training (all threads): on a
+    # machine that other work shares, well below train_seconds x threads.
+    cpu_seconds: float | None = None
     format_version: int = FORMAT_VERSION
 
     @property
@@ -79,7 +82,8 @@ class RunResult:
                 f"reads up to version {FORMAT_VERSION}. Fix: update cnnlab "
                 f"(git pull; make venv) or re-run the training to rewrite it.")
         names = {f.name for f in fields(cls)}
-        optional = {"provenance", "format_version", "first_step_seconds", "val_images"}
+        optional = {"provenance", "format_version", "first_step_seconds", "val_images",
+                    "cpu_seconds"}
         missing = names - set(data) - optional
         if missing:
             raise ResultFormatError(f"{source}: not a cnnlab result, missing "
@@ -153,8 +157,22 @@ def provenance(device: torch.device) -> dict[str, Any]:
         "platform": platform.platform(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "git_commit": git_commit(),
+        "load_average": list(os.getloadavg()),  # 1, 5, 15 min, at the end
         "split_sha256": split_fingerprint(),
     }
+
+
+def cpu_share(r: RunResult) -> float | None:
+    """The share of its threads' time a CPU run got while training (0-1).
+
+    Near 1 when the run had its cores to itself; lower when other work
+    shared them, and its time and images/s are then slower than the CPU
+    can do. None on a GPU or when not recorded.
+    """
+    threads = r.provenance.get("cpu_threads")
+    if r.cpu_seconds is None or r.config.get("device") != "cpu" or not threads:
+        return None
+    return r.cpu_seconds / (r.train_seconds * threads)
 
 
 def markdown_table(results: list[RunResult]) -> str:

@@ -235,6 +235,10 @@ class History:
     epoch_val_accuracy: list[float] = field(default_factory=list)
     epoch_val_loss: list[float] = field(default_factory=list)
     train_seconds: float = 0.0
+    # CPU time the process used while training (all threads). Beside
+    # train_seconds it tells whether the run had its cores to itself; None
+    # when a checkpoint from before this field resumed the run.
+    cpu_seconds: float | None = 0.0
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor,
@@ -367,6 +371,8 @@ def train(config: TrainConfig, data: MnistSplits | None = None, *,
                              f"this run's {total} steps; raise --epochs to continue.")
         losses[:step] = torch.tensor(state["train_loss"], device=device)
         history = History(**state["history"])
+        if "cpu_seconds" not in state["history"]:
+            history.cpu_seconds = None  # the part before the checkpoint is unknown
         batches.generator.set_state(state["generator_state"])
         set_rng_states(state["rng"])
         log.info("resumed %s from %s at step %d", config.model, checkpoint, step)
@@ -391,7 +397,13 @@ def train(config: TrainConfig, data: MnistSplits | None = None, *,
     first_step_seconds = None
     model.train()
     _sync(device)
-    tick = time.perf_counter()
+    tick, cpu_tick = time.perf_counter(), time.process_time()
+
+    def stop_clocks() -> None:
+        history.train_seconds += time.perf_counter() - tick
+        if history.cpu_seconds is not None:
+            history.cpu_seconds += time.process_time() - cpu_tick
+
     try:
         while step < total:
             # This epoch's order comes from the generator's state now; a
@@ -414,7 +426,7 @@ def train(config: TrainConfig, data: MnistSplits | None = None, *,
                 at_epoch_end = step % per_epoch == 0
                 if step % config.eval_every == 0 or at_epoch_end or step == total:
                     _sync(device)  # the clock stops while we evaluate
-                    history.train_seconds += time.perf_counter() - tick
+                    stop_clocks()
                     _check_finite(losses, checked, step, per_epoch, config.lr)
                     checked = step
                     on = val if at_epoch_end or step == total else val_between
@@ -432,12 +444,12 @@ def train(config: TrainConfig, data: MnistSplits | None = None, *,
                         bar.set_postfix(loss=f"{recent.mean().item():.4f}",
                                         val_acc=f"{acc_v:.4f}")
                     _sync(device)
-                    tick = time.perf_counter()
+                    tick, cpu_tick = time.perf_counter(), time.process_time()
                 if step == total:
                     break
     except KeyboardInterrupt:
         _sync(device)
-        history.train_seconds += time.perf_counter() - tick
+        stop_clocks()
         if checkpoint is not None:
             save(epoch_start)
             log.warning("interrupted at step %d; checkpoint saved to %s (resume with "
@@ -462,7 +474,7 @@ def train(config: TrainConfig, data: MnistSplits | None = None, *,
         epoch_val_accuracy=history.epoch_val_accuracy,
         epoch_val_loss=history.epoch_val_loss,
         test_accuracy=test_acc, test_loss=test_loss,
-        train_seconds=history.train_seconds,
+        train_seconds=history.train_seconds, cpu_seconds=history.cpu_seconds,
         images_per_second=_images_seen(step, batches) / history.train_seconds,
         peak_memory_bytes=peak, peak_memory_kind=peak_kind,
         provenance=provenance(device),

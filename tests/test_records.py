@@ -96,3 +96,36 @@ def test_compare_follows_the_verdicts_rule_both_ways():
     assert (compare(hi, lo), compare(lo, hi)) == (1, -1)
     assert compare(arm("A", [99.0, 98.0, 99.5]), arm("B", [98.9, 98.4, 99.0])) == 0
     assert compare(hi, arm("B", [98.0], planned=3)) is None
+
+
+def test_run_summary_for_a_gpu_only_model_does_not_promise_the_cpu_plan(tmp_path):
+    text = run_summary("alexnet_large", tmp_path)
+    assert "gpu_session.sh" in text and "record-cpu" not in text
+
+
+def test_shared_note_reads_the_cpu_share():
+    from cnnlab.records import shared_note
+    from cnnlab.results import cpu_share
+
+    def run(cpu_seconds):
+        r = fake_run(device="cpu")
+        r.provenance["cpu_threads"] = 2
+        r.cpu_seconds = cpu_seconds  # train_seconds is 10
+        return r
+
+    assert cpu_share(run(19.0)) == pytest.approx(0.95)
+    assert "had its cores to itself" in shared_note([run(19.0)])
+    shared = shared_note([run(19.0), run(6.0)])
+    assert "as little as 30%" in shared
+    assert "not recorded" in shared_note([run(None)])
+    gpu = fake_run(device="cuda")
+    assert cpu_share(gpu) is None and shared_note([gpu]) == ""
+
+
+def test_cpu_seconds_are_recorded_beside_the_wall_clock(small):
+    from cnnlab.train import TrainConfig, fit
+
+    r = fit(TrainConfig(model="lenet", max_steps=20, eval_every=10, device="cpu"),
+            small, progress=False)
+    assert 0 < r.cpu_seconds
+    assert r.provenance["load_average"] and len(r.provenance["load_average"]) == 3

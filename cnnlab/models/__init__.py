@@ -23,7 +23,8 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 }
 
 # The report's dropout per model: none for LeNet, 0.2 for GoogLeNet (the
-# paper's 0.4 lost too much on MNIST, the report found), 0.5 for the rest.
+# report held that the paper's 0.4 lost too much on MNIST; chapter 6's
+# dropout experiment tests that), 0.5 for the rest.
 DEFAULT_DROPOUT: dict[str, float | None] = {
     "lenet": None,
     "alexnet": 0.5,

@@ -85,6 +85,8 @@ class ReuseConv1Block(BasicBlock):
 
     ``conv1``'s 3x3 weights then serve two jobs, the first layer of F and
     the shortcut, and the shortcut has no BN. Kept to train and measure it.
+    Its shortcut is a functional ``F.conv2d``, not a module, so torchinfo
+    and forward hooks do not see it: their mult-add counts leave it out.
     """
 
     def __init__(self, cin: int, cout: int, stride: int = 1,
