@@ -187,7 +187,8 @@ def torchinfo_estimate_bytes(model: nn.Module, batch_size: int,
     return stats.total_input + stats.total_output_bytes + stats.total_param_bytes
 
 
-# The report's card: an NVIDIA MX250 with 2 GiB.
+# The report's card was an NVIDIA MX250, most often sold with 2 GiB (the
+# report does not give its size).
 REPORT_CARD_BYTES = 2 * 2**30
 
 

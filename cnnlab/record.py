@@ -136,7 +136,8 @@ def experiment_runs(name: str) -> dict[str, list[Planned]]:
 
 
 # Bug 3, out of memory, without a GPU: AlexNet-large trained for one step in
-# a child process capped at the report's 2 GiB card (and at half of it),
+# a child process capped at 2 GiB, the MX250's common size (the report does
+# not give its card's), and at half of it,
 # each case beside what the estimate predicted before the run.
 OOM_MODEL = "alexnet_large"
 OOM_CASES = [(128, 2 * 2**30), (512, 2 * 2**30), (128, 2**30)]  # (batch, cap)

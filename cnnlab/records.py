@@ -38,11 +38,13 @@ class Spread:
         """Sample standard deviation (0 for a single run)."""
         return statistics.stdev(self.values) if self.n > 1 else 0.0
 
-    def text(self) -> str:
-        """'97.29 ± 0.36 (3 seeds)', or '97.57' for one run."""
+    def text(self, planned: int | None = None) -> str:
+        """'97.29 ± 0.36 (3 seeds)', '97.57' for one run; with ``planned``,
+        '97.10 ± 0.20 (2 of 3 seeds)' while seeds are missing."""
+        of = f"{self.n} of {planned}" if planned and planned != self.n else f"{self.n}"
         if self.n == 1:
-            return f"{self.mean:.2f}"
-        return f"{self.mean:.2f} ± {self.std:.2f} ({self.n} seeds)"
+            return f"{self.mean:.2f}" + (f" ({of} seeds)" if planned and planned != 1 else "")
+        return f"{self.mean:.2f} ± {self.std:.2f} ({of} seeds)"
 
 
 def accuracy_spread(runs: list[RunResult]) -> Spread:
@@ -79,9 +81,13 @@ def run_summary(model: str, folder: str | Path | None = None) -> str:
                  f"({first.provenance.get('device', '?')}, "
                  f"{first.provenance.get('cpu_threads', '?')} threads) |")
     if report is not None:
-        lines.append(f"| the report | {report.test_accuracy:.2f} | {report.seconds:,.0f} "
+        lines.append(f"| the report | {report.test_accuracy:.2f} | (see below) "
                      f"| | NVIDIA GeForce MX250 (laptop GPU) |")
     lines.append("")
+    if report is not None:
+        lines += [f"The report's time, {report.seconds:,.0f} s, is not comparable "
+                  f"with ours: another machine, and the report does not say what its "
+                  f"timer covered. Ours counts the training steps only.", ""]
     lines += [f"Provenance: {provenance_line(r)}." for r in runs]
     lines += ["", shared_note(runs)]
     return "\n".join(lines).rstrip()
@@ -177,8 +183,7 @@ def experiment_table(arms: list[Arm]) -> str:
             continue
         each = ", ".join(f"{100 * r.test_accuracy:.2f}" for r in a.runs)
         seconds = statistics.mean(r.train_seconds for r in a.runs)
-        recorded = "" if len(a.runs) == a.planned else f" ({len(a.runs)} of {a.planned})"
-        lines.append(f"| {a.name} | {a.spread.text()}{recorded} | {each} | {seconds:,.0f} "
+        lines.append(f"| {a.name} | {a.spread.text(a.planned)} | {each} | {seconds:,.0f} "
                      f"| `{a.command}` |")
     return "\n".join(lines)
 
@@ -205,9 +210,9 @@ def verdict(arms: list[Arm]) -> str:
     """
     done = [a for a in arms if a.runs and len(a.runs) == a.planned]
     if len(done) < len(arms):
-        missing = [a.name for a in arms if a not in done]
-        return ("Not every arm has all its seeds recorded yet ("
-                + ", ".join(missing) + "), so this page draws no conclusion yet.")
+        missing = [f"“{a.name}”" for a in arms if a not in done]
+        return ("Not every arm has all its seeds recorded yet (missing in: "
+                + "; ".join(missing) + "), so this page draws no conclusion yet.")
     ranked = sorted(done, key=lambda a: a.spread.mean, reverse=True)
     best, worst = ranked[0], ranked[-1]
     gap = best.spread.mean - worst.spread.mean
@@ -216,11 +221,12 @@ def verdict(arms: list[Arm]) -> str:
             f"({best.spread.mean:.2f}%) and {worst.name} lowest "
             f"({worst.spread.mean:.2f}%): a gap of {gap:.2f} points, against a "
             f"seed-to-seed standard deviation of up to {noise:.2f} points. ")
+    both = "these two arms" if len(done) > 2 else "the arms"
     if compare(best, worst):
-        return text + ("The gap is more than twice that spread: at this budget the "
-                       "arms differ.")
-    return text + ("The gap is within twice that spread: at this budget these "
-                   "seeds cannot tell the arms apart.")
+        return text + (f"The gap is more than twice that spread: at this budget "
+                       f"{both} differ.")
+    return text + (f"The gap is within twice that spread: at this budget these "
+                   f"seeds cannot tell {both} apart.")
 
 
 def experiment_figure(arms: list[Arm], title: str = "") -> Figure:

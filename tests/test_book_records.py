@@ -31,6 +31,10 @@ def test_every_architecture_page_shows_its_recorded_run(model):
         f"re-execute it (make notebooks)")
 
 
+def page_lines() -> list[str]:
+    return (BOOK / "09_troubleshooting.md").read_text().splitlines()
+
+
 def _wrapped(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
@@ -46,6 +50,16 @@ def test_troubleshooting_quotes_the_recorded_out_of_memory_error():
         assert _wrapped(error) in page, f"09_troubleshooting.md does not quote {error!r}"
     for case in record["cases"]:
         assert f"{case['estimate']['total'] / 2**30:.2f}" in page
+    # Each case's row gives the recorded outcome and the prediction.
+    for case in record["cases"]:
+        cap = f"{case['cap_bytes'] / 2**30:g} GiB"
+        estimate = f"{case['estimate']['total'] / 2**30:.2f} GiB"
+        rows = [line for line in page_lines() if line.startswith(f"| {cap} | "
+                f"{case['batch_size']} | {estimate} |")]
+        assert len(rows) == 1, f"no single table row for {cap}, batch {case['batch_size']}"
+        fits = case["estimate"]["total"] <= case["cap_bytes"]
+        assert ("| fits |" if fits else "| does not fit |") in rows[0]
+        assert ("trained one step" if case["error"] is None else "failed") in rows[0]
     # ... and names the recording it quotes.
     prov = record["provenance"]
     assert prov["date"][:10] in page and prov["git_commit"][:12] in page

@@ -57,7 +57,7 @@ def test_experiment_arms_read_the_planned_files(tmp_path):
     assert [r.config["seed"] for r in arms["dropout 0.4"].runs] == [43]
     assert arms["dropout 0.2"].runs == ()
     table = experiment_table(list(arms.values()))
-    assert "| dropout 0.4 | 97.00 (1 of 3) | 97.00 |" in table
+    assert "| dropout 0.4 | 97.00 (1 of 3 seeds) | 97.00 |" in table
     assert "not recorded yet (0 of 3)" in table
     assert "--dropout 0.2" in table
 
@@ -77,7 +77,7 @@ def test_run_summary_puts_the_report_beside_the_record(tmp_path):
         r.save(p)
     text = run_summary("lenet", tmp_path)
     assert "| cnnlab, recorded | 97.50 ± 0.71 (2 seeds) |" in text
-    assert "| the report | 97.44 |" in text
+    assert "| the report | 97.44 | (see below) |" in text and "40 s, is not comparable" in text
     assert text.count("Provenance: lenet") == 2
 
 
@@ -129,3 +129,18 @@ def test_cpu_seconds_are_recorded_beside_the_wall_clock(small):
             small, progress=False)
     assert 0 < r.cpu_seconds
     assert r.provenance["load_average"] and len(r.provenance["load_average"]) == 3
+
+
+def test_a_three_arm_verdict_names_only_the_two_arms_it_compared():
+    arms = [arm("A", [99.0, 99.1, 99.2]), arm("M", [98.5, 98.6, 98.7]),
+            arm("B", [98.0, 98.1, 98.2])]
+    assert "these two arms differ" in verdict(arms)
+    close = [arm("A", [99.0, 98.0, 99.5]), arm("M", [98.9, 98.4, 99.0]),
+             arm("B", [98.8, 98.5, 99.1])]
+    assert "cannot tell these two arms apart" in verdict(close)
+
+
+def test_partial_spread_says_how_many_seeds_of_the_plan():
+    assert Spread((97.0, 97.2)).text(planned=3) == "97.10 ± 0.14 (2 of 3 seeds)"
+    assert Spread((97.0,)).text(planned=3) == "97.00 (1 of 3 seeds)"
+    assert Spread((97.0, 97.2, 97.4)).text(planned=3) == "97.20 ± 0.20 (3 seeds)"
