@@ -100,9 +100,18 @@ def shared_note(runs: list[RunResult]) -> str:
         return ""
     shares = [cpu_share(r) for r in cpu]
     if any(s is None for s in shares):
+        busy = [r for r in cpu if (r.provenance.get("load_average") or [0] * 3)[2]
+                > r.provenance.get("cpu_threads", 1)]
+        if busy:
+            r = busy[0]
+            return (f"Other work shared the CPU: when the {r.model} run (seed "
+                    f"{r.config.get('seed')}) ended, the load average over 15 minutes "
+                    f"was {r.provenance['load_average'][2]:.1f} on "
+                    f"{r.provenance['cpu_threads']} threads, so this CPU can train "
+                    f"faster than the time and images/s above.")
         return ("Whether other work shared the CPU during training is not recorded "
-                "for every run here, so read its time and images/s as upper and "
-                "lower bounds of what this CPU can do.")
+                "for every run here, so this CPU may train faster than the time "
+                "and images/s above.")
     low = min(shares)
     if low >= 0.9:
         return (f"The training process had its cores to itself (it got at least "

@@ -118,6 +118,9 @@ def test_shared_note_reads_the_cpu_share():
     shared = shared_note([run(19.0), run(6.0)])
     assert "as little as 30%" in shared
     assert "not recorded" in shared_note([run(None)])
+    busy = run(None)
+    busy.provenance["load_average"] = [2.2, 3.3, 3.8]
+    assert "load average over 15 minutes was 3.8 on 2 threads" in shared_note([busy])
     gpu = fake_run(device="cuda")
     assert cpu_share(gpu) is None and shared_note([gpu]) == ""
 
