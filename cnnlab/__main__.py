@@ -62,11 +62,15 @@ def _add_training_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--max-steps", type=_positive_int, default=None,
                    help="stop after this many steps (a short budget)")
-    p.add_argument("--eval-every", type=_positive_int, default=125,
-                   help="validate every this many steps (default: 125)")
-    p.add_argument("--eval-subset", type=_positive_int, default=2000,
-                   help="between epoch ends, validate on the first N validation "
-                        "images only (default: 2000; epoch ends use all 12,000)")
+    from .train import TrainConfig  # its defaults are the CLI's (one place)
+
+    p.add_argument("--eval-every", type=_positive_int, default=TrainConfig.eval_every,
+                   help=f"validate every this many steps (default: "
+                        f"{TrainConfig.eval_every})")
+    p.add_argument("--eval-subset", type=_positive_int, default=TrainConfig.eval_subset,
+                   help=f"between epoch ends, validate on the first N validation "
+                        f"images only (default: {TrainConfig.eval_subset}; epoch ends "
+                        f"use all 12,000)")
     p.add_argument("--eval-all", action="store_true",
                    help="validate on all 12,000 images every time")
     p.add_argument("--dropout", type=_fraction, default=None,
