@@ -190,12 +190,37 @@ def evaluate(model: nn.Module, split: Split, batch_size: int = 1000,
     return loss_sum.item() / n, correct.item() / n  # one host sync per pass
 
 
-def _peak_memory(device: torch.device) -> tuple[int | None, str]:
+def _reset_peak_rss() -> bool:
+    """Restart the process's peak-RSS count (Linux), so that a run's peak is
+    its own and not that of an earlier run in the same process."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # 5: reset the peak resident set size (VmHWM)
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss_since_reset() -> int | None:
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _peak_memory(device: torch.device, rss_reset: bool) -> tuple[int | None, str]:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device), "cuda_max_memory_allocated"
     if device.type == "mps":
         return torch.mps.driver_allocated_memory(), "mps_driver_allocated"
-    # Linux reports ru_maxrss in KiB: the whole process's peak, not the model's.
+    peak = _peak_rss_since_reset() if rss_reset else None
+    if peak is not None:  # the whole process's peak during this run
+        return peak, "process_peak_rss_during_run"
+    # Elsewhere ru_maxrss (KiB on Linux): the peak since the process started,
+    # which may be an earlier run's in the same process.
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss * (1 if sys.platform == "darwin" else 1024), "process_peak_rss"
 
@@ -338,6 +363,7 @@ def train(config: TrainConfig, data: MnistSplits | None = None, *,
         torch.backends.cudnn.benchmark = not config.deterministic
         torch.backends.cudnn.deterministic = config.deterministic
         torch.cuda.reset_peak_memory_stats(device)
+    rss_reset = device.type == "cpu" and _reset_peak_rss()
 
     data = (data if data is not None else load_mnist()).to(device)
     check_images(data.train.images, config.model)
@@ -461,7 +487,7 @@ def train(config: TrainConfig, data: MnistSplits | None = None, *,
 
     # The test set, once, after training.
     test_loss, test_acc = evaluate(model, test, amp=amp, channels_last=channels_last)
-    peak, peak_kind = _peak_memory(device)
+    peak, peak_kind = _peak_memory(device, rss_reset)
     return model, RunResult(
         model=config.model,
         parameters=count_parameters(model),
