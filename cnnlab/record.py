@@ -189,6 +189,15 @@ def status(root: Path = RESULTS_DIR) -> list[tuple[Planned, bool]]:
     return [(p, p.path(device, root).exists()) for p in plan()]
 
 
+def _dirty_refusal() -> str | None:
+    """The one-line refusal when the checkout has uncommitted changes, else None."""
+    commit = git_commit() or ""
+    if not commit.endswith("+dirty"):
+        return None
+    return (f"cnnlab.record: the checkout has uncommitted changes ({commit}); records "
+            f"must name a clean commit. Commit or stash them, then run again.")
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -215,11 +224,9 @@ def run_missing(root: Path = RESULTS_DIR, checkpoints: Path = CACHE / "checkpoin
         out = p.path(device, root)
         if out.exists():
             continue
-        commit = git_commit() or ""
-        if commit.endswith("+dirty") and not allow_dirty:
-            raise SystemExit(f"cnnlab.record: the checkout has uncommitted changes "
-                             f"({commit}); records must name a clean commit. Commit "
-                             f"or stash them, then run again.")
+        refusal = _dirty_refusal()
+        if refusal and not allow_dirty:
+            raise SystemExit(refusal)
         ckpt = checkpoints / (out.stem + ".pt")
         print(f"{time.strftime('%H:%M:%S')} {out.relative_to(root)}: start"
               f"{' (resuming)' if ckpt.exists() else ''}; rerun alone with: "
@@ -258,11 +265,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{sum(d for _, d in rows)} of {len(rows)} recorded")
         return 0
 
-    commit = git_commit() or ""
-    if commit.endswith("+dirty") and not getattr(args, "allow_dirty", False):
-        print(f"cnnlab.record: the checkout has uncommitted changes ({commit}); records "
-              f"must name a clean commit. Commit or stash them, then run again.",
-              file=sys.stderr)
+    refusal = _dirty_refusal()
+    if refusal and not getattr(args, "allow_dirty", False):
+        print(refusal, file=sys.stderr)
         return 2
     if args.command == "oom":
         print(f"recorded in {record_oom()}")
