@@ -21,14 +21,18 @@ $(STAMP): requirements.txt pyproject.toml
 book: $(STAMP)
 	$(JB) build . -W -n --keep-going
 
-# Unit tests, notebooks re-executed and compared (nbval), then the book build
-# and a check of the built pages (every page built, no blank figure, no widget
-# without a static view).
+# Unit tests, notebooks re-executed and compared (nbval), then the book build,
+# a check of the built pages' HTML (every page built, no blank or transparent
+# figure, alt text, MathJax served by the book, no placeholder link, no widget
+# without a static view), and the pages opened offline in headless Chromium
+# (typeset formulas, no script error, nothing blank). Without Chromium the
+# browser checks are skipped with one loud line.
 test: $(STAMP)
 	$(PY) -m pytest tests
 	$(PY) -m pytest --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider $(NOTEBOOKS)
 	$(JB) build . -W -n --keep-going --builder html --path-output .cache/book-test
 	$(PY) tests/check_built_book.py .cache/book-test/_build/html
+	$(PY) tests/browser_check.py .cache/book-test/_build/html
 
 test-fast: $(STAMP)
 	$(PY) -m pytest tests -m "not slow"
@@ -43,10 +47,12 @@ notebooks: $(STAMP)
 chapter-times: $(STAMP)
 	$(PY) benchmarks/chapter_times.py
 
-# Screenshots of every built page in headless Chromium (needs Debian's
-# chromium: apt-get install chromium), saved under .cache/shots; look at them.
+# Whole-page screenshots of every built page in headless Chromium, offline,
+# in light and dark mode (needs Debian's chromium: apt-get install chromium),
+# saved under .cache/shots; look at them.
 screenshots: book
-	$(PY) tests/screenshot_pages.py _build/html --out .cache/shots
+	$(PY) tests/browser_check.py _build/html --out .cache/shots --tall
+	$(PY) tests/browser_check.py _build/html --out .cache/shots --tall --dark
 
 # Full runs of all six models (the report's recipe), saved under results/.
 record: $(STAMP)

@@ -4,23 +4,36 @@
 
     .venv/bin/python tests/check_built_book.py .cache/book-test/_build/html
 
-It fails (exit 1) when a page listed in _toc.yml was not built, when a
-figure on a page is missing or blank, or when a widget has no static view
-after it. In the static book no kernel runs, so a widget alone would leave
-a hole in the page: the cell that follows it must show the same view as a
-figure, table or text. (tests/screenshot_pages.py looks at the pages in
-headless Chromium too, where Chromium is installed.)
+It fails (exit 1) when
+
+- a page listed in _toc.yml was not built;
+- a figure on a page is missing or blank, or is transparent (the theme's
+  dark mode would draw black text on a dark page);
+- an image has no alt text (or only its file name, Sphinx's default);
+- a widget has no static view after it: in the static book no kernel runs,
+  so a widget alone would leave a hole in the page, and the cell that
+  follows it must show the same view as a figure, table or text;
+- a page with formulas loads MathJax from anywhere but the book itself
+  (the book must read offline), or does not load it at all;
+- a link points to an address that is known not to be the course's
+  repository (_ext/repo_links.py lists them).
+
+tests/browser_check.py then opens the pages in headless Chromium.
 """
 from __future__ import annotations
 
 import re
 import sys
 from pathlib import Path
+from urllib.parse import urlparse
 
 import yaml
 from matplotlib.image import imread
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "_ext"))
+from repo_links import PLACEHOLDER_URLS  # noqa: E402  (the one list of them)
+
 WIDGET = "application/vnd.jupyter.widget-view+json"
 # What counts as a static view in a cell's output: a figure, a table, a list
 # (a Markdown output) or printed text.
@@ -59,6 +72,62 @@ def figure_problems(page: Path, html: str) -> list[str]:
             problems.append(f"{page.name}: figure {src} is missing")
         elif path.suffix == ".png" and ink(path) < 0.005:
             problems.append(f"{page.name}: figure {src} is blank")
+        elif path.suffix == ".png" and transparent(path):
+            problems.append(f"{page.name}: figure {src} is transparent: unreadable "
+                            "in dark mode (give the figure a white facecolor)")
+    return problems
+
+
+def transparent(png: Path) -> bool:
+    """True when some pixel of ``png`` is not fully opaque."""
+    pixels = imread(png)
+    return pixels.ndim == 3 and pixels.shape[2] == 4 and float(pixels[..., 3].min()) < 1
+
+
+def alt_text_problems(page: Path, html: str) -> list[str]:
+    """Images on the page without alt text that says what they show."""
+    problems = []
+    for tag in re.findall(r"<img [^>]*>", html):
+        src = re.search(r'src="([^"]*)"', tag)
+        alt = re.search(r'alt="([^"]*)"', tag)
+        text = alt.group(1).strip() if alt else ""
+        # Sphinx's default alt text is the image's path: no help to a reader.
+        if not text or re.search(r"\.(png|jpe?g|svg|gif)$", text) or "_images/" in text:
+            name = src.group(1) if src else tag[:60]
+            problems.append(f"{page.name}: image {name} has no alt text (add "
+                            "mystnb.image.alt to the cell's metadata)")
+    return problems
+
+
+def math_problems(page: Path, html: str) -> list[str]:
+    """MathJax must come from the book itself, on every page with formulas."""
+    problems = []
+    scripts = re.findall(r'<script [^>]*src="([^"]+)"', html)
+    for src in scripts:
+        if src.startswith(("http:", "https:", "//")) and "mathjax" in src.lower():
+            problems.append(f"{page.name}: MathJax loaded from {src}: formulas "
+                            "would not render offline")
+    has_math = 'class="math' in html
+    if has_math and not any("_static/mathjax/" in src for src in scripts):
+        problems.append(f"{page.name}: has formulas but does not load the book's "
+                        "own MathJax (_static/mathjax/)")
+    return problems
+
+
+def placeholder_link_problems(page: Path, html: str) -> list[str]:
+    """Links or sources that point to a placeholder repository address."""
+    problems = []
+    # The repository itself, and the launch links built from its owner/name
+    # (Colab: .../github/OWNER/REPO/blob/..., Binder: .../gh/OWNER/REPO/...).
+    owner_repos = [urlparse(p).path.strip("/").lower() for p in PLACEHOLDER_URLS]
+    for url in re.findall(r'(?:href|src)="([^"]+)"', html):
+        if not url.startswith(("http:", "https:")):
+            continue
+        path = urlparse(url).path.lower()
+        for owner_repo in owner_repos:
+            if f"/{owner_repo}/" in path + "/":
+                problems.append(f"{page.name}: link to {url}, a placeholder, not "
+                                "the course's repository (set repository.url in _config.yml)")
     return problems
 
 
@@ -89,6 +158,9 @@ def check(html_root: Path, toc: Path = ROOT / "_toc.yml") -> list[str]:
             continue
         html = page.read_text()
         problems += figure_problems(page, html)
+        problems += alt_text_problems(page, html)
+        problems += math_problems(page, html)
+        problems += placeholder_link_problems(page, html)
         missing = widgets_without_static_view(html)
         if missing:
             problems.append(f"{page.name}: {missing} widget(s) without a static view "

@@ -52,3 +52,69 @@ def test_a_drawn_figure_is_not_blank(tmp_path):
     html, toc = _book(tmp_path, pixels)
     (html / "book" / "02_lenet.html").write_text("<p>LeNet</p>")
     assert check(html, toc) == []
+
+
+# --- alt text, dark mode, offline math, placeholder links -------------------
+
+def _page_with(tmp_path, html_text, pixels=None):
+    """A one-page book whose page is ``html_text`` (and its figure, if given)."""
+    drawn = np.ones((20, 20, 3))
+    drawn[5:15, 5:15] = 0
+    html, toc = _book(tmp_path, drawn if pixels is None else pixels)
+    (html / "book" / "intro.html").write_text(html_text)
+    toc.write_text("format: jb-book\nroot: book/intro\n")
+    return html, toc
+
+
+FIG = 'src="../_images/fig.png"'
+
+
+def test_an_image_without_alt_text_is_reported(tmp_path):
+    assert any("has no alt text" in p for p in check(*_page_with(tmp_path, f"<img {FIG} />")))
+
+
+def test_sphinx_default_alt_text_the_file_path_is_reported(tmp_path):
+    page = f'<img alt="../_images/fig.png" {FIG} />'
+    assert any("has no alt text" in p for p in check(*_page_with(tmp_path, page)))
+
+
+def test_an_image_whose_alt_text_says_what_it_shows_passes(tmp_path):
+    page = f'<img alt="Validation accuracy against step." {FIG} />'
+    assert check(*_page_with(tmp_path, page)) == []
+
+
+def test_a_transparent_figure_is_reported_for_dark_mode(tmp_path):
+    rgba = np.zeros((20, 20, 4))
+    rgba[5:15, 5:15, 3] = 1  # an opaque black square on a transparent ground
+    page = f'<img alt="A black square." {FIG} />'
+    problems = check(*_page_with(tmp_path, page, pixels=rgba))
+    assert any("transparent" in p for p in problems)
+
+
+MATH = '<span class="math notranslate nohighlight">\\(x\\)</span>'
+
+
+def test_math_from_a_cdn_is_reported(tmp_path):
+    page = MATH + '<script defer="defer" src="https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js"></script>'
+    problems = check(*_page_with(tmp_path, page))
+    assert any("MathJax loaded from https://cdn" in p for p in problems)
+    assert any("does not load the book's own MathJax" in p for p in problems)
+
+
+def test_math_served_by_the_book_passes(tmp_path):
+    page = MATH + '<script defer="defer" src="../_static/mathjax/tex-chtml.js"></script>'
+    assert check(*_page_with(tmp_path, page)) == []
+
+
+def test_links_to_the_placeholder_repository_are_reported(tmp_path):
+    page = ('<a href="https://github.com/cnnlab/cnnlab">repository</a>'
+            '<a href="https://colab.research.google.com/github/cnnlab/cnnlab/blob/main/'
+            'book/02_lenet.ipynb">Colab</a>')
+    problems = [p for p in check(*_page_with(tmp_path, page)) if "placeholder" in p]
+    assert len(problems) == 2
+
+
+def test_links_to_a_real_repository_pass(tmp_path):
+    page = ('<a href="https://github.com/someone/cnnlab">repository</a>'
+            '<a href="https://github.com/cnnlab/cnnlab-notes">another project</a>')
+    assert check(*_page_with(tmp_path, page)) == []
