@@ -3,7 +3,7 @@
 Decided here, in one place, and overridden by one environment variable:
 
     CNNLAB_BUDGET=full    the report's recipe (5 epochs, all data)
-    CNNLAB_BUDGET=short   a few seconds to a minute per model on a laptop CPU
+    CNNLAB_BUDGET=short   a few dozen steps per model (one epoch for LeNet), for a CPU
     (unset or auto)       full when a CUDA GPU is present, else short
 
 Both budgets run the same code path (``cnnlab.train.fit``); the short one

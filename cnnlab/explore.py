@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .data import Split, preprocess
@@ -285,3 +286,20 @@ def _box(x: int, y: int, params: int):
 def sample(split: Split, index: int) -> tuple[Tensor, int]:
     """One (image, label) pair from a split."""
     return split.images[index], int(split.labels[index])
+
+
+def gradient_norms(model: nn.Module, images: Tensor, labels: Tensor) -> dict[str, float]:
+    """The size of the loss gradient at every weight layer, from one batch.
+
+    One forward and backward pass of the cross-entropy loss on
+    (preprocessed) ``images``; for every Conv2d and Linear layer, the L2
+    norm of the gradient of its weight, in forward order. How fast each
+    layer can learn at that point: with sigmoids the first layers get far
+    less than the last ones. The model's mode, weights and ``.grad`` are
+    left as they were.
+    """
+    layers = [(name, m) for name, m in model.named_modules()
+              if isinstance(m, (nn.Conv2d, nn.Linear))]
+    loss = F.cross_entropy(model(images), labels)
+    grads = torch.autograd.grad(loss, [m.weight for _, m in layers])
+    return {name: g.norm().item() for (name, _), g in zip(layers, grads)}

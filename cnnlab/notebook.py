@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import inspect
 
-from .results import RunResult, provenance_line, recorded_runs
+from .results import RunResult
 
 
 def show_source(obj) -> "object":
@@ -13,25 +13,34 @@ def show_source(obj) -> "object":
     return Code(inspect.getsource(obj), language="python")
 
 
-def recorded(model: str, trained_live: bool = True) -> RunResult | None:
-    """Print where the recorded full run of ``model`` comes from; return it.
+def markdown_table(header: list[str], rows: list[list[object]]) -> "object":
+    """A Markdown table (IPython's Markdown object) from a header and rows of cells."""
+    from IPython.display import Markdown
 
-    Says so plainly when no full run is recorded. ``trained_live`` says
-    whether the page trained ``model`` itself, so the message can say
-    where (if anywhere) the page's numbers for it come from.
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(map(str, row)) + " |" for row in rows]
+    return Markdown("\n".join(lines))
+
+
+def show_table(header: list[str], rows: list[list[object]]) -> None:
+    """Display ``markdown_table(header, rows)`` (for a table that is not a cell's last line)."""
+    from IPython.display import display
+
+    display(markdown_table(header, rows))
+
+
+def short_tracebacks() -> None:
+    """Print errors compactly from now on: one line per call, no source context.
+
+    The chapters reproduce real errors on purpose; IPython's default
+    traceback shows several lines of source around every frame, which buries
+    the one line that matters. Same as ``%xmode Plain``, without its printout.
     """
-    runs = recorded_runs(model)
-    if not runs:
-        where = ("the numbers for it on this page come from the live run above only."
-                 if trained_live else
-                 "this page does not train it, so it shows no accuracy for it.")
-        print(f"No full run of {model} is recorded in results/runs yet: {where}")
-        return None
-    for r in runs:
-        print(provenance_line(r))
-        print(f"  test accuracy {100 * r.test_accuracy:.2f}%, {r.train_seconds:.1f} s "
-              f"of training, {r.images_per_second:,.0f} images/s")
-    return runs[0]
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    if shell is not None:  # outside IPython there is nothing to change
+        shell.InteractiveTB.set_mode(mode="Plain")
 
 
 def show_recorded(model: str) -> RunResult | None:

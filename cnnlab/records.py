@@ -94,31 +94,48 @@ def run_summary(model: str, folder: str | Path | None = None) -> str:
 
 
 def shared_note(runs: list[RunResult]) -> str:
-    """A sentence on whether CPU runs had their cores to themselves ('' on a GPU)."""
+    """Whether each CPU run had its cores to itself, in a sentence or two ('' on a GPU).
+
+    Each run is judged by the best measure it recorded: its share of its
+    threads' time (``cpu_seconds``), else the 15-minute load average when it
+    ended; runs that recorded neither are named as unknown.
+    """
     cpu = [r for r in runs if r.config.get("device") == "cpu"]
     if not cpu:
         return ""
-    shares = [cpu_share(r) for r in cpu]
-    if any(s is None for s in shares):
-        busy = [r for r in cpu if (r.provenance.get("load_average") or [0] * 3)[2]
-                > r.provenance.get("cpu_threads", 1)]
-        if busy:
-            r = busy[0]
-            return (f"Other work shared the CPU: when the {r.model} run (seed "
-                    f"{r.config.get('seed')}) ended, the load average over 15 minutes "
-                    f"was {r.provenance['load_average'][2]:.1f} on "
-                    f"{r.provenance['cpu_threads']} threads, so this CPU can train "
-                    f"faster than the time and images/s above.")
-        return ("Whether other work shared the CPU during training is not recorded "
-                "for every run here, so this CPU may train faster than the time "
-                "and images/s above.")
-    low = min(shares)
-    if low >= 0.9:
-        return (f"The training process had its cores to itself (it got at least "
-                f"{100 * low:.0f}% of its threads' time).")
-    return (f"Other work shared the CPU: the training process got as little as "
-            f"{100 * low:.0f}% of its threads' time, so this CPU can train faster "
-            f"than the time and images/s above.")
+    busy, quiet, unknown = [], [], []
+    for r in cpu:
+        name = f"{r.model} (seed {r.config.get('seed')})"
+        share = cpu_share(r)
+        load = (r.provenance.get("load_average") or [None] * 3)[2]
+        threads = r.provenance.get("cpu_threads", 1)
+        if share is not None:
+            if share < 0.9:
+                busy.append(f"{name} got {100 * share:.0f}% of its threads' time")
+            else:
+                quiet.append(name)
+        elif load is not None:
+            if load > threads:
+                busy.append(f"when {name} ended, the load average over 15 minutes "
+                            f"was {load:.1f} on {threads} threads")
+            else:
+                quiet.append(name)
+        else:
+            unknown.append(name)
+    sentences = []
+    if busy:
+        sentences.append("Other work shared the CPU: " + "; ".join(busy) + ". This CPU "
+                         "can train those runs faster than their time and images/s say.")
+    if quiet and not busy:
+        sentences.append("The training processes had their cores to themselves.")
+    elif quiet:
+        sentences.append("The others had their cores to themselves: "
+                         + ", ".join(quiet) + ".")
+    if unknown:
+        sentences.append("Whether other work shared the CPU is not recorded for "
+                         + ", ".join(unknown) + ", so their times may be longer "
+                         "than this CPU needs.")
+    return " ".join(sentences)
 
 
 def curves_figure(runs: list[RunResult], title: str = "",

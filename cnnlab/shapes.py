@@ -6,6 +6,7 @@ Bugs 1 and 4 of the report are shape bugs: a flatten size computed for
 """
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -99,3 +100,77 @@ def format_shapes(records: list[LayerShape]) -> str:
         line = "  ".join(cells)
         lines.append(line + (f"  <- {row[4]}" if row[4] else ""))
     return "\n".join(lines)
+
+
+@dataclass
+class ReceptiveField:
+    """How much of the input one output unit of a layer sees."""
+
+    name: str    # the conv or pool layer
+    kind: str    # "Conv2d" or "MaxPool2d"/"AvgPool2d"
+    kernel: int
+    stride: int
+    size: int    # side of the input square one unit sees, in input pixels
+    jump: int    # input pixels between two neighbouring units of this layer
+
+
+def receptive_fields(model: nn.Module) -> list[ReceptiveField]:
+    """The receptive field after every conv and pool layer, in forward order.
+
+    A layer with kernel k and stride s grows the field by (k - 1) steps of
+    the previous layer's jump j, and multiplies the jump by s:
+
+        size_out = size_in + (k - 1) * j_in,   j_out = j_in * s
+
+    starting from one pixel (size 1, jump 1). Padding shifts where a field
+    sits, not its size. Layers are taken in ``named_modules`` order, which
+    is the forward order for a chain such as LeNet.
+    """
+    size, jump, fields = 1, 1, []
+    for name, m in model.named_modules():
+        if not isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+            continue
+        k = m.kernel_size if isinstance(m.kernel_size, int) else m.kernel_size[0]
+        s = m.stride if isinstance(m.stride, int) else m.stride[0]
+        size, jump = size + (k - 1) * jump, jump * s
+        fields.append(ReceptiveField(name, type(m).__name__, k, s, size, jump))
+    return fields
+
+
+def measured_receptive_field(model: nn.Module, layer: str, size: int = 28) -> int:
+    """The receptive field of ``layer``, measured with autograd.
+
+    Backpropagates from the unit at the centre of channel 0 of ``layer``'s
+    output to a (1, C, size, size) input and returns the side of the square
+    of input pixels whose gradient is not zero: the pixels that unit can see.
+    An independent check of ``receptive_fields``.
+
+    It runs on a copy of the model in which nothing can hide a pixel: every
+    max-pool becomes an average pool of the same window (a max passes the
+    gradient to one pixel of its window only), and the weights and the input
+    are positive (so that no ReLU is off and no sum cancels out).
+    """
+    probe = copy.deepcopy(model).eval()
+    for name, m in list(probe.named_modules()):
+        if isinstance(m, nn.MaxPool2d):
+            parent, _, child = name.rpartition(".")
+            owner = probe.get_submodule(parent) if parent else probe
+            setattr(owner, child, nn.AvgPool2d(m.kernel_size, m.stride, m.padding,
+                                               ceil_mode=m.ceil_mode))
+    with torch.no_grad():
+        for p in probe.parameters():
+            p.abs_().add_(0.01)
+    module = probe.get_submodule(layer)
+    captured = {}
+    handle = module.register_forward_hook(lambda m, i, out: captured.update(out=out))
+    try:
+        channels = getattr(model, "input_shape", (1,))[0]
+        x = (torch.rand(1, channels, size, size) + 0.1).requires_grad_()
+        probe(x)
+        out = captured["out"]
+        out[0, 0, out.shape[2] // 2, out.shape[3] // 2].backward()
+    finally:
+        handle.remove()
+    seen = x.grad[0].abs().sum(0).nonzero()
+    rows, cols = seen[:, 0], seen[:, 1]
+    return int(max(rows.max() - rows.min(), cols.max() - cols.min())) + 1

@@ -1,7 +1,10 @@
 """exercises/ and solutions/ mirror each other, file by file and cell by cell.
 
 Only cells tagged "exercise" (the TODO cells) may differ, and every
-exercise cell must say TODO in the exercise and not in the solution.
+exercise cell must say TODO in the exercise and not in the solution. The
+solutions add two things of their own: a header (the first cell, which
+says what the notebook is) and, after every solved exercise, a Markdown
+cell tagged "solution-note" that explains why the solution works.
 """
 import json
 from pathlib import Path
@@ -29,12 +32,25 @@ def test_there_are_exercises_for_every_chapter_and_enough_of_them():
     assert todo_cells >= 16
 
 
+NOTE = "solution-note"
+
+
+def is_note(cell: dict) -> bool:
+    return NOTE in cell["metadata"].get("tags", [])
+
+
 @pytest.mark.parametrize("path", EXERCISES, ids=lambda p: p.name)
 def test_exercise_mirrors_solution(path):
-    ours, theirs = cells(path), cells(ROOT / "solutions" / path.name)
+    ours = cells(path)
+    theirs = [c for c in cells(ROOT / "solutions" / path.name) if not is_note(c)]
+    assert not any(is_note(c) for c in ours), "explanations belong in the solutions only"
     assert len(ours) == len(theirs), "the two notebooks have different cell counts"
     n_exercises = 0
     for i, (a, b) in enumerate(zip(ours, theirs)):
+        if i == 0:  # each notebook's own header
+            assert source(a).startswith("# Exercises:"), "cell 0: the exercises' header"
+            assert source(b).startswith("# Solutions:"), "cell 0: the solutions' own header"
+            continue
         tags_a, tags_b = a["metadata"].get("tags", []), b["metadata"].get("tags", [])
         assert a["cell_type"] == b["cell_type"], f"cell {i}: different types"
         assert ("exercise" in tags_a) == ("exercise" in tags_b), f"cell {i}: tags differ"
@@ -46,3 +62,18 @@ def test_exercise_mirrors_solution(path):
         else:
             assert source(a) == source(b), f"cell {i} differs outside the TODO cells"
     assert n_exercises >= 2, "each chapter has at least two exercises"
+
+
+@pytest.mark.parametrize("path", EXERCISES, ids=lambda p: p.name)
+def test_every_solution_explains_why_it_works(path):
+    solution = cells(ROOT / "solutions" / path.name)
+    for i, cell in enumerate(solution):
+        if "exercise" not in cell["metadata"].get("tags", []):
+            continue
+        # the solved cell, its check cell, then the explanation
+        after = solution[i + 1:i + 3]
+        notes = [c for c in after if is_note(c)]
+        assert notes, f"cell {i}: no explanation (a 'solution-note' cell) after the solution"
+        text = source(notes[0])
+        assert notes[0]["cell_type"] == "markdown" and len(text.split()) >= 40, \
+            f"cell {i}: the explanation is too short to explain anything"

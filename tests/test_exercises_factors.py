@@ -145,6 +145,6 @@ def test_lenet_98_5_passes_the_solution(solution, capsys):
 def test_lenet_98_5_rejects_the_packages_sigmoid_lenet(capsys):
     # The report's recipe: sigmoid LeNet-5, AdamW at 0.001, no schedule.
     out = rejected(check_lenet_98_5, lambda: get_model("lenet"), adamw, capsys=capsys)
-    assert "test accuracy 9" in out
+    assert "validation accuracy 9" in out
     assert "after 750 steps (2 epochs of batch 128), below 98.5%" in out
     assert "ReLU instead of sigmoid" in out

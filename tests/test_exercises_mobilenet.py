@@ -167,7 +167,7 @@ def test_macs_ratio_stub_is_not_done(stub, capsys):
     (lambda cin, cout, k, h, w: 1 / cin + 1 / k**2,
      "macs_ratio(cin=32, cout=64, k=3, h=28, w=28): expected 0.1267361111, got"),
     (lambda cin, cout, k, h, w: 1 / cout + 1 / 9, "k=5"),  # right only for k = 3
-    (lambda cin, cout, k, h, w: "0.127", "return a float"),
+    (lambda cin, cout, k, h, w: "0.127", "return a number"),
 ])
 def test_macs_ratio_rejects_wrong_answers(capsys, wrong, message):
     assert check_macs_ratio(wrong) is False

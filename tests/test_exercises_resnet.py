@@ -143,6 +143,13 @@ def strictly_larger(min_size=2):
     return factor
 
 
+def _smallest(min_size):
+    factor = 1
+    while layer_size("layer4", factor) < min_size:
+        factor += 1
+    return factor
+
+
 def measures_layer3(min_size=2):
     factor = 1
     while layer_size("layer3", factor) < min_size:
@@ -153,10 +160,11 @@ def measures_layer3(min_size=2):
 @pytest.mark.parametrize("wrong, message", [
     (lambda min_size=2: 2, "smallest_upsample_for_resnet(1): expected 1, got 2"),
     (lambda min_size=2: min_size, "smallest_upsample_for_resnet(8): expected 9, got 8. "
-     "Hint: at x8 (224 px) layer4's maps are only 7x7, smaller than 8x8; x9 gives 8x8. "
-     "The map is not simply proportional to the factor"),
-    (strictly_larger, "'At least' means >=, not >"),
-    (measures_layer3, "Measure layer4's output, not layer3's."),
+     "Hint: at x8 (224 px) layer4's maps are 7x7; x9 is the first factor that gives at "
+     "least 8x8 (8x8). The map is not simply proportional to the factor"),
+    (strictly_larger, "'at least' means >=, not >"),
+    (measures_layer3, "measure layer4's output, not layer3's."),
+    (lambda min_size=2: _smallest(min_size) - 1, "one less than the smallest factor"),
     (lambda min_size=2: 2.0, "returned 2.0 (float); return an int"),
 ])
 def test_smallest_upsample_rejects_wrong_answers(capsys, wrong, message):

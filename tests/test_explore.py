@@ -131,4 +131,4 @@ def test_architecture_figure_draws_one_box_per_unit():
     assert len(ax.patches) == len(units)
     assert "googlenet" in ax.get_title()
     texts = {t.get_text() for t in ax.texts}
-    assert "inception4.4" in texts and "832x3x3" in texts
+    assert "inception4.4e" in texts and "832x3x3" in texts

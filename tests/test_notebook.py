@@ -1,29 +1,22 @@
-"""The chapters' helper that says where a page's full-run numbers come from."""
+"""The chapters' small helpers in cnnlab.notebook."""
 from cnnlab import notebook
 
 
-def test_recorded_says_plainly_when_nothing_is_recorded(monkeypatch, capsys):
-    monkeypatch.setattr(notebook, "recorded_runs", lambda model: [])
-    assert notebook.recorded("alexnet") is None
-    assert "from the live run above only" in capsys.readouterr().out
+def test_short_tracebacks_switches_ipython_to_plain_mode_silently(capsys):
+    from IPython.testing.globalipapp import get_ipython
+
+    shell = get_ipython()
+    shell.InteractiveTB.set_mode(mode="Context")
+    notebook.short_tracebacks()
+    assert shell.InteractiveTB.mode == "Plain"
+    assert capsys.readouterr().out == ""  # unlike %xmode, nothing printed
 
 
-def test_recorded_does_not_point_to_a_live_run_that_is_not_there(monkeypatch, capsys):
-    """alexnet_large is not trained on its page: no 'live run above' to point to."""
-    monkeypatch.setattr(notebook, "recorded_runs", lambda model: [])
-    notebook.recorded("alexnet_large", trained_live=False)
-    out = capsys.readouterr().out
-    assert "No full run of alexnet_large" in out
-    assert "live run" not in out
+def test_short_tracebacks_outside_ipython_does_nothing(monkeypatch):
+    import IPython
 
-
-def test_recorded_prints_the_provenance_of_a_recorded_run(capsys):
-    """results/runs holds a full LeNet run on CPU (committed with the code)."""
-    run = notebook.recorded("lenet")
-    out = capsys.readouterr().out
-    assert run is not None and run.model == "lenet"
-    assert f"test accuracy {100 * run.test_accuracy:.2f}%" in out
-    assert run.provenance["device_name"] in out
+    monkeypatch.setattr(IPython, "get_ipython", lambda: None)
+    notebook.short_tracebacks()  # no shell: no error
 
 
 def test_short_commit_keeps_the_dirty_mark():
@@ -34,3 +27,18 @@ def test_short_commit_keeps_the_dirty_mark():
     assert short_commit(sha) == "0123456789ab"
     assert short_commit(sha + "+dirty") == "0123456789ab+dirty"
     assert short_commit(None) == "unknown commit"
+
+
+def test_markdown_table_lines_up_header_separator_and_rows():
+    table = notebook.markdown_table(["model", "parameters"], [["lenet", 44_426], ["x", 1]])
+    assert table.data.splitlines() == ["| model | parameters |", "|---|---|",
+                                       "| lenet | 44426 |", "| x | 1 |"]
+
+
+def test_show_table_displays_the_same_table(monkeypatch):
+    import IPython.display
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", shown.append)
+    notebook.show_table(["a"], [[1]])
+    assert [t.data for t in shown] == ["| a |\n|---|\n| 1 |"]

@@ -113,14 +113,18 @@ def test_shared_note_reads_the_cpu_share():
         r.cpu_seconds = cpu_seconds  # train_seconds is 10
         return r
 
-    assert cpu_share(run(19.0)) == pytest.approx(0.95)
-    assert "had its cores to itself" in shared_note([run(19.0)])
-    shared = shared_note([run(19.0), run(6.0)])
-    assert "as little as 30%" in shared
-    assert "not recorded" in shared_note([run(None)])
+    assert cpu_share(run(19.0)) == pytest.approx(0.95)  # 19 s of CPU / (10 s x 2 threads)
+    assert "had their cores to themselves" in shared_note([run(19.0)])
+    shared = shared_note([run(19.0), run(6.0)])  # 6 / (10 x 2) = 30%
+    assert "got 30% of its threads' time" in shared
+    assert "The others had their cores to themselves: resnet18 (seed 42)." in shared
+    assert "not recorded for resnet18 (seed 42)" in shared_note([run(None)])
     busy = run(None)
     busy.provenance["load_average"] = [2.2, 3.3, 3.8]
     assert "load average over 15 minutes was 3.8 on 2 threads" in shared_note([busy])
+    # Every busy run is named, not only the first one found.
+    shared = shared_note([run(6.0), busy, run(None)])
+    assert "30%" in shared and "3.8 on 2 threads" in shared and "not recorded" in shared
     gpu = fake_run(device="cuda")
     assert cpu_share(gpu) is None and shared_note([gpu]) == ""
 

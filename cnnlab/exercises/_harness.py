@@ -1,10 +1,14 @@
 """Small helpers shared by the chapter checkers that run tensors."""
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
+from numbers import Integral, Real
 from typing import Iterator, TypeVar
 
 import torch
+
+from . import expect
 
 T = TypeVar("T")
 
@@ -33,3 +37,43 @@ def quiet_torch(seed: int = 0) -> Iterator[None]:
             yield
         finally:
             torch.set_num_threads(threads)
+
+
+def as_count(value: object, call: str, why: str = "") -> int:
+    """A whole-number answer (a size, a count) as an int.
+
+    Python and NumPy integers and 0-d integer tensors are all right answers;
+    a float is not, even a whole one (256.0 usually means true division
+    somewhere, which gives wrong sizes for odd inputs).
+    """
+    if isinstance(value, torch.Tensor) and value.ndim == 0 and not (
+            value.is_floating_point() or value.dtype == torch.bool):
+        value = value.item()
+    expect(isinstance(value, Integral) and not isinstance(value, bool),
+           f"{call} returned {value!r} ({type(value).__name__}); return an int"
+           + (f" ({why})" if why else "") + ".")
+    return int(value)
+
+
+def as_real(value: object, call: str) -> float:
+    """A real-number answer (a ratio, a share) as a float.
+
+    Python, NumPy and 0-d tensor numbers of any precision are accepted; compare
+    the result with ``close`` so that a float32 computation passes too.
+    """
+    if isinstance(value, torch.Tensor) and value.ndim == 0 and value.dtype != torch.bool:
+        value = value.item()
+    expect(isinstance(value, Real) and not isinstance(value, bool),
+           f"{call} returned {value!r} ({type(value).__name__}); return a number.")
+    return float(value)
+
+
+# float32 carries about 7 significant digits: an answer computed in float32
+# is right to about 1e-7 relative, so 1e-6 accepts it and still rejects any
+# real mistake in the checks that use it (their wrong answers differ by > 1%).
+REL_TOL = 1e-6
+
+
+def close(got: float, expected: float) -> bool:
+    """True when ``got`` equals ``expected`` to float32 precision."""
+    return math.isclose(got, expected, rel_tol=REL_TOL, abs_tol=1e-12)

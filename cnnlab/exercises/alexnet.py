@@ -10,14 +10,13 @@
 from __future__ import annotations
 
 from functools import cache
-from numbers import Integral, Real
 from typing import Callable
 
 import torch
 from torch import nn
 
 from . import expect, expect_equal, run_check
-from ._harness import given, quiet_torch
+from ._harness import as_count, as_real, close, given, quiet_torch
 from ..models import count_parameters, get_model
 
 CHAPTER = "chapter 3 (AlexNet)"
@@ -44,8 +43,7 @@ def _check_linear_params(linear_params: Callable[[int, int], int] | None) -> Non
         call = f"linear_params({n_in}, {n_out})"
         got = linear_params(n_in, n_out)
         expected = count_parameters(nn.Linear(n_in, n_out, device="meta"))
-        expect(isinstance(got, Integral) and not isinstance(got, bool),
-               f"{call} returned {got!r} ({type(got).__name__}); return an int.")
+        got = as_count(got, call)
         if got != expected:
             if got == n_in * n_out:
                 hint = (f"that is the weights alone; each of the {n_out} outputs "
@@ -78,16 +76,15 @@ def _check_fc1_share(fc1_share: Callable[[str], float] | None) -> None:
     for name in FC1_MODELS:
         call = f"fc1_share({name!r})"
         got = fc1_share(name)
-        expect(isinstance(got, Real) and not isinstance(got, bool),
-               f"{call} returned {got!r} ({type(got).__name__}); return a float.")
+        got = as_real(got, call)
         model = _on_meta(name)
         fc1 = _first_linear(model)
         expected = count_parameters(fc1) / count_parameters(model)
-        if abs(got - expected) > 1e-9:
-            if abs(got - 100 * expected) < 1e-6:
+        if not close(got, expected):
+            if close(got, 100 * expected):
                 hint = "return a fraction between 0 and 1, not a percentage"
-            elif abs(got - fc1.in_features * fc1.out_features
-                     / count_parameters(model)) < 1e-9:
+            elif close(got, fc1.in_features * fc1.out_features
+                       / count_parameters(model)):
                 hint = "count the layer's biases too"
             else:
                 hint = (f"the first Linear layer of {name} is "
@@ -166,8 +163,7 @@ def _check_smallest_upsample(smallest_upsample: Callable[[str, int], int] | None
         call = f"smallest_upsample({name!r}, min_map={min_map})"
         with torch.random.fork_rng(devices=[]):
             got = smallest_upsample(name, min_map=min_map)
-        expect(isinstance(got, Integral) and not isinstance(got, bool),
-               f"{call} returned {got!r} ({type(got).__name__}); return an int.")
+        got = as_count(got, call)
         expected = _expected_factor(name, min_map)
         if got != expected:
             if 1 <= got <= MAX_FACTOR:

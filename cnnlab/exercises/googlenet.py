@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from . import expect, expect_equal, run_check
-from ._harness import given, quiet_torch
+from ._harness import as_count, given, quiet_torch
 from ..models import count_parameters
 from ..models.googlenet import INCEPTION, Inception
 
@@ -53,10 +53,7 @@ def _package_out_channels(row: Row) -> int:
 
 
 def _as_int(call: str, got) -> int:
-    got = given(got)
-    expect(isinstance(got, int) and not isinstance(got, bool),
-           f"{call} returned {got!r} ({type(got).__name__}); return an int.")
-    return got
+    return as_count(got, call)  # None is a missing return: as_count says so
 
 
 def _check_inception_out_channels(fn: Callable[[Row], int]) -> None:

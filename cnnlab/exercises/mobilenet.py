@@ -9,7 +9,6 @@
 """
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import torch
@@ -17,7 +16,7 @@ from torch import nn
 from torchinfo import summary
 
 from . import expect, expect_equal, run_check
-from ._harness import given, quiet_torch
+from ._harness import as_count, as_real, close, given, quiet_torch
 from ..models import count_parameters
 from ..models.mobilenet import DepthwiseSeparable
 
@@ -46,10 +45,7 @@ def _layers(cin: int, cout: int, k: int) -> tuple[nn.Module, nn.Module]:
 
 
 def _as_int(call: str, got) -> int:
-    got = given(got)
-    expect(isinstance(got, int) and not isinstance(got, bool),
-           f"{call} returned {got!r} ({type(got).__name__}); return an int.")
-    return got
+    return as_count(got, call)  # None is a missing return: as_count says so
 
 
 def _check_param_counts(standard_params: Callable[..., int],
@@ -203,14 +199,12 @@ def _check_macs_ratio(fn: Callable[..., float]) -> None:
                 for layer in (separable, standard)]
         expected = macs[0] / macs[1]
         call = f"macs_ratio(cin={cin}, cout={cout}, k={k}, h={h}, w={w})"
-        got = given(fn(cin, cout, k, h, w))
-        expect(isinstance(got, (int, float)) and not isinstance(got, bool),
-               f"{call} returned {got!r} ({type(got).__name__}); return a float.")
-        if math.isclose(got, expected, rel_tol=1e-9):
+        got = as_real(fn(cin, cout, k, h, w), call)
+        if close(got, expected):
             continue
-        if math.isclose(got, 1 / expected, rel_tol=1e-9):
+        if close(got, 1 / expected):
             hint = "that is standard / separable, upside down."
-        elif math.isclose(got, 1 / k**2, rel_tol=1e-9):
+        elif close(got, 1 / k**2):
             hint = "that is the depthwise conv alone; the pointwise 1x1 conv costs mult-adds too."
         else:
             hint = (f"torchinfo counts {macs[0]:,} mult-adds for the separable pair and "

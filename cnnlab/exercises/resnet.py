@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import expect, expect_equal, run_check
-from ._harness import given, quiet_torch
+from ._harness import as_count, given, quiet_torch
 from ..models import count_parameters, get_model
 from ..models.resnet import BasicBlock, make_downsample
 
@@ -84,7 +84,7 @@ def _check_shapes(block_cls: type) -> None:
 
 
 def _check_identity(block_cls: type) -> None:
-    # The identity test of the chapter: with F(x) muted, a block that keeps
+    # The muted-F test of the chapter: with F(x) muted, a block that keeps
     # the shape must be relu(x), bit for bit. randn (not rand) also catches a
     # ReLU applied before the addition instead of after it.
     block = _mute_residual(_build(block_cls, 64, 64, 1))
@@ -97,7 +97,7 @@ def _check_identity(block_cls: type) -> None:
                f"stride=1) must return relu(x) exactly; yours is off by up to {gap:.3g}. "
                f"Where the shape does not change the shortcut is x itself (no conv, no "
                f"BN), F(x) ends with bn2, and forward returns relu(F(x) + shortcut(x)), "
-               f"the ReLU after the addition. See {CHAPTER}, 'The identity test'.")
+               f"the ReLU after the addition. See {CHAPTER}, 'The muted-F test'.")
 
 
 def _check_own_shortcut(block_cls: type) -> None:
@@ -117,7 +117,7 @@ def _check_own_shortcut(block_cls: type) -> None:
                f"the shortcut is no identity, conv1 serves two jobs, and there is no BN "
                f"on it. Give the shortcut its own nn.Conv2d(cin, cout, 1, stride, "
                f"bias=False) and its own nn.BatchNorm2d(cout). See {CHAPTER}, 'Fix 1, "
-               f"the report's: conv1's weights on the shortcut (wrong)'.")
+               f"the report's: conv1's weights on the shortcut'.")
 
 
 def _check_parameters(block_cls: type) -> None:
@@ -139,6 +139,60 @@ def _check_parameters(block_cls: type) -> None:
                      expected, got, hint)
 
 
+def _randomise_batch_norms(block: nn.Module) -> None:
+    """Non-trivial BN scales, shifts and statistics, so that where a BN sits shows."""
+    for bn in (m for m in block.modules() if isinstance(m, nn.BatchNorm2d)):
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.uniform_(-0.5, 0.5)
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.5, 1.5)
+
+
+def _copy_into_package_block(block: nn.Module, cin: int, cout: int,
+                             stride: int) -> BasicBlock:
+    """The package's block holding the learner's weights (after the parameter check)."""
+    oracle = _package_block(cin, cout, stride)
+    for name in ("conv1", "bn1", "conv2", "bn2"):
+        getattr(oracle, name).load_state_dict(getattr(block, name).state_dict())
+    if oracle.downsample is not None:  # the learner's own 1x1 conv and BN
+        main = {id(getattr(block, n)) for n in ("conv1", "bn1", "conv2", "bn2")}
+        extra = [m for m in block.modules()
+                 if isinstance(m, (nn.Conv2d, nn.BatchNorm2d)) and id(m) not in main]
+        # Matched by type, not by the order they were created in: the output
+        # comparison below is what checks the order they run in.
+        for kind in (nn.Conv2d, nn.BatchNorm2d):
+            theirs = [m for m in extra if isinstance(m, kind)]
+            expect(len(theirs) == 1,
+                   f"the shortcut of MyBasicBlock({cin}, {cout}, stride={stride}) should "
+                   f"hold one 1x1 Conv2d and one BatchNorm2d; it holds "
+                   f"{[type(m).__name__ for m in extra]}. See {CHAPTER}, 'Fix 3'.")
+            ours = next(m for m in oracle.downsample.modules() if isinstance(m, kind))
+            ours.load_state_dict(theirs[0].state_dict())
+    return oracle
+
+
+def _check_same_function(block_cls: type) -> None:
+    # Output for output against the package's block with the same weights, in
+    # eval mode (running statistics) and train mode (batch statistics): this
+    # checks the order of the layers and where the ReLUs and the addition sit.
+    for cin, cout, stride in BLOCK_SHAPES:
+        block = _build(block_cls, cin, cout, stride)
+        _randomise_batch_norms(block)
+        oracle = _copy_into_package_block(block, cin, cout, stride)
+        x = torch.randn(4, cin, MAP_SIZE, MAP_SIZE)
+        for training in (False, True):
+            got = block.train(training)(x)
+            expected = oracle.train(training)(x)
+            gap = (got - expected).abs().max().item()
+            mode = "train" if training else "eval"
+            expect(torch.allclose(got, expected, atol=1e-5),
+                   f"with the same weights, MyBasicBlock({cin}, {cout}, stride={stride})"
+                   f"'s output differs from the package's block in {mode} mode by up to "
+                   f"{gap:.3g}. F(x) is conv1 -> bn1 -> ReLU -> conv2 -> bn2 (no ReLU at "
+                   f"its end), the shortcut is x or bn(conv1x1(x)), and forward returns "
+                   f"relu(F(x) + shortcut(x)). See {CHAPTER}, 'The basic block'.")
+
+
 def _check_basic_block(block_cls: type) -> None:
     block_cls = given(block_cls)
     _check_shapes(block_cls)
@@ -147,6 +201,7 @@ def _check_basic_block(block_cls: type) -> None:
     # and the specific message here says what is wrong with it.
     _check_own_shortcut(block_cls)
     _check_parameters(block_cls)
+    _check_same_function(block_cls)
 
 
 def check_basic_block(block_cls: type) -> bool:
@@ -189,40 +244,64 @@ def _smallest_factor(min_size: int, stage: str = "layer4") -> int:
     return factor
 
 
-def _hint(min_size: int, expected: int, got: int) -> str:
-    """Why ``got`` is not the answer, from the measured map sizes."""
-    h, w = _stage_sizes(expected)["layer4"]
+MIN_SIZES = (2, 1, 4, 8)
+
+
+def _strictly_bigger(min_size: int) -> int:
+    """The smallest factor whose layer4 maps are larger than ``min_size`` (a '>' slip)."""
+    factor = 1
+    while min(_stage_sizes(factor)["layer4"]) <= min_size:
+        factor += 1
+    return factor
+
+
+def _answers(fn: Callable[[int], int]) -> dict[int, object]:
+    """The learner's answer for every case, to name a slip only if all fit it."""
+    answers = {}
+    for m in MIN_SIZES:
+        try:
+            answers[m] = fn(m)
+        except Exception:  # naming a slip must not hide the real failure
+            answers[m] = None
+    return answers
+
+
+def _hint(fn: Callable[[int], int], min_size: int, expected: int, got: int) -> str:
+    """Why ``got`` is not the answer: a slip that fits every case, else the facts."""
+    answers = _answers(fn)
+    if all(answers[m] == _smallest_factor(m, "layer3") for m in MIN_SIZES):
+        return "every answer fits layer3's maps: measure layer4's output, not layer3's."
+    if all(answers[m] == _smallest_factor(m) - 1 for m in MIN_SIZES):
+        return ("every answer is one less than the smallest factor that works: return the "
+                "first factor whose layer4 maps are big enough, not the one before it.")
+    if all(answers[m] == _strictly_bigger(m) for m in MIN_SIZES):
+        return ("every answer makes the maps strictly bigger than min_size: 'at least' "
+                "means >=, not >.")
     if got < 1:
         return "the factor is at least 1 (1 means no upsampling)."
-    if got > expected:
-        return (f"at x{expected} ({28 * expected} px) layer4's maps are already {h}x{w}, "
-                f"at least {min_size}x{min_size}, so x{got} is more than needed. 'At "
-                f"least' means >=, not >, and no fixed number fits every min_size.")
+    h, w = _stage_sizes(expected)["layer4"]
     gh, gw = _stage_sizes(got)["layer4"]
-    hint = (f"at x{got} ({28 * got} px) layer4's maps are only {gh}x{gw}, smaller than "
-            f"{min_size}x{min_size}; x{expected} gives {h}x{w}.")
-    if got == _smallest_factor(min_size, "layer3"):
-        return hint + " Measure layer4's output, not layer3's."
-    return hint + (" The map is not simply proportional to the factor (each stride-2 "
-                   "layer rounds up): measure it for each factor.")
+    return (f"at x{got} ({28 * got} px) layer4's maps are {gh}x{gw}; x{expected} is the "
+            f"first factor that gives at least {min_size}x{min_size} ({h}x{w}). The map is "
+            f"not simply proportional to the factor (each stride-2 layer rounds up): "
+            f"measure it for each factor, starting from 1.")
 
 
 def _check_smallest_upsample(fn: Callable[[int], int]) -> None:
     fn = given(fn)
     # 2 is the chapter's case; 1, 4 and 8 keep a hard-coded answer (or
     # "return min_size", right up to 7) from passing.
-    for min_size in (2, 1, 4, 8):
-        got = given(fn(min_size))
+    for min_size in MIN_SIZES:
+        got = fn(min_size)  # None here is a missing return, not an untouched cell
         call = f"smallest_upsample_for_resnet({min_size})"
-        expect(isinstance(got, int) and not isinstance(got, bool),
-               f"{call} returned {got!r} ({type(got).__name__}); return an int.")
+        got = as_count(got, call)
         # The map only grows with the factor, so got is the smallest factor
         # if it is big enough and got - 1 is not: two forward passes, not got.
         big_enough = got >= 1 and min(_stage_sizes(got)["layer4"]) >= min_size
         if big_enough and (got == 1 or min(_stage_sizes(got - 1)["layer4"]) < min_size):
             continue
         expected = _smallest_factor(min_size)
-        expect_equal(call, expected, got, _hint(min_size, expected, got)
+        expect_equal(call, expected, got, _hint(fn, min_size, expected, got)
                      + f" See {CHAPTER}, 'Bug 4: 28x28 digits shrink to 1x1 maps'.")
 
 

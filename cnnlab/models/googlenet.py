@@ -9,6 +9,8 @@ and a global average pool, since the last maps are 1x1 at 56 px, not 7x7:
 the pools here use ``ceil_mode`` without padding, so 56 -> 28 -> 14 -> 7
 -> 3 -> 1 (the paper's padded pools would give 7 -> 4 -> 2).
 """
+from collections import OrderedDict
+
 import torch
 from torch import Tensor, nn
 
@@ -62,6 +64,12 @@ def _pool() -> nn.MaxPool2d:
     return nn.MaxPool2d(3, 2, ceil_mode=True)
 
 
+def _group(*names: str, pool: bool = False) -> nn.Sequential:
+    """Inception modules named as in the paper's Table 1, then a max-pool if asked."""
+    layers = [(name, Inception(*INCEPTION[name])) for name in names]
+    return nn.Sequential(OrderedDict(layers + ([("pool", _pool())] if pool else [])))
+
+
 class GoogLeNet(nn.Module):
     """Stem, nine Inception modules with pools between, global pool, FC."""
 
@@ -77,11 +85,11 @@ class GoogLeNet(nn.Module):
             conv_relu(64, 192, 3),
             nn.LocalResponseNorm(5), _pool(),                  # (N, 192, 7, 7)
         )
-        m = {name: Inception(*row) for name, row in INCEPTION.items()}
-        self.inception3 = nn.Sequential(m["3a"], m["3b"], _pool())  # (N, 480, 3, 3)
-        self.inception4 = nn.Sequential(m["4a"], m["4b"], m["4c"], m["4d"],
-                                        m["4e"], _pool())           # (N, 832, 1, 1)
-        self.inception5 = nn.Sequential(m["5a"], m["5b"])           # (N, 1024, 1, 1)
+        # Each module under the paper's name, so traces and parameter names
+        # read inception3.3a, ..., inception5.5b.
+        self.inception3 = _group("3a", "3b", pool=True)                  # (N, 480, 3, 3)
+        self.inception4 = _group("4a", "4b", "4c", "4d", "4e", pool=True)  # (N, 832, 1, 1)
+        self.inception5 = _group("5a", "5b")                             # (N, 1024, 1, 1)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(1024, num_classes)

@@ -11,29 +11,41 @@ connected layer takes 16*4*4 = 256 inputs (bug 1 of the report):
 """
 from torch import Tensor, nn
 
+# The activations the chapters compare: the package's sigmoid, and the ReLU
+# that AlexNet brought in (chapter 2, "Why later networks use ReLU").
+ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU}
+
 
 class LeNet5(nn.Module):
-    """Sigmoid LeNet-5 with max-pooling and a fully connected C3 layer."""
+    """Sigmoid LeNet-5 with max-pooling and a fully connected C3 layer.
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 10) -> None:
+    ``activation="relu"`` swaps every sigmoid for a ReLU, nothing else.
+    """
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10,
+                 activation: str = "sigmoid") -> None:
         super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, "
+                             f"got {activation!r}")
+        act = ACTIVATIONS[activation]
         self.input_shape = (in_channels, 28, 28)
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, 6, kernel_size=5),  # C1: (N, 6, 24, 24)
-            nn.Sigmoid(),
+            act(),
             nn.MaxPool2d(2),                           # S2: (N, 6, 12, 12)
-            # C3: every S2 map feeds every C3 map. The paper's sparse
-            # connection table was a 1998 compute saving, not needed now.
+            # C3: every S2 map feeds every C3 map. The paper used a sparse
+            # table instead (fewer connections, and maps forced to differ).
             nn.Conv2d(6, 16, kernel_size=5),           # C3: (N, 16, 8, 8)
-            nn.Sigmoid(),
+            act(),
             nn.MaxPool2d(2),                           # S4: (N, 16, 4, 4)
         )
         self.classifier = nn.Sequential(
             nn.Flatten(),
             nn.Linear(16 * 4 * 4, 120),  # C5 as a linear layer: 256 inputs
-            nn.Sigmoid(),
+            act(),
             nn.Linear(120, 84),          # F6
-            nn.Sigmoid(),
+            act(),
             nn.Linear(84, num_classes),  # logits; the loss applies softmax
         )
 
@@ -41,6 +53,7 @@ class LeNet5(nn.Module):
         return self.classifier(self.features(x))
 
 
-def lenet(in_channels: int = 1, num_classes: int = 10) -> LeNet5:
+def lenet(in_channels: int = 1, num_classes: int = 10,
+          activation: str = "sigmoid") -> LeNet5:
     """LeNet-5 at 28x28 (44,426 parameters for 1 channel, 10 classes)."""
-    return LeNet5(in_channels, num_classes)
+    return LeNet5(in_channels, num_classes, activation)

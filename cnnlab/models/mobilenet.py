@@ -53,24 +53,36 @@ SETTINGS = [
 ]
 
 
+def thin(channels: int, width: float) -> int:
+    """The paper's width multiplier alpha applied to a layer's channels."""
+    return max(1, int(channels * width))
+
+
 class MobileNetV1(nn.Module):
-    """Stem conv, 13 depthwise-separable blocks, global average pool, FC."""
+    """Stem conv, 13 depthwise-separable blocks, global average pool, FC.
+
+    ``width`` is the paper's width multiplier alpha (every layer's channels
+    times alpha); ``upsample`` sets the input size, 28 px times the factor,
+    which plays the part of the paper's resolution multiplier rho.
+    """
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10,
-                 dropout: float = 0.5, upsample: int = 2) -> None:
+                 dropout: float = 0.5, upsample: int = 2, width: float = 1.0) -> None:
         super().__init__()
+        if not 0 < width <= 4:
+            raise ValueError(f"width (the multiplier alpha) must be in (0, 4], got {width!r}")
         self.input_shape = (in_channels, 28, 28)
         self.upsample = nn.Upsample(scale_factor=upsample, mode="bilinear")
-        layers: list[nn.Module] = [conv_bn(in_channels, 32, 3, stride=2)]
-        cin = 32
+        cin = thin(32, width)
+        layers: list[nn.Module] = [conv_bn(in_channels, cin, 3, stride=2)]
         for cout, stride, repeats in SETTINGS:
             for _ in range(repeats):
-                layers.append(DepthwiseSeparable(cin, cout, stride))
-                cin = cout
-        self.features = nn.Sequential(*layers)  # (N, 1024, 2, 2) at 56 px
+                layers.append(DepthwiseSeparable(cin, thin(cout, width), stride))
+                cin = thin(cout, width)
+        self.features = nn.Sequential(*layers)  # (N, 1024, 2, 2) at 56 px, width 1
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(1024, num_classes)
+        self.fc = nn.Linear(cin, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.features(self.upsample(x))
@@ -78,7 +90,7 @@ class MobileNetV1(nn.Module):
         return self.fc(self.dropout(x))
 
 
-def mobilenet_v1(in_channels: int = 1, num_classes: int = 10,
-                 dropout: float = 0.5) -> MobileNetV1:
-    """MobileNetV1 at 56 px (3,216,650 parameters at 1 channel, 10 classes)."""
-    return MobileNetV1(in_channels, num_classes, dropout)
+def mobilenet_v1(in_channels: int = 1, num_classes: int = 10, dropout: float = 0.5,
+                 upsample: int = 2, width: float = 1.0) -> MobileNetV1:
+    """MobileNetV1 at 56 px (3,216,650 parameters at 1 channel, 10 classes, width 1)."""
+    return MobileNetV1(in_channels, num_classes, dropout, upsample, width)

@@ -1,0 +1,93 @@
+"""The package helpers behind the chapters' concept sections: receptive
+fields, per-layer gradient norms, and LeNet's activation option."""
+import pytest
+import torch
+from torch import nn
+
+from cnnlab.explore import gradient_norms
+from cnnlab.models import count_parameters, get_model
+from cnnlab.shapes import measured_receptive_field, receptive_fields
+
+
+def test_lenet_receptive_fields_follow_the_recurrence():
+    # size_out = size_in + (k - 1) * jump_in, jump_out = jump_in * stride, from (1, 1):
+    # C1 5x5/1: 1 + 4*1 = 5 (jump 1); S2 2x2/2: 5 + 1*1 = 6 (jump 2);
+    # C3 5x5/1: 6 + 4*2 = 14 (jump 2); S4 2x2/2: 14 + 1*2 = 16 (jump 4).
+    fields = receptive_fields(get_model("lenet"))
+    assert [(f.size, f.jump) for f in fields] == [(5, 1), (6, 2), (14, 2), (16, 4)]
+
+
+@pytest.mark.parametrize("name", ["lenet", "alexnet"])
+def test_the_recurrence_agrees_with_autograd(name):
+    model = get_model(name)
+    size = 28 if name == "lenet" else 56  # alexnet measured on its upsampled input
+    if name == "alexnet":
+        model = model.features  # its first layer sees the 56 px image
+        model.input_shape = (1, 56, 56)
+    for field in receptive_fields(model):
+        if field.size <= size:
+            assert measured_receptive_field(model, field.name, size) == field.size, field
+
+
+def test_measuring_leaves_the_model_as_it_was():
+    model = get_model("lenet").train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    measured_receptive_field(model, "features.3")
+    assert model.training
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_gradient_norms_name_every_weight_layer_in_order_and_touch_nothing():
+    torch.manual_seed(0)
+    model = get_model("lenet").train()
+    x, y = torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,))
+    norms = gradient_norms(model, x, y)
+    assert list(norms) == ["features.0", "features.3", "classifier.1", "classifier.3",
+                           "classifier.5"]
+    assert all(v > 0 for v in norms.values())
+    assert all(p.grad is None for p in model.parameters()) and model.training
+
+
+def test_sigmoids_starve_the_first_layer_and_relus_do_not():
+    # The measurement chapter 2 shows: at initialisation the sigmoid LeNet's
+    # first conv gets a gradient hundreds of times smaller than its last layer
+    # (each sigmoid scales the gradient by at most 1/4); the ReLU LeNet's
+    # layers get gradients of the same order.
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 1, 28, 28), torch.randint(0, 10, (64,))
+    ratios = {}
+    for activation in ("sigmoid", "relu"):
+        torch.manual_seed(42)
+        norms = gradient_norms(get_model("lenet", activation=activation), x, y)
+        ratios[activation] = norms["classifier.5"] / norms["features.0"]
+    assert ratios["sigmoid"] > 100
+    assert ratios["relu"] < 10
+
+
+def test_the_relu_lenet_differs_only_in_its_activations():
+    sigmoid, relu = get_model("lenet"), get_model("lenet", activation="relu")
+    assert count_parameters(sigmoid) == count_parameters(relu) == 44_426
+    kinds = [type(m) for m in relu.modules() if not list(m.children())]
+    assert nn.ReLU in kinds and nn.Sigmoid not in kinds
+    with pytest.raises(ValueError, match="activation must be one of sigmoid, relu"):
+        get_model("lenet", activation="tanh")
+
+
+def test_mobilenet_width_multiplier_thins_every_layer():
+    from cnnlab.models.mobilenet import thin
+
+    full, half = get_model("mobilenet_v1"), get_model("mobilenet_v1", width=0.5)
+    assert count_parameters(full) == 3_216_650  # width 1 is the package's network
+    convs = lambda m: [c.out_channels for c in m.modules() if isinstance(c, nn.Conv2d)]
+    assert convs(half) == [thin(c, 0.5) for c in convs(full)] == [c // 2 for c in convs(full)]
+    assert half.fc.in_features == 512
+    with pytest.raises(ValueError, match="width"):
+        get_model("mobilenet_v1", width=0)
+
+
+def test_mobilenet_upsample_sets_the_input_size():
+    from cnnlab.shapes import trace_shapes
+
+    for upsample, px in ((1, 28), (2, 56), (4, 112)):
+        first = trace_shapes(get_model("mobilenet_v1", upsample=upsample))[0]
+        assert first.name == "upsample" and first.output_shape[1:] == (px, px)
