@@ -51,7 +51,7 @@ def _fraction(text: str) -> float:
 def _model_name(text: str) -> str:
     try:
         return check_model_name(text)
-    except KeyError as err:
+    except ValueError as err:
         raise argparse.ArgumentTypeError(err.args[0])
 
 

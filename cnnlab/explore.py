@@ -13,11 +13,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .data import Split, preprocess
-from .models import get_model
+from .models import eval_mode, get_model
 from .shapes import forward_shapes, trace_shapes
 
 
@@ -83,11 +84,12 @@ def smallest_input(model: nn.Module | str, low: int = 1, high: int = 256,
 
 @torch.no_grad()
 def predict(model: nn.Module, images: Tensor, batch_size: int = 1000) -> Tensor:
-    """Class probabilities (N, 10) for uint8 images (N, 28, 28)."""
-    model.eval()
+    """Class probabilities (N, 10) for uint8 images (N, 28, 28), in eval mode;
+    the model keeps the mode it had."""
     device = next(model.parameters()).device
-    out = [torch.softmax(model(preprocess(images[i:i + batch_size].to(device))), 1).cpu()
-           for i in range(0, len(images), batch_size)]
+    with eval_mode(model):
+        out = [torch.softmax(model(preprocess(images[i:i + batch_size].to(device))), 1).cpu()
+               for i in range(0, len(images), batch_size)]
     return torch.cat(out)
 
 
@@ -120,9 +122,9 @@ def activations(model: nn.Module, layer: str, image: Tensor) -> Tensor:
     captured: list[Tensor] = []
     handle = module.register_forward_hook(lambda m, i, o: captured.append(o.detach()))
     try:
-        model.eval()
         device = next(model.parameters()).device
-        model(preprocess(image.view(1, *image.shape[-2:]).to(device)))
+        with eval_mode(model):
+            model(preprocess(image.view(1, *image.shape[-2:]).to(device)))
     finally:
         handle.remove()
     return captured[0][0].cpu()
@@ -161,6 +163,8 @@ class Unit:
     label: str
     output_shape: tuple[int, ...]
     parameters: int
+    skip: str = ""                      # a residual block's shortcut: "x" or "projection"
+    branches: tuple[int, ...] = ()      # an Inception module's output channels per branch
 
 
 # Layers folded into the box before them, and how they are written there.
@@ -231,8 +235,24 @@ def architecture_units(model: nn.Module, size: int = 28,
             units[-1] = Unit(last.name, f"{last.label} + {_FOLDED[type(module)]}",
                              shapes.get(name, last.output_shape), last.parameters + params)
         else:
-            units.append(Unit(name, _label(module), shapes[name], params))
+            units.append(Unit(name, _label(module), shapes[name], params,
+                              *_paths(module)))
     return units
+
+
+def _paths(module: nn.Module) -> tuple[str, tuple[int, ...]]:
+    """What a block does besides its main path: (skip, branches) for ``Unit``."""
+    if hasattr(module, "residual") and hasattr(module, "shortcut"):  # a residual block
+        downsample = getattr(module, "downsample", None)
+        return ("x" if downsample is None else "projection"), ()
+    if all(hasattr(module, f"branch{i}") for i in range(1, 5)):  # an Inception module
+        widths = []
+        for i in range(1, 5):
+            convs = [m for m in getattr(module, f"branch{i}").modules()
+                     if isinstance(m, nn.Conv2d)]
+            widths.append(convs[-1].out_channels)  # the branch's last conv: its output
+        return "", tuple(widths)
+    return "", ()
 
 
 def architecture_figure(model: nn.Module | str, size: int = 28, title: str | None = None,
@@ -250,14 +270,16 @@ def architecture_figure(model: nn.Module | str, size: int = 28, title: str | Non
     units = architecture_units(model, size, expand)
     rows = -(-len(units) // per_row)
     cols = min(len(units), per_row)
-    fig = Figure(figsize=(1.55 * cols + 0.3, 1.5 * rows + 0.45), layout="constrained")
+    pitch = 1.3  # rows apart: room for the skip arcs above the boxes
+    fig = Figure(figsize=(1.55 * cols + 0.3, 1.5 * pitch * rows + 0.45), layout="constrained")
     ax = fig.subplots()
     ax.set_xlim(-0.15, cols)
-    ax.set_ylim(-(rows - 1), 1)
+    ax.set_ylim(-pitch * (rows - 1) - 0.1, 1.3)
     ax.axis("off")
     for i, unit in enumerate(units):
-        x, y = i % per_row, -(i // per_row)
+        x, y = i % per_row, -pitch * (i // per_row)
         ax.add_patch(_box(x, y, unit.parameters))
+        _draw_paths(ax, x, y, unit)
         ax.text(x + 0.45, y + 0.77, unit.name, ha="center", va="center", fontsize=8.5,
                 weight="bold")
         ax.text(x + 0.45, y + 0.56, textwrap.fill(unit.label, 16, break_long_words=False),
@@ -269,9 +291,33 @@ def architecture_figure(model: nn.Module | str, size: int = 28, title: str | Non
         if x:  # arrows inside a row; a new row starts where the last one ended
             ax.annotate("", (x, y + 0.5), (x - 0.1, y + 0.5),
                         arrowprops={"arrowstyle": "->"})
-    ax.set_title(title or f"{name} at {size} px input: layer, output shape, parameters",
-                 fontsize=9)
+    notes = []
+    if any(u.skip for u in units):
+        notes.append("red arcs: skip paths, added at the block's end")
+    if any(u.branches for u in units):
+        notes.append("bar under an Inception box: output channels of its 1x1 (blue), "
+                     "3x3 (orange), 5x5 (green) and pool (red) branches")
+    ax.set_title((title or f"{name} at {size} px input: layer, output shape, parameters")
+                 + ("\n" + "; ".join(notes) if notes else ""), fontsize=9)
     return fig
+
+
+def _draw_paths(ax, x: float, y: float, unit: Unit) -> None:
+    """The skip arc of a residual block, or the branch bar of an Inception module."""
+    if unit.skip:
+        ax.annotate("", (x + 0.85, y + 0.93), (x + 0.05, y + 0.93),
+                    arrowprops={"arrowstyle": "->", "color": "tab:red", "lw": 1.3,
+                                "connectionstyle": "arc3,rad=-0.45",
+                                "linestyle": "-" if unit.skip == "x" else "--"})
+        ax.text(x + 0.45, y + 1.17, "+x" if unit.skip == "x" else "+proj(x)",
+                ha="center", va="center", fontsize=7, color="tab:red")
+    if unit.branches:
+        total, left = sum(unit.branches), x + 0.02
+        for i, width in enumerate(unit.branches):
+            share = 0.86 * width / total
+            ax.add_patch(Rectangle((left, y - 0.03), share, 0.08, facecolor=f"C{i}",
+                                   edgecolor="none"))
+            left += share
 
 
 def _box(x: int, y: int, params: int):

@@ -58,7 +58,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, UntypedStorage, nn
 
-from .models import count_parameters
+from .models import count_parameters, in_mode
 
 # Numbers the optimizer keeps per parameter, besides the parameter itself.
 OPTIMIZER_STATES = {
@@ -130,13 +130,10 @@ def _training_forward_bytes(model: nn.Module, batch: Tensor, target: Tensor) -> 
     """
     buffers = [(b, b.clone()) for b in model.buffers()]
     devices = [batch.device] if batch.device.type == "cuda" else []
-    was_training = model.training
     try:
-        with torch.random.fork_rng(devices=devices):
-            model.train()
+        with torch.random.fork_rng(devices=devices), in_mode(model, training=True):
             return saved_activation_bytes(model, batch, target)
     finally:
-        model.train(was_training)
         with torch.no_grad():
             for buffer, before in buffers:
                 buffer.copy_(before)

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .models import eval_mode
+
 
 @dataclass
 class LayerShape:
@@ -60,16 +62,13 @@ def forward_shapes(model: nn.Module, modules: Iterable[tuple[str, nn.Module]],
         return hook
 
     hooks = [module.register_forward_hook(record(name)) for name, module in modules]
-    was_training = model.training
-    model.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), eval_mode(model):
             device = next(model.parameters()).device
             model(torch.zeros(1, in_channels, size, size, device=device))
     finally:
         for h in hooks:
             h.remove()
-        model.train(was_training)
     return calls
 
 

@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from .checkpoint import load_checkpoint, rng_states, save_checkpoint, set_rng_states
 from .data import DeviceBatches, MnistSplits, Split, load_mnist, preprocess
-from .models import (DEFAULT_DROPOUT, MODELS, check_model_name, count_parameters,
+from .models import (DEFAULT_DROPOUT, MODELS, check_model_name, count_parameters, eval_mode,
                      get_model)
 from .results import RunResult, provenance
 
@@ -136,6 +136,10 @@ class ShapeMismatchError(ValueError):
     """The data's shape does not fit the model."""
 
 
+class PixelDtypeError(ValueError):
+    """The images are not uint8 pixels (0-255), which the training loop expects."""
+
+
 def check_input_shape(model: nn.Module, batch: Tensor, name: str = "model") -> None:
     """Raise ShapeMismatchError unless ``batch`` is (N, *model.input_shape)."""
     expected = tuple(getattr(model, "input_shape", ()))
@@ -157,9 +161,9 @@ def check_input_shape(model: nn.Module, batch: Tensor, name: str = "model") -> N
 
 
 def check_images(images: Tensor, name: str = "model") -> None:
-    """Raise ShapeMismatchError unless ``images`` are uint8 pixels (0-255)."""
+    """Raise PixelDtypeError unless ``images`` are uint8 pixels (0-255)."""
     if images.dtype != torch.uint8:
-        raise ShapeMismatchError(
+        raise PixelDtypeError(
             f"{name} trains on uint8 images with pixels 0-255 (as MNIST ships them), got "
             f"dtype {images.dtype}: scaling happens on the device. If your images are "
             f"floats in [0, 1], pass (images * 255).round().to(torch.uint8).")
@@ -173,19 +177,17 @@ def _autocast(device: torch.device, enabled: bool):
 def evaluate(model: nn.Module, split: Split, batch_size: int = 1000,
              amp: bool = False, channels_last: bool = False) -> tuple[float, float]:
     """Mean cross-entropy and accuracy (0-1) of ``model`` on ``split``."""
-    was_training = model.training
-    model.eval()
     device = split.images.device
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
-    for x, y in DeviceBatches(split, batch_size):
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with _autocast(device, amp):
-            logits = model(x)
-        loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
-        correct += (logits.argmax(1) == y).sum()
-    model.train(was_training)
+    with eval_mode(model):  # dropout off, BN on its running statistics; mode restored
+        for x, y in DeviceBatches(split, batch_size):
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with _autocast(device, amp):
+                logits = model(x)
+            loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
+            correct += (logits.argmax(1) == y).sum()
     n = len(split)
     return loss_sum.item() / n, correct.item() / n  # one host sync per pass
 

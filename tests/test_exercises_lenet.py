@@ -9,14 +9,16 @@ import pytest
 from exercise_cells import rejected
 import torch
 
-from cnnlab.exercises.lenet import check_conv_output_size, check_flatten_size, check_trace
+from cnnlab.exercises.lenet import (check_conv_output_size, check_flatten_size,
+                                    check_receptive_field, check_trace)
 
 NOTEBOOK = "02_lenet.ipynb"
 
 
 CHECKS = [("flatten_size", check_flatten_size),
           ("conv_output_size", check_conv_output_size),
-          ("trace", check_trace)]
+          ("trace", check_trace),
+          ("receptive_field", check_receptive_field)]
 
 
 @pytest.mark.parametrize("name,check", CHECKS, ids=[n for n, _ in CHECKS])

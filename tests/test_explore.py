@@ -128,7 +128,44 @@ def test_architecture_figure_draws_one_box_per_unit():
     fig = explore.architecture_figure("googlenet", per_row=8)
     ax = fig.axes[0]
     units = explore.architecture_units(get_model("googlenet"))
-    assert len(ax.patches) == len(units)
+    boxes = [p for p in ax.patches if type(p).__name__ == "FancyBboxPatch"]
+    assert len(boxes) == len(units)
+    # and the four-branch bar under each of the nine Inception modules
+    bars = [p for p in ax.patches if type(p).__name__ == "Rectangle"]
+    assert sum(1 for u in units if u.branches) == 9 and len(bars) == 9 * 4
     assert "googlenet" in ax.get_title()
     texts = {t.get_text() for t in ax.texts}
     assert "inception4.4e" in texts and "832x3x3" in texts
+
+
+def test_architecture_units_know_the_skips_and_branches():
+    resnet = explore.architecture_units(get_model("resnet18"))
+    skips = {u.name: u.skip for u in resnet if u.skip}
+    # 8 basic blocks; the first of stages 2-4 changes the shape: a projection
+    assert len(skips) == 8
+    assert [n for n, s in skips.items() if s == "projection"] == ["layer2.0", "layer3.0",
+                                                                   "layer4.0"]
+    googlenet = {u.name: u.branches for u in explore.architecture_units(get_model("googlenet"))}
+    # the paper's Table 1, module 3a: #1x1 64, #3x3 128, #5x5 32, pool proj 32
+    assert googlenet["inception3.3a"] == (64, 128, 32, 32)
+    assert sum(googlenet["inception5.5b"]) == 1024
+
+
+def test_architecture_figure_draws_one_skip_arc_per_residual_block():
+    fig = explore.architecture_figure("resnet18")
+    arcs = [t for t in fig.axes[0].texts if t.get_text() in ("+x", "+proj(x)")]
+    assert len(arcs) == 8
+
+
+def test_predict_and_activations_leave_the_model_in_the_mode_they_found():
+    import torch
+
+    model = get_model("lenet").train()
+    images = torch.zeros(3, 28, 28, dtype=torch.uint8)
+    explore.predict(model, images)
+    assert model.training  # they used to leave it in eval mode
+    explore.activations(model, "features.0", images[0])
+    assert model.training
+    model.eval()
+    explore.predict(model, images)
+    assert not model.training

@@ -158,10 +158,28 @@ def test_dropout_argument_reaches_the_layers():
 
 
 def test_unknown_model_lists_valid_names():
-    with pytest.raises(KeyError) as err:
+    with pytest.raises(ValueError) as err:
         get_model("lenet5")
     for name in EXPECTED:
         assert name in str(err.value)
+    assert str(err.value).startswith("unknown model 'lenet5'")  # no KeyError's extra quotes
+
+
+def test_in_mode_restores_the_mode_even_when_the_block_raises():
+    from cnnlab.models import eval_mode, in_mode
+
+    model = get_model("lenet").train()
+    with eval_mode(model) as m:
+        assert m is model and not model.training
+    assert model.training
+    with pytest.raises(RuntimeError):
+        with eval_mode(model):
+            raise RuntimeError("a failing forward pass")
+    assert model.training
+    model.eval()
+    with in_mode(model, training=True):
+        assert model.training
+    assert not model.training
 
 
 def _muted(block):
@@ -196,3 +214,11 @@ def test_reuse_conv1_is_the_reports_block_and_has_option_as_count():
     for b in options:
         _muted(b)(x).sum().backward()
         assert b.conv1.weight.grad is None or b.conv1.weight.grad.norm() == 0
+
+
+@pytest.mark.parametrize("bad", [{"in_channels": 0}, {"num_classes": -3}, {"upsample": 0},
+                                 {"upsample": 1.5}, {"num_classes": True}])
+def test_sizes_that_are_not_positive_integers_are_refused(bad):
+    (key, value), = bad.items()
+    with pytest.raises(ValueError, match=f"{key} must be a positive integer, got {value!r}"):
+        get_model("resnet18", **bad)

@@ -189,10 +189,10 @@ def test_result_file_survives_a_killed_writer(small, tmp_path):
 
 def test_float_images_are_refused_with_a_fix(small):
     from cnnlab.data import MnistSplits, Split
-    from cnnlab.train import ShapeMismatchError
+    from cnnlab.train import PixelDtypeError
 
     floats = Split(small.train.images.float() / 255, small.train.labels)
-    with pytest.raises(ShapeMismatchError, match="uint8 images.*got dtype torch.float32"):
+    with pytest.raises(PixelDtypeError, match="uint8 images.*got dtype torch.float32"):
         fit(TrainConfig(epochs=1, **CFG), MnistSplits(floats, small.val, small.test),
             progress=False)
 

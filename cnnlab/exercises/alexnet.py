@@ -185,3 +185,49 @@ def check_smallest_upsample(smallest_upsample: Callable[[str, int], int] | None)
     """Check ``smallest_upsample(model_name, min_map)`` against the models' features."""
     return run_check("smallest_upsample",
                      lambda: _check_smallest_upsample(smallest_upsample))
+
+
+# --- Exercise 4: local response normalisation by hand --------------------------
+
+def _lrn_oracle(a: torch.Tensor, size: int, alpha: float, beta: float,
+                k: float) -> torch.Tensor:
+    """PyTorch's layer with the paper's alpha (PyTorch divides its alpha by size)."""
+    return nn.LocalResponseNorm(size, alpha=alpha * size, beta=beta, k=k)(a)
+
+
+def _check_lrn(lrn: Callable | None) -> None:
+    lrn = given(lrn)
+    where = f"See {CHAPTER}, 'Local response normalisation'."
+    g = torch.Generator().manual_seed(0)
+    for channels, size, alpha, beta, k in ((8, 5, 1e-4, 0.75, 2.0), (6, 3, 1e-2, 0.5, 1.0),
+                                           (11, 5, 1e-3, 0.75, 2.0)):
+        a = torch.relu(10 * torch.randn(2, channels, 4, 3, generator=g))
+        call = f"lrn(a with {channels} channels, size={size}, alpha={alpha}, beta={beta}, k={k})"
+        got = lrn(a, size=size, alpha=alpha, beta=beta, k=k)
+        want = _lrn_oracle(a, size, alpha, beta, k)
+        expect(isinstance(got, torch.Tensor) and got.shape == a.shape,
+               f"{call} returned "
+               f"{tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__}; "
+               f"return a tensor of the input's shape {tuple(a.shape)}.")
+        if torch.allclose(got, want, rtol=1e-5, atol=1e-6):
+            continue
+        if torch.allclose(got, _lrn_oracle(a, size, alpha / size, beta, k), rtol=1e-5):
+            hint = ("you divided alpha by the window size, as PyTorch's layer does; the "
+                    "paper's formula multiplies the sum of squares by alpha itself")
+        elif torch.allclose(got, a / (k + alpha * a ** 2) ** beta, rtol=1e-5):
+            hint = ("each channel was divided by its own square only; the sum runs over "
+                    "the neighbouring channels i - n/2 .. i + n/2 too")
+        else:
+            hint = ("b_i = a_i / (k + alpha * sum over j = max(0, i - n//2) .. "
+                    "min(N - 1, i + n//2) of a_j^2)^beta, the window cut at the first "
+                    "and last channel")
+        expect(False, f"{call} differs from the formula by up to "
+                      f"{(got - want).abs().max().item():.3g}. Hint: {hint}. {where}")
+
+
+def check_lrn(lrn: Callable | None) -> bool:
+    """Check ``lrn(a, size, alpha, beta, k)``: the paper's LRN across channels."""
+    def check() -> None:
+        with quiet_torch():
+            _check_lrn(lrn)
+    return run_check("lrn", check)

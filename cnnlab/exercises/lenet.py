@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from . import expect, expect_equal, run_check
 from ._harness import as_count, given, quiet_torch
 from ..models import get_model
-from ..shapes import trace_shapes
+from ..shapes import receptive_fields, trace_shapes
 
 CHAPTER = "chapter 2 (LeNet-5)"
 
@@ -284,3 +284,125 @@ def _check_trace_on(trace: Callable, what: str, model: nn.Module, size: int) -> 
 def check_trace(trace: Callable[[nn.Module, int], list] | None) -> bool:
     """Check ``trace(model, input_size)`` against ``cnnlab.shapes.trace_shapes``."""
     return run_check("trace", lambda: _check_trace(trace))
+
+
+# --- Exercise 4: receptive_field ---------------------------------------------
+
+class _StridedChain(nn.Module):
+    """Convolutions with strides and a pool: a stride earlier in the chain
+    must widen every later layer's step (the jump)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.input_shape = (1, 64, 64)
+        self.layers = nn.Sequential(nn.Conv2d(1, 4, 3, stride=2), nn.Conv2d(4, 4, 3),
+                                    nn.MaxPool2d(3, 2), nn.Conv2d(4, 4, 5, stride=2),
+                                    nn.Conv2d(4, 4, 1))
+
+
+def _receptive_cases() -> list[tuple[str, nn.Module]]:
+    return [("get_model('lenet')", get_model("lenet")),
+            ("get_model('alexnet_large').features", get_model("alexnet_large").features),
+            ("a chain of strided convs and a pool", _StridedChain())]
+
+
+def _check_receptive_field(receptive_field: Callable[[nn.Module], list] | None) -> None:
+    receptive_field = given(receptive_field)
+    for what, model in _receptive_cases():
+        expected = [f.size for f in receptive_fields(model)]
+        got = receptive_field(model)
+        expect(isinstance(got, (list, tuple)),
+               f"receptive_field on {what} returned a {type(got).__name__}; return a list "
+               f"of sizes, one per conv or pool layer.")
+        got = [as_count(v, f"receptive_field on {what}, entry {i}")
+               for i, v in enumerate(got)]
+        expect_equal(f"number of sizes for {what}", len(expected), len(got),
+                     "one size per Conv2d, MaxPool2d or AvgPool2d, in the order "
+                     "named_modules() gives them")
+        if got == expected:
+            continue
+        layers = [m for m in model.modules()
+                  if isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d))]
+        kernels = [m.kernel_size if isinstance(m.kernel_size, int) else m.kernel_size[0]
+                   for m in layers]
+        no_jump, size = [], 1
+        for k in kernels:  # the slip: every layer adds k - 1 pixels, whatever the strides
+            size += k - 1
+            no_jump.append(size)
+        if got == no_jump:
+            hint = ("you added k - 1 pixels per layer, but after a stride-s layer two "
+                    "neighbouring units are s times further apart in the input: add "
+                    "(k - 1) * jump and multiply the jump by each layer's stride")
+        else:
+            hint = ("start from size 1 and jump 1; for each layer, size += (k - 1) * jump, "
+                    "then jump *= stride")
+        expect_equal(f"receptive fields of {what}", expected, got,
+                     f"{hint}; see {CHAPTER}, 'How much of the digit each layer sees'.")
+
+
+def check_receptive_field(receptive_field: Callable[[nn.Module], list] | None) -> bool:
+    """Check ``receptive_field(model) -> [size per conv/pool layer]`` on three models."""
+    return run_check("receptive_field", lambda: _check_receptive_field(receptive_field))
+
+
+# --- Exercise 5: the slow start, measured --------------------------------------
+
+SLOW_START_STEPS = 300
+THRESHOLD, WINDOW = 2.0, 20
+
+
+@cache  # deterministic on one machine: train each oracle run once per session
+def _losses(activation: str) -> tuple[float, ...]:
+    """The training losses of the exercise's run (the oracle trains it too)."""
+    from ..train import TrainConfig, fit
+
+    config = TrainConfig(model="lenet", options={"activation": activation},
+                         max_steps=SLOW_START_STEPS, eval_every=SLOW_START_STEPS,
+                         val_images=1_000, test_images=1_000, device="cpu")
+    with torch.random.fork_rng(devices=[]):
+        return tuple(fit(config, progress=False).train_loss)
+
+
+def _first_below(losses: tuple[float, ...], strict_window: bool) -> int | None:
+    """The first step whose moving average of the last WINDOW losses is below THRESHOLD.
+
+    ``strict_window`` counts only full windows (from step WINDOW on); otherwise
+    the first steps average what exists so far, as ``cnnlab.plots.smooth`` does.
+    """
+    for step in range(WINDOW if strict_window else 1, len(losses) + 1):
+        window = losses[max(0, step - WINDOW):step]
+        if sum(window) / len(window) < THRESHOLD:
+            return step
+    return None
+
+
+def _check_slow_start(slow_start: Callable[[str], int | None] | None) -> None:
+    slow_start = given(slow_start)
+    where = f"See {CHAPTER}, 'Why later networks use ReLU'."
+    for activation in ("sigmoid", "relu"):
+        call = f"slow_start({activation!r})"
+        got = slow_start(activation)
+        losses = _losses(activation)
+        right = {_first_below(losses, strict) for strict in (False, True)}
+        if got is None:
+            expect(right == {None}, f"{call} returned None, but the moving average falls "
+                                    f"below {THRESHOLD} at step {min(right - {None})}. {where}")
+            continue
+        got = as_count(got, call)
+        if got in right:
+            continue
+        off_by_one = {r + 1 for r in right if r} | {r - 1 for r in right if r}
+        hint = ("count steps from 1, and return the step at which the average first drops "
+                "below the threshold" if got in off_by_one else
+                f"train with the TrainConfig given above, average the last {WINDOW} "
+                f"training losses at each step, and return the first step below "
+                f"{THRESHOLD}")
+        expect_equal(call, min(right), got, hint + f". {where}")
+
+
+def check_slow_start(slow_start: Callable[[str], int | None] | None) -> bool:
+    """Check ``slow_start(activation)`` by training both LeNets the same way (seconds)."""
+    def check() -> None:
+        with torch.random.fork_rng(devices=[]):  # training seeds torch: keep the notebook's
+            _check_slow_start(slow_start)
+    return run_check("slow_start", check, seconds=600)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torchinfo import summary
 
 from . import expect, expect_equal, run_check
@@ -220,3 +220,122 @@ def check_macs_ratio(fn: Callable[..., float]) -> bool:
         with quiet_torch():
             _check_macs_ratio(fn)
     return run_check("mult-adds: separable / standard", check)
+
+
+# --- Exercise 4: recompute the batch-norm statistics ---------------------------
+
+def _stale_model(seed: int) -> nn.Module:
+    """A thin MobileNet (width 0.25) after a few training steps, in eval mode,
+    whose running statistics are stale: set to values no batch would give."""
+    from ..data import load_mnist, preprocess
+    from ..models import get_model
+
+    torch.manual_seed(seed)
+    model = get_model("mobilenet_v1", width=0.25)
+    data = load_mnist().train
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    with torch.enable_grad():
+        for step in range(3):
+            x = preprocess(data.images[64 * step:64 * (step + 1)])
+            loss = nn.functional.cross_entropy(model(x), data.labels[64 * step:64 * (step + 1)])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    for bn in (m for m in model.modules() if isinstance(m, nn.BatchNorm2d)):
+        bn.running_mean.fill_(3.0)
+        bn.running_var.fill_(0.01)
+    return model.eval()
+
+
+def _recompute_batches() -> list[Tensor]:
+    from ..data import load_mnist, preprocess
+
+    images = load_mnist().val.images[:160]
+    return [preprocess(images[i:i + 32]) for i in range(0, 160, 32)]  # 5 batches of 32
+
+
+def _bn_buffers(model: nn.Module) -> list[tuple[Tensor, Tensor]]:
+    return [(m.running_mean.clone(), m.running_var.clone())
+            for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+
+
+def _check_recompute_bn(recompute: Callable[[nn.Module, list], None] | None) -> None:
+    import copy
+
+    from torch.optim.swa_utils import update_bn
+
+    recompute = given(recompute)
+    model, batches = _stale_model(0), _recompute_batches()
+    oracle = copy.deepcopy(model)
+    update_bn(batches, oracle)  # PyTorch's own: reset, cumulative average, mode restored
+    weights = {k: v.clone() for k, v in model.named_parameters()}
+    with torch.enable_grad():  # as in a notebook: the learner's code decides
+        recompute(model, batches)
+    where = f"See {CHAPTER}, 'Run it yourself: training live' (the update_bn cells)."
+    changed = [k for k, v in model.named_parameters() if not torch.equal(v, weights[k])]
+    expect(not changed, f"recompute_bn_stats changed {len(changed)} weights (e.g. "
+                        f"{changed[0] if changed else ''}); only the running statistics may "
+                        f"change: no optimiser step, no backward pass. {where}")
+    expect(not model.training,
+           f"the model was in eval mode and recompute_bn_stats left it in training mode; "
+           f"put the mode back as it was (model.train(was_training)). {where}")
+    got, want = _bn_buffers(model), _bn_buffers(oracle)
+    worst = _gap(got, want)
+    if worst <= 1e-4:
+        return
+    # Name the slip whose result the answer reproduces, on copies of the model.
+    slips = {"reset, but ran the batches in eval mode":
+             (dict(reset=True, cumulative=True, train=False),
+              "a BatchNorm layer updates its statistics only in training mode: switch "
+              "the model to train() while the batches go through (under torch.no_grad())"),
+             "kept momentum 0.1":
+             (dict(reset=True, cumulative=False, train=True),
+              "with momentum 0.1 the last batches dominate and the first are mostly "
+              "forgotten; set each BN's momentum to None for an equal-weight "
+              "(cumulative) average, then restore it"),
+             "did not reset":
+             (dict(reset=False, cumulative=True, train=True),
+              "reset each BN's statistics first (reset_running_stats()): without it the "
+              "stale values stay in the average"),
+             "did not reset and kept momentum 0.1":
+             (dict(reset=False, cumulative=False, train=True),
+              "with momentum 0.1 and no reset the stale statistics still weigh "
+              "0.9^5 ~ 0.59 after 5 batches; reset each BN, and set its momentum to None "
+              "for an equal-weight average")}
+    hint = ("reset each BN's statistics, set its momentum to None, run every batch in "
+            "training mode under torch.no_grad(), then restore the momenta and the mode")
+    for settings, advice in slips.values():
+        if _gap(got, _bn_buffers(_recomputed(_stale_model(0), batches, **settings))) <= 1e-4:
+            hint = advice
+            break
+    expect(False, f"the running statistics differ from torch.optim.swa_utils.update_bn's by "
+                  f"up to {worst:.3g}: {hint}. {where}")
+
+
+def _gap(a: list[tuple[Tensor, Tensor]], b: list[tuple[Tensor, Tensor]]) -> float:
+    """The largest difference between two models' BN statistics."""
+    return max(max((x[0] - y[0]).abs().max().item(), (x[1] - y[1]).abs().max().item())
+               for x, y in zip(a, b))
+
+
+def _recomputed(model: nn.Module, batches: list, reset: bool, cumulative: bool,
+                train: bool) -> nn.Module:
+    """``model`` after a recomputation done one particular (possibly wrong) way."""
+    for bn in (m for m in model.modules() if isinstance(m, nn.BatchNorm2d)):
+        if reset:
+            bn.reset_running_stats()
+        if cumulative:
+            bn.momentum = None
+    model.train(train)
+    with torch.no_grad():
+        for x in batches:
+            model(x)
+    return model
+
+
+def check_recompute_bn(recompute: Callable[[nn.Module, list], None] | None) -> bool:
+    """Check ``recompute_bn_stats(model, batches)`` against ``update_bn``."""
+    def check() -> None:
+        with quiet_torch():
+            _check_recompute_bn(recompute)
+    return run_check("recompute_bn_stats", check)

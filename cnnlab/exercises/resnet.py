@@ -311,3 +311,161 @@ def check_smallest_upsample(fn: Callable[[int], int]) -> bool:
         with quiet_torch():
             _check_smallest_upsample(fn)
     return run_check("smallest upsampling factor for ResNet-18", check)
+
+
+# --- Exercise 3: batch normalization by hand ---------------------------------
+
+def _bn_case(seed: int, shape: tuple[int, int, int, int]) -> dict:
+    """A batch whose channels have different means and scales, BN's parameters
+    and running statistics away from their defaults (so that every term shows)."""
+    g = torch.Generator().manual_seed(seed)
+    n, c, h, w = shape
+    x = (torch.randn(shape, generator=g) * torch.linspace(0.5, 3.0, c).view(1, c, 1, 1)
+         + torch.linspace(-2.0, 4.0, c).view(1, c, 1, 1))
+    return {"x": x, "gamma": torch.rand(c, generator=g) + 0.5,
+            "beta": torch.randn(c, generator=g),
+            "running_mean": torch.randn(c, generator=g),
+            "running_var": torch.rand(c, generator=g) + 0.5}
+
+
+def _bn_oracle(case: dict, training: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """PyTorch's own BatchNorm2d on a copy of the case: (y, running_mean, running_var)."""
+    mean, var = case["running_mean"].clone(), case["running_var"].clone()
+    y = F.batch_norm(case["x"], mean, var, case["gamma"], case["beta"],
+                     training=training, momentum=0.1, eps=1e-5)
+    return y, mean, var
+
+
+def _bn_slip(case: dict, got_y: Tensor, got_mean: Tensor, got_var: Tensor) -> str:
+    """Name the mistake behind a wrong training-mode answer, if a known one fits."""
+    x, dims = case["x"], (0, 2, 3)
+    count = x.numel() // x.shape[1]
+    batch_mean, biased = x.mean(dims), x.var(dims, unbiased=False)
+    unbiased = biased * count / (count - 1)
+    shape = (1, -1, 1, 1)
+    ref = lambda v, m=batch_mean: (case["gamma"].view(shape) * (x - m.view(shape))  # noqa: E731
+                                   / torch.sqrt(v.view(shape) + 1e-5) + case["beta"].view(shape))
+    if torch.allclose(got_var, 0.9 * case["running_var"] + 0.1 * biased, atol=1e-5):
+        return ("running_var must be updated with the UNBIASED batch variance (divide by "
+                "n - 1, with n = N*H*W values per channel); only the normalisation "
+                "itself uses the biased one")
+    if torch.allclose(got_y, ref(unbiased), atol=1e-4):
+        return ("normalise with the BIASED batch variance (divide by n, "
+                "x.var(dims, unbiased=False)); the unbiased one is for running_var only")
+    if torch.allclose(got_mean, 0.1 * case["running_mean"] + 0.9 * batch_mean, atol=1e-5):
+        return ("the momentum weighs the NEW batch: running = (1 - momentum) * running + "
+                "momentum * batch statistic")
+    if torch.allclose(got_mean, case["running_mean"]):
+        return "in training mode, update running_mean and running_var in place"
+    whole = (x - x.mean()) / torch.sqrt(x.var(unbiased=False) + 1e-5)
+    if torch.allclose(got_y, case["gamma"].view(shape) * whole + case["beta"].view(shape),
+                      atol=1e-4):
+        return ("one mean and one variance PER CHANNEL: reduce over dims (0, 2, 3), not "
+                "over the whole tensor")
+    return ("y = gamma * (x - mean) / sqrt(var + eps) + beta, with the batch's per-channel "
+            "mean and biased variance in training mode")
+
+
+def _check_batch_norm(batch_norm: Callable | None) -> None:
+    batch_norm = given(batch_norm)
+    for seed, shape in ((0, (8, 3, 5, 5)), (1, (2, 4, 3, 7))):
+        for training in (True, False):
+            case = _bn_case(seed, shape)
+            mean, var = case["running_mean"].clone(), case["running_var"].clone()
+            x_before = case["x"].clone()
+            y = batch_norm(case["x"], case["gamma"], case["beta"], mean, var, training)
+            want_y, want_mean, want_var = _bn_oracle(case, training)
+            mode = "training" if training else "eval"
+            call = f"batch_norm(x of shape {shape}, ..., training={training})"
+            expect(isinstance(y, Tensor) and y.shape == x_before.shape,
+                   f"{call} returned {type(y).__name__}"
+                   + (f" of shape {tuple(y.shape)}" if isinstance(y, Tensor) else "")
+                   + f"; return y, a tensor of the input's shape {shape}.")
+            expect(torch.equal(case["x"], x_before),
+                   f"{call} changed x; compute y as a new tensor.")
+            if not training:
+                expect(torch.equal(mean, case["running_mean"])
+                       and torch.equal(var, case["running_var"]),
+                       f"{call} changed the running statistics; in eval mode they are "
+                       f"only read. See {CHAPTER}, 'Batch normalization, which every block "
+                       f"uses'.")
+                expect(torch.allclose(y, want_y, atol=1e-4),
+                       f"{call}: y differs from nn.BatchNorm2d in eval mode by up to "
+                       f"{(y - want_y).abs().max().item():.3g}. In eval mode normalise with "
+                       f"running_mean and running_var, not the batch's statistics. See "
+                       f"{CHAPTER}, 'Batch normalization, which every block uses'.")
+                continue
+            right = (torch.allclose(y, want_y, atol=1e-4)
+                     and torch.allclose(mean, want_mean, atol=1e-5)
+                     and torch.allclose(var, want_var, atol=1e-5))
+            expect(right,
+                   f"{call} differs from nn.BatchNorm2d in {mode} mode (y by up to "
+                   f"{(y - want_y).abs().max().item():.3g}, running_var by up to "
+                   f"{(var - want_var).abs().max().item():.3g}). Hint: "
+                   f"{_bn_slip(case, y, mean, var)}. See {CHAPTER}, 'Batch normalization, "
+                   f"which every block uses'.")
+
+
+def check_batch_norm(batch_norm: Callable | None) -> bool:
+    """Check ``batch_norm(x, gamma, beta, running_mean, running_var, training)``
+    against PyTorch's BatchNorm2d in training and eval mode (momentum 0.1,
+    eps 1e-5), running statistics updated in place."""
+    def check() -> None:
+        with quiet_torch():
+            _check_batch_norm(batch_norm)
+    return run_check("batch_norm", check)
+
+
+# --- Exercise 4: option A, the zero-padding shortcut ---------------------------
+
+# (cin, cout, stride, map size): ResNet-18's three stage changes, an odd map.
+SHORTCUT_CASES = [(64, 128, 2, 14), (128, 256, 2, 7), (256, 512, 2, 4), (3, 8, 2, 9)]
+
+
+def _check_zero_pad_shortcut(shortcut: Callable | None) -> None:
+    shortcut = given(shortcut)
+    where = f"See {CHAPTER}, 'Fix 2, the paper's option A: zero padding, no parameters'."
+    for cin, cout, stride, size in SHORTCUT_CASES:
+        x = torch.randn(2, cin, size, size)
+        before = x.clone()
+        call = f"zero_pad_shortcut(x of shape {tuple(x.shape)}, cout={cout}, stride={stride})"
+        got = shortcut(x, cout, stride)
+        kept = x[:, :, ::stride, ::stride]  # a stride-2 1x1 conv's pixels: 0, 2, 4, ...
+        want_shape = (2, cout) + tuple(kept.shape[2:])
+        expect(isinstance(got, Tensor) and tuple(got.shape) == want_shape,
+               f"{call} returned shape "
+               f"{tuple(got.shape) if isinstance(got, Tensor) else type(got).__name__}; "
+               f"expected {want_shape}: the main path's shape, so that the two can be "
+               f"added. Take every stride-th pixel and add zero channels. {where}")
+        expect(torch.equal(x, before), f"{call} changed x; return a new tensor. {where}")
+        # The zeros may sit before, after or around the kept channels: any
+        # contiguous block of cin channels equal to the kept pixels will do.
+        starts = [s for s in range(cout - cin + 1) if torch.equal(got[:, s:s + cin], kept)]
+        if not starts:
+            if torch.allclose(got[:, :cin], F.avg_pool2d(x, stride, stride), atol=1e-6) or \
+                    torch.allclose(got[:, -cin:], F.avg_pool2d(x, stride, stride), atol=1e-6):
+                hint = ("you averaged the pixels; option A is an identity on the pixels "
+                        "it keeps: x[:, :, ::stride, ::stride]")
+            elif any(torch.equal(got[:, s:s + cin], x[:, :, 1::stride, 1::stride])
+                     for s in range(cout - cin + 1)):
+                hint = ("you kept the odd pixels; a stride-2 1x1 convolution starts at "
+                        "pixel 0: x[:, :, ::stride, ::stride]")
+            else:
+                hint = ("the input's channels must come through unchanged, subsampled "
+                        "with x[:, :, ::stride, ::stride]")
+            expect(False, f"{call}: no block of {cin} channels of your output equals the "
+                          f"subsampled input. Hint: {hint}. {where}")
+        s = starts[0]
+        rest = torch.cat([got[:, :s], got[:, s + cin:]], dim=1)
+        expect(bool((rest == 0).all()),
+               f"{call}: the {cout - cin} extra channels must be zeros (option A adds no "
+               f"parameters and no new signal); yours hold values up to "
+               f"{rest.abs().max().item():.3g}. {where}")
+
+
+def check_zero_pad_shortcut(shortcut: Callable | None) -> bool:
+    """Check ``zero_pad_shortcut(x, cout, stride)``: the paper's option A."""
+    def check() -> None:
+        with quiet_torch():
+            _check_zero_pad_shortcut(shortcut)
+    return run_check("zero_pad_shortcut", check)

@@ -3,7 +3,8 @@
 Every builder takes ``in_channels=1`` and ``num_classes=10``, and
 ``dropout`` where the net has it, and returns logits.
 """
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 from torch import nn
 
@@ -41,16 +42,45 @@ def list_models() -> list[str]:
 
 
 def check_model_name(name: str) -> str:
-    """Return ``name`` if registered, else raise a KeyError listing the valid names."""
+    """Return ``name`` if registered, else raise a ValueError listing the valid names.
+
+    (Not a KeyError: its message would print wrapped in an extra pair of quotes.)
+    """
     if name not in MODELS:
-        raise KeyError(f"unknown model {name!r}; choose one of: "
-                       + ", ".join(MODELS))
+        raise ValueError(f"unknown model {name!r}; choose one of: "
+                         + ", ".join(MODELS))
     return name
 
 
 def get_model(name: str, **kwargs) -> nn.Module:
-    """Build the model ``name`` with keyword arguments for its builder."""
+    """Build the model ``name`` with keyword arguments for its builder.
+
+    Sizes (``in_channels``, ``num_classes``, ``upsample``) must be positive
+    integers: a zero or negative one would build a network that fails later,
+    far from the mistake.
+    """
+    for size in ("in_channels", "num_classes", "upsample"):
+        value = kwargs.get(size, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{size} must be a positive integer, got {value!r}")
     return MODELS[check_model_name(name)](**kwargs)
+
+
+@contextmanager
+def in_mode(model: nn.Module, training: bool) -> Iterator[nn.Module]:
+    """Put ``model`` in training (True) or eval (False) mode for a ``with`` block,
+    then back in the mode it had, even if the block raises."""
+    was_training = model.training
+    model.train(training)
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+def eval_mode(model: nn.Module):
+    """``with eval_mode(model):`` evaluates, and leaves the mode as it found it."""
+    return in_mode(model, training=False)
 
 
 def count_parameters(model: nn.Module) -> int:

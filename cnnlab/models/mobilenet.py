@@ -76,8 +76,8 @@ class MobileNetV1(nn.Module):
         cin = thin(32, width)
         layers: list[nn.Module] = [conv_bn(in_channels, cin, 3, stride=2)]
         for cout, stride, repeats in SETTINGS:
-            for _ in range(repeats):
-                layers.append(DepthwiseSeparable(cin, thin(cout, width), stride))
+            for i in range(repeats):  # as in the paper's table: only the first repeat strides
+                layers.append(DepthwiseSeparable(cin, thin(cout, width), stride if i == 0 else 1))
                 cin = thin(cout, width)
         self.features = nn.Sequential(*layers)  # (N, 1024, 2, 2) at 56 px, width 1
         self.avgpool = nn.AdaptiveAvgPool2d(1)
