@@ -203,7 +203,6 @@ def _train_and_score(build_model: Callable[[], nn.Module],
     expect(scheduler is None or callable(getattr(scheduler, "step", None)),
            f"make_optimizer's second value is a {type(scheduler).__name__}; give a "
            f"scheduler (stepped after every batch) or None.")
-    step = 0
     with time_limit(TRAIN_TIME_LIMIT):
         step = _train(model, optimizer, scheduler, batches)
     _, accuracy = evaluate(model, data.val)  # validation: never tune on the test set

@@ -265,8 +265,8 @@ def _check_recompute_bn(recompute: Callable[[nn.Module, list], None] | None) -> 
     from torch.optim.swa_utils import update_bn
 
     recompute = given(recompute)
-    model, batches = _stale_model(0), _recompute_batches()
-    oracle = copy.deepcopy(model)
+    stale, batches = _stale_model(0), _recompute_batches()
+    model, oracle = copy.deepcopy(stale), copy.deepcopy(stale)  # the stale one stays pristine
     update_bn(batches, oracle)  # PyTorch's own: reset, cumulative average, mode restored
     weights = {k: v.clone() for k, v in model.named_parameters()}
     with torch.enable_grad():  # as in a notebook: the learner's code decides
@@ -283,29 +283,26 @@ def _check_recompute_bn(recompute: Callable[[nn.Module, list], None] | None) -> 
     worst = _gap(got, want)
     if worst <= 1e-4:
         return
-    # Name the slip whose result the answer reproduces, on copies of the model.
-    slips = {"reset, but ran the batches in eval mode":
-             (dict(reset=True, cumulative=True, train=False),
-              "a BatchNorm layer updates its statistics only in training mode: switch "
-              "the model to train() while the batches go through (under torch.no_grad())"),
-             "kept momentum 0.1":
-             (dict(reset=True, cumulative=False, train=True),
-              "with momentum 0.1 the last batches dominate and the first are mostly "
-              "forgotten; set each BN's momentum to None for an equal-weight "
-              "(cumulative) average, then restore it"),
-             "did not reset":
-             (dict(reset=False, cumulative=True, train=True),
-              "reset each BN's statistics first (reset_running_stats()): without it the "
-              "stale values stay in the average"),
-             "did not reset and kept momentum 0.1":
-             (dict(reset=False, cumulative=False, train=True),
-              "with momentum 0.1 and no reset the stale statistics still weigh "
-              "0.9^5 ~ 0.59 after 5 batches; reset each BN, and set its momentum to None "
-              "for an equal-weight average")}
+    # Name the slip whose result the answer reproduces, on copies of the stale model.
+    slips = [  # (how the slip recomputes, what to tell the learner)
+        (dict(reset=True, cumulative=True, train=False),  # ran the batches in eval mode
+         "a BatchNorm layer updates its statistics only in training mode: switch "
+         "the model to train() while the batches go through (under torch.no_grad())"),
+        (dict(reset=True, cumulative=False, train=True),  # kept momentum 0.1
+         "with momentum 0.1 the last batches dominate and the first are mostly "
+         "forgotten; set each BN's momentum to None for an equal-weight "
+         "(cumulative) average, then restore it"),
+        (dict(reset=False, cumulative=True, train=True),  # did not reset
+         "reset each BN's statistics first (reset_running_stats()): without it the "
+         "stale values stay in the average"),
+        (dict(reset=False, cumulative=False, train=True),  # neither
+         "with momentum 0.1 and no reset the stale statistics still weigh "
+         "0.9^5 ~ 0.59 after 5 batches; reset each BN, and set its momentum to None "
+         "for an equal-weight average")]
     hint = ("reset each BN's statistics, set its momentum to None, run every batch in "
             "training mode under torch.no_grad(), then restore the momenta and the mode")
-    for settings, advice in slips.values():
-        if _gap(got, _bn_buffers(_recomputed(_stale_model(0), batches, **settings))) <= 1e-4:
+    for settings, advice in slips:
+        if _gap(got, _bn_buffers(_recomputed(copy.deepcopy(stale), batches, **settings))) <= 1e-4:
             hint = advice
             break
     expect(False, f"the running statistics differ from torch.optim.swa_utils.update_bn's by "

@@ -247,14 +247,6 @@ def _smallest_factor(min_size: int, stage: str = "layer4") -> int:
 MIN_SIZES = (2, 1, 4, 8)
 
 
-def _strictly_bigger(min_size: int) -> int:
-    """The smallest factor whose layer4 maps are larger than ``min_size`` (a '>' slip)."""
-    factor = 1
-    while min(_stage_sizes(factor)["layer4"]) <= min_size:
-        factor += 1
-    return factor
-
-
 def _answers(fn: Callable[[int], int]) -> dict[int, object]:
     """The learner's answer for every case, to name a slip only if all fit it."""
     answers = {}
@@ -274,7 +266,8 @@ def _hint(fn: Callable[[int], int], min_size: int, expected: int, got: int) -> s
     if all(answers[m] == _smallest_factor(m) - 1 for m in MIN_SIZES):
         return ("every answer is one less than the smallest factor that works: return the "
                 "first factor whose layer4 maps are big enough, not the one before it.")
-    if all(answers[m] == _strictly_bigger(m) for m in MIN_SIZES):
+    # Maps strictly bigger than m are maps of at least m + 1 (sides are whole).
+    if all(answers[m] == _smallest_factor(m + 1) for m in MIN_SIZES):
         return ("every answer makes the maps strictly bigger than min_size: 'at least' "
                 "means >=, not >.")
     if got < 1:
