@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from .models import check_model_name, list_models
+from .models.resnet import SHORTCUTS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -76,9 +77,10 @@ def _add_training_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dropout", type=_fraction, default=None,
                    help="dropout before the classifier (default: the report's value "
                         "for the model)")
-    p.add_argument("--shortcut", choices=("projection", "zero_pad", "reuse_conv1"),
+    p.add_argument("--shortcut", choices=SHORTCUTS,
                    default=None, help="resnet18: the shortcut where a block changes "
-                   "shape (default: projection; reuse_conv1 is the report's block)")
+                   "shape (default: projection; reuse_conv1 is the report's block; "
+                   "none drops every shortcut, the plain net)")
     p.add_argument("--upsample", type=_positive_int, default=None,
                    help="input upsampling factor (default 2: 28 px -> 56 px; "
                         "1 keeps 28 px)")

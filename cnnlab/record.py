@@ -96,6 +96,13 @@ EXPERIMENTS: dict[str, dict] = {
             "dropout 0.2": ("googlenet", {}, 0.2),
         },
     },
+    "degradation": {
+        "title": "ResNet-18 against the same 18 layers without shortcuts (plain-18)",
+        "arms": {
+            "plain (no shortcuts)": ("resnet18", {"shortcut": "none"}, None),
+            "residual (option B)": ("resnet18", {"shortcut": "projection"}, None),
+        },
+    },
 }
 
 FULL_RUNS = [("lenet", s) for s in SEEDS] + [

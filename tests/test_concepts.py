@@ -91,3 +91,22 @@ def test_mobilenet_upsample_sets_the_input_size():
     for upsample, px in ((1, 28), (2, 56), (4, 112)):
         first = trace_shapes(get_model("mobilenet_v1", upsample=upsample))[0]
         assert first.name == "upsample" and first.output_shape[1:] == (px, px)
+
+
+def test_the_plain_net_has_no_shortcut_at_all():
+    """shortcut="none": every block is relu(F(x)), nothing added back."""
+    import torch.nn.functional as F
+
+    from cnnlab.models.resnet import PlainBlock, resnet18
+    plain, zero_pad = resnet18(shortcut="none"), resnet18(shortcut="zero_pad")
+    blocks = [m for m in plain.modules() if isinstance(m, PlainBlock)]
+    assert len(blocks) == 8  # 4 stages x 2 blocks, none of them residual
+    # Option A's shortcut has no parameters either, so the counts match.
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(plain) == count(zero_pad)
+    block = blocks[2].eval()  # the first block of layer2: it changes the shape
+    x = torch.randn(2, 64, 14, 14)
+    torch.testing.assert_close(block(x), F.relu(block.residual(x)))
+    # and an identity-shaped block does not add x back either
+    same = blocks[1].eval()
+    assert not torch.allclose(same(x), F.relu(same.residual(x) + x))

@@ -18,6 +18,10 @@ The report's own fix is here too, as ``shortcut="reuse_conv1"``, so that it
 can be trained and measured: where the shape changes, the shortcut
 convolves x with the block's own ``conv1`` weights (tied weights, and no BN
 of its own). It has as many parameters as option A.
+
+For the degradation problem that motivated ResNet, ``shortcut="none"``
+drops every shortcut: the same 18 layers as a *plain* net (the paper's
+"plain-18"), with as many parameters as option A.
 """
 from typing import Literal
 
@@ -25,8 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-Shortcut = Literal["projection", "zero_pad", "reuse_conv1"]
-SHORTCUTS = ("projection", "zero_pad", "reuse_conv1")
+Shortcut = Literal["projection", "zero_pad", "reuse_conv1", "none"]
+SHORTCUTS = ("projection", "zero_pad", "reuse_conv1", "none")
 
 
 def conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
@@ -100,6 +104,17 @@ class ReuseConv1Block(BasicBlock):
         return F.conv2d(x, self.conv1.weight, stride=self.conv1.stride, padding=1)
 
 
+class PlainBlock(BasicBlock):
+    """No shortcut: relu(F(x)). Stacked, these make the paper's plain net."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1,
+                 downsample: nn.Module | None = None) -> None:
+        super().__init__(cin, cout, stride)  # nothing to add back, so no shortcut module
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.relu(self.residual(x))
+
+
 def make_downsample(cin: int, cout: int, stride: int,
                     shortcut: Shortcut) -> nn.Module | None:
     """The shortcut a block needs: None where the shape is unchanged."""
@@ -109,8 +124,8 @@ def make_downsample(cin: int, cout: int, stride: int,
         return nn.Sequential(conv1x1(cin, cout, stride), nn.BatchNorm2d(cout))
     if shortcut == "zero_pad":
         return ZeroPadShortcut(cin, cout, stride)
-    if shortcut == "reuse_conv1":
-        return None  # ReuseConv1Block builds its shortcut from its own conv1
+    if shortcut in ("reuse_conv1", "none"):
+        return None  # ReuseConv1Block builds its own; PlainBlock has none
     raise ValueError(f"shortcut must be one of {', '.join(SHORTCUTS)}, got {shortcut!r}")
 
 
@@ -127,6 +142,8 @@ class ResNet(nn.Module):
                              f"got {shortcut!r}")
         if shortcut == "reuse_conv1":
             block = ReuseConv1Block
+        elif shortcut == "none":
+            block = PlainBlock
         self.input_shape = (in_channels, 28, 28)
         self.shortcut_kind = shortcut
         self.upsample = nn.Upsample(scale_factor=upsample, mode="bilinear")
@@ -167,6 +184,6 @@ class ResNet(nn.Module):
 def resnet18(in_channels: int = 1, num_classes: int = 10, dropout: float = 0.5,
              shortcut: Shortcut = "projection", upsample: int = 2) -> ResNet:
     """ResNet-18 at 56 px: 11,175,370 parameters (projection), 11,001,546
-    (zero_pad, and reuse_conv1, the report's block)."""
+    (zero_pad, reuse_conv1 the report's block, and none the plain net)."""
     return ResNet(BasicBlock, [2, 2, 2, 2], in_channels, num_classes,
                   dropout, upsample, shortcut)
