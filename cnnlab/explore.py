@@ -349,3 +349,30 @@ def gradient_norms(model: nn.Module, images: Tensor, labels: Tensor) -> dict[str
     loss = F.cross_entropy(model(images), labels)
     grads = torch.autograd.grad(loss, [m.weight for _, m in layers])
     return {name: g.norm().item() for (name, _), g in zip(layers, grads)}
+
+
+def train_losses(model: nn.Module, split: Split, steps: int = 40, batch_size: int = 64,
+                 lr: float = 1e-3, seed: int = 0) -> list[float]:
+    """Train ``model`` in place for ``steps`` steps; the loss of every step.
+
+    A bare loop for side-by-side demos of models that are not in the
+    registry (a plain 34-layer net, say): AdamW at ``lr``, batches sliced
+    from one permutation of ``split`` drawn from its own seeded generator,
+    so every model given the same seed sees the same batches in the same
+    order. The model is left in training mode, with its new weights.
+    """
+    if steps * batch_size > len(split):
+        raise ValueError(f"{steps} steps of {batch_size} need {steps * batch_size:,} "
+                         f"images; the split has {len(split):,}")
+    order = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    model.train()
+    losses = []
+    for step in range(steps):
+        idx = order[step * batch_size:(step + 1) * batch_size]
+        loss = F.cross_entropy(model(preprocess(split.images[idx])), split.labels[idx])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses

@@ -66,6 +66,7 @@ def test_sigmoids_starve_the_first_layer_and_relus_do_not():
 
 def test_the_relu_lenet_differs_only_in_its_activations():
     sigmoid, relu = get_model("lenet"), get_model("lenet", activation="relu")
+    # 44,426: the report's count, derived layer by layer in test_models.py (LENET).
     assert count_parameters(sigmoid) == count_parameters(relu) == 44_426
     kinds = [type(m) for m in relu.modules() if not list(m.children())]
     assert nn.ReLU in kinds and nn.Sigmoid not in kinds
@@ -77,10 +78,12 @@ def test_mobilenet_width_multiplier_thins_every_layer():
     from cnnlab.models.mobilenet import thin
 
     full, half = get_model("mobilenet_v1"), get_model("mobilenet_v1", width=0.5)
-    assert count_parameters(full) == 3_216_650  # width 1 is the package's network
+    # width 1 is the package's network: 3,216,650, derived in test_models.py
+    # (mobilenet_count) and the report's count.
+    assert count_parameters(full) == 3_216_650
     convs = lambda m: [c.out_channels for c in m.modules() if isinstance(c, nn.Conv2d)]
     assert convs(half) == [thin(c, 0.5) for c in convs(full)] == [c // 2 for c in convs(full)]
-    assert half.fc.in_features == 512
+    assert half.fc.in_features == int(1024 * 0.5)  # the last layer's 1024 channels, thinned
     with pytest.raises(ValueError, match="width"):
         get_model("mobilenet_v1", width=0)
 
@@ -110,3 +113,34 @@ def test_the_plain_net_has_no_shortcut_at_all():
     # and an identity-shaped block does not add x back either
     same = blocks[1].eval()
     assert not torch.allclose(same(x), F.relu(same.residual(x) + x))
+
+
+def test_resnet34_has_the_papers_34_weight_layers():
+    """Paper, Table 1: 34 layers = the 7x7 stem + 2 x (3 + 4 + 6 + 3) 3x3 convs + fc."""
+    from cnnlab.models.resnet import resnet34
+    for shortcut in ("none", "zero_pad"):  # neither adds a weight layer of its own
+        model = resnet34(shortcut=shortcut)
+        layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+        assert len(layers) == 1 + 2 * (3 + 4 + 6 + 3) + 1
+
+
+def test_train_losses_trains_in_place_on_the_same_batches_for_one_seed():
+    from cnnlab.data import load_mnist
+    from cnnlab.explore import train_losses
+    train = load_mnist().train.head(640)
+
+    def run(seed):
+        torch.manual_seed(0)
+        model = get_model("lenet", activation="relu")
+        before = [p.clone() for p in model.parameters()]
+        losses = train_losses(model, train, steps=10, batch_size=64, seed=seed)
+        moved = any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+        return losses, moved
+
+    first, moved = run(0)
+    assert moved and len(first) == 10
+    assert run(0)[0] == first          # same seed: same batches, same losses
+    assert run(1)[0] != first          # another seed: another batch order
+    assert sum(first[-3:]) < sum(first[:3])  # a ReLU LeNet learns in 10 steps
+    with pytest.raises(ValueError, match="need 704 images"):  # 11 x 64 > 640
+        train_losses(get_model("lenet"), train, steps=11, batch_size=64)

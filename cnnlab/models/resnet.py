@@ -187,3 +187,15 @@ def resnet18(in_channels: int = 1, num_classes: int = 10, dropout: float = 0.5,
     (zero_pad, reuse_conv1 the report's block, and none the plain net)."""
     return ResNet(BasicBlock, [2, 2, 2, 2], in_channels, num_classes,
                   dropout, upsample, shortcut)
+
+
+def resnet34(in_channels: int = 1, num_classes: int = 10, dropout: float = 0.5,
+             shortcut: Shortcut = "projection", upsample: int = 2) -> ResNet:
+    """The paper's 34-layer net: 3, 4, 6 and 3 basic blocks per stage.
+
+    Not one of the course's six models (it is not in the registry): the
+    ResNet chapter builds it, and its plain twin (``shortcut="none"``), to
+    show the degradation problem next to ResNet-18.
+    """
+    return ResNet(BasicBlock, [3, 4, 6, 3], in_channels, num_classes,
+                  dropout, upsample, shortcut)
