@@ -213,8 +213,13 @@ def _capped_step(model: str, batch_size: int, cap_bytes: int) -> dict:
     data = load_mnist()
     # Warm up the thread pool and the allocator's arenas before the cap, so
     # the cap is spent on training, not on start-up.
+    # The warm-up also makes PyTorch and NumPy load the modules they import
+    # lazily (AdamW pulls in torch._dynamo, seeding numpy.random): loaded
+    # under the cap, they would crash the child instead of failing the step.
     warm = nn.Conv2d(1, 4, 3)
     warm(torch.zeros(8, 1, 28, 28)).sum().backward()
+    torch.optim.AdamW(warm.parameters()).step()
+    import numpy.random  # noqa: F401
     base = _vm_size()
     resource.setrlimit(resource.RLIMIT_AS, (base + cap_bytes, base + cap_bytes))
     config = TrainConfig(model=model, batch_size=batch_size, max_steps=1, eval_every=1,
