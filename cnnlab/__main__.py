@@ -1,15 +1,40 @@
 """Command line: ``python -m cnnlab {train,compare,summary,shapes} ...``.
 
-Bad arguments give a one-line error and exit code 2, never a traceback.
+Every mistake gives one line on stderr, never a traceback (``CNNLAB_DEBUG=1``
+shows it), and is found before training wherever it can be:
+
+* exit 2: the input was refused (a flag, a path, a checkpoint, a result
+  file, the data), saying what was expected;
+* exit 1: the run failed (the loss diverged, out of memory, a size the
+  model cannot take, torch.compile);
+* exit 128 + N: stopped by signal N (Ctrl-C 130, SIGHUP 129, SIGTERM 143),
+  after saving the checkpoint if ``--checkpoint`` was given.
 """
 from __future__ import annotations
 
 import argparse
+import inspect
+import math
+import os
+import signal
 import sys
+import threading
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable, Iterator
 
-from .models import check_model_name, list_models
+from .data import N_TRAIN
+from .files import PathError, check_writable, clash
+from .models import DEFAULT_DROPOUT, MODELS, check_model_name, list_models
 from .models.resnet import SHORTCUTS
+from .results import RunResult
+from .train import MAX_SEED, TrainConfig
+
+# Bounds that catch typos (--epochs 50000) before hours are spent on them.
+MAX_EPOCHS = 1_000    # 200 times the report's 5 epochs
+MAX_UPSAMPLE = 8      # 28 px -> 224 px, ImageNet's size; more only exhausts memory
+MAX_SIZE = 512        # px for `shapes`: MNIST is 28, the largest net sees 224
+DEFAULT_OUT = Path("results")  # where results go when --out names no file
 
 
 class _Parser(argparse.ArgumentParser):
@@ -19,23 +44,30 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+def _int_in(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer from ``low`` to ``high`` (None: no limit)."""
+    expected = (f"an integer from {low:,} to {high:,}" if high is not None
+                else "a positive integer" if low == 1 else f"an integer >= {low}")
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {value}")
+        return value
+    return parse
 
 
-def _positive_float(text: str) -> float:
+def _positive_number(text: str) -> float:
+    """A finite number above 0 (nan and inf parse as floats, and are refused)."""
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a finite positive number, got {text!r}")
     return value
 
 
@@ -43,9 +75,9 @@ def _fraction(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
+        value = math.nan
+    if not 0 <= value < 1:  # also refuses nan
         raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text}")
     return value
 
 
@@ -53,38 +85,50 @@ def _model_name(text: str) -> str:
     try:
         return check_model_name(text)
     except ValueError as err:
-        raise argparse.ArgumentTypeError(err.args[0])
+        raise argparse.ArgumentTypeError(err.args[0]) from None
+
+
+def _builder_default(model: str, option: str) -> object:
+    """A model builder's own default for ``option`` (kept in one place: the builder)."""
+    return inspect.signature(MODELS[model]).parameters[option].default
 
 
 def _add_training_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--epochs", type=_positive_int, default=5, help="default: 5 (the report)")
-    p.add_argument("--batch-size", type=_positive_int, default=128, help="default: 128")
-    p.add_argument("--lr", type=_positive_float, default=1e-3, help="AdamW learning rate")
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--max-steps", type=_positive_int, default=None,
+    # Every default is TrainConfig's or a builder's: one place for each.
+    d = TrainConfig
+    p.add_argument("--epochs", type=_int_in(1, MAX_EPOCHS), default=d.epochs,
+                   help=f"default: {d.epochs} (the report)")
+    p.add_argument("--batch-size", type=_int_in(1, N_TRAIN), default=d.batch_size,
+                   help=f"default: {d.batch_size}")
+    p.add_argument("--lr", type=_positive_number, default=d.lr,
+                   help=f"AdamW learning rate (default: {d.lr:g})")
+    p.add_argument("--seed", type=_int_in(0, MAX_SEED), default=d.seed,
+                   help=f"default: {d.seed}")
+    p.add_argument("--max-steps", type=_int_in(1), default=d.max_steps,
                    help="stop after this many steps (a short budget)")
-    from .train import TrainConfig  # its defaults are the CLI's (one place)
-
-    p.add_argument("--eval-every", type=_positive_int, default=TrainConfig.eval_every,
-                   help=f"validate every this many steps (default: "
-                        f"{TrainConfig.eval_every})")
-    p.add_argument("--eval-subset", type=_positive_int, default=TrainConfig.eval_subset,
+    p.add_argument("--eval-every", type=_int_in(1), default=d.eval_every,
+                   help=f"validate every this many steps (default: {d.eval_every})")
+    p.add_argument("--eval-subset", type=_int_in(1), default=d.eval_subset,
                    help=f"between epoch ends, validate on the first N validation "
-                        f"images only (default: {TrainConfig.eval_subset}; epoch ends "
-                        f"use all 12,000)")
+                        f"images only (default: {d.eval_subset}; epoch ends use all "
+                        f"12,000)")
     p.add_argument("--eval-all", action="store_true",
                    help="validate on all 12,000 images every time")
-    p.add_argument("--dropout", type=_fraction, default=None,
-                   help="dropout before the classifier (default: the report's value "
-                        "for the model)")
-    p.add_argument("--shortcut", choices=SHORTCUTS,
-                   default=None, help="resnet18: the shortcut where a block changes "
-                   "shape (default: projection; reuse_conv1 is the report's block; "
-                   "none drops every shortcut, the plain net)")
-    p.add_argument("--upsample", type=_positive_int, default=None,
-                   help="input upsampling factor (default 2: 28 px -> 56 px; "
-                        "1 keeps 28 px)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: best)")
+    dropouts = ", ".join(f"{m} {'none' if v is None else v}"
+                         for m, v in DEFAULT_DROPOUT.items())
+    p.add_argument("--dropout", type=_fraction, default=d.dropout,
+                   help=f"dropout before the classifier (default: the report's, "
+                        f"{dropouts})")
+    p.add_argument("--shortcut", choices=SHORTCUTS, default=None,
+                   help=f"resnet18: the shortcut where a block changes shape (default: "
+                        f"{_builder_default('resnet18', 'shortcut')}; reuse_conv1 is "
+                        f"the report's block)")
+    p.add_argument("--upsample", type=_int_in(1, MAX_UPSAMPLE), default=None,
+                   help=f"input upsampling factor (default "
+                        f"{_builder_default('resnet18', 'upsample')}: 28 px -> 56 px; "
+                        f"1 keeps 28 px)")
+    p.add_argument("--device", default=d.device,
+                   help="cpu, cuda, cuda:N or mps (default: the best there is)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -98,32 +142,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", type=_model_name, help=", ".join(list_models()))
     _add_training_args(p)
     p.add_argument("--checkpoint", type=Path, default=None,
-                   help="save the run's state here every epoch and on Ctrl-C")
+                   help="save the run's state here every epoch, at the end and when "
+                        "stopped (Ctrl-C, SIGTERM, SIGHUP)")
     p.add_argument("--resume", action="store_true",
                    help="continue from --checkpoint if it exists")
     p.add_argument("--out", type=Path, default=None,
-                   help="result file, or a folder for MODEL-DEVICE-seedSEED.json "
-                        "(default: results/)")
+                   help="result file (.json), or a folder for MODEL-DEVICE-seedSEED.json "
+                        f"(default: {DEFAULT_OUT}/)")
 
     p = sub.add_parser("compare", help="train several models; table and plots")
     p.add_argument("models", nargs="*", type=_model_name, help="default: all six")
     _add_training_args(p)
-    p.add_argument("--seeds", type=int, nargs="+", default=None,
+    p.add_argument("--seeds", type=_int_in(0, MAX_SEED), nargs="+", default=None,
                    help="train each model once per seed (default: --seed only)")
-    p.add_argument("--out", type=Path, default=Path("results"), help="output folder")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                   help=f"output folder (default: {DEFAULT_OUT}/)")
 
     p = sub.add_parser("summary", help="torchinfo summary of a model")
     p.add_argument("model", type=_model_name)
 
     p = sub.add_parser("shapes", help="layer-by-layer output shapes")
     p.add_argument("model", type=_model_name)
-    p.add_argument("--size", type=_positive_int, default=28, help="input size in pixels")
+    p.add_argument("--size", type=_int_in(1, MAX_SIZE), default=28,
+                   help="input size in pixels")
     return parser
 
 
-def _config(args: argparse.Namespace, model: str, seed: int | None = None):
-    from .train import TrainConfig
+def _check_repeats(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """The same model or seed twice would train twice into one result file."""
+    for flag, values in (("models", getattr(args, "models", None)),
+                         ("--seeds", getattr(args, "seeds", None))):
+        repeated = sorted({v for v in values or [] if values.count(v) > 1}, key=str)
+        if repeated:
+            parser.error(f"argument {flag}: {', '.join(map(str, repeated))} given twice; "
+                         f"each trains once into its own result file, so give each once")
 
+
+def _config(args: argparse.Namespace, model: str, seed: int | None = None) -> TrainConfig:
+    """The TrainConfig of one run: ``model`` with ``seed`` (default: --seed)."""
     options = {name: getattr(args, name) for name in ("shortcut", "upsample")
                if getattr(args, name) is not None}
     return TrainConfig(model=model, epochs=args.epochs, batch_size=args.batch_size,
@@ -131,74 +187,197 @@ def _config(args: argparse.Namespace, model: str, seed: int | None = None):
                        dropout=args.dropout, options=options,
                        eval_every=args.eval_every,
                        eval_subset=None if args.eval_all else args.eval_subset,
-                       max_steps=args.max_steps,
-                       device=args.device, compile=args.compile)
+                       max_steps=args.max_steps, device=args.device,
+                       compile=args.compile)
 
 
-def _train(args: argparse.Namespace, model: str, out: Path | None,
-           seed: int | None = None):
+def _result_path(out: Path | None, model: str, device: str, seed: int) -> Path:
+    """``--out`` itself if it names a .json file, else a file named for the run in
+    the folder ``--out`` (default: DEFAULT_OUT)."""
+    if out is not None and out.suffix == ".json":
+        return out
+    return (out or DEFAULT_OUT) / f"{model}-{device.replace(':', '')}-seed{seed}.json"
+
+
+def _check_replaceable(out: Path) -> None:
+    """A file already at ``out`` is replaced only if it is a cnnlab result (a
+    rerun); anything else there is someone's data."""
+    if out.is_file():
+        try:
+            RunResult.load(out)
+        except (ValueError, OSError) as err:
+            why = str(err).removeprefix(f"{out}: ")
+            raise PathError(f"--out {out}: {why}; the result would replace it. Choose "
+                            f"another name, or move that file first.") from None
+
+
+def _check_train_paths(args: argparse.Namespace, out: Path) -> None:
+    """Before anything loads: --out and --checkpoint can be written, are not the
+    same file, and a checkpoint already there is resumed, not overwritten."""
+    if args.resume and args.checkpoint is None:
+        raise PathError("--resume needs --checkpoint PATH (the checkpoint to continue)")
+    given = args.out  # a folder or a .json file; another existing file is neither
+    if (given is not None and given.suffix != ".json" and given.exists()
+            and not given.is_dir()):
+        check_writable(given, "--out")  # says so if it is a device
+        raise PathError(f"--out {given}: not a folder, and not a .json file that a "
+                        f"result could replace; give a folder or a name ending in .json")
+    check_writable(out, "--out")
+    _check_replaceable(out)
+    if args.checkpoint is None:
+        return
+    check_writable(args.checkpoint, "--checkpoint")
+    if clash(out, args.checkpoint):
+        raise PathError(f"--out {args.out} and --checkpoint {args.checkpoint} collide (the "
+                        f"result would go to {out}); give them different names.")
+    if args.checkpoint.exists() and not args.resume:
+        raise PathError(f"--checkpoint {args.checkpoint}: a checkpoint is already there. "
+                        f"Add --resume to continue its run, or delete it or choose "
+                        f"another path to start afresh.")
+
+
+def _check_compare_paths(args: argparse.Namespace, outs: list[Path]) -> None:
+    """compare writes several files, so --out must be a folder that takes them."""
+    folder = args.out
+    if folder.suffix == ".json" or (folder.exists() and not folder.is_dir()):
+        raise PathError(f"--out {folder}: compare writes one result per run, a table "
+                        f"and two plots, so --out is a folder, e.g. results/")
+    for path in outs + [folder / "comparison.md"]:
+        check_writable(path, "--out")
+    for path in outs:
+        _check_replaceable(path)
+
+
+def _train(args: argparse.Namespace, config: TrainConfig, out: Path) -> RunResult:
     from .train import fit
 
-    seed = args.seed if seed is None else seed
-    checkpoint = getattr(args, "checkpoint", None)
-    if getattr(args, "resume", False) and checkpoint is None:
-        raise ValueError("--resume needs --checkpoint PATH")
-    result = fit(_config(args, model, seed), progress=False if args.quiet else None,
-                 checkpoint=checkpoint, resume=getattr(args, "resume", False))
-    if out is None or out.suffix != ".json":  # a folder: name the file
-        device = result.config["device"].replace(":", "")
-        out = (out or Path("results")) / f"{model}-{device}-seed{seed}.json"
+    result = fit(config, progress=False if args.quiet else None,
+                 checkpoint=getattr(args, "checkpoint", None),
+                 resume=getattr(args, "resume", False))
     result.save(out)
-    print(f"{model}: test accuracy {100 * result.test_accuracy:.2f}%, "
+    print(f"{config.model}: test accuracy {100 * result.test_accuracy:.2f}%, "
           f"{result.train_seconds:.1f} s training -> {out}")
     return result
+
+
+def _run(args: argparse.Namespace) -> None:
+    """Do what ``args`` asks; errors propagate to ``main``."""
+    if args.command in ("train", "compare"):
+        from .train import resolve_device
+        device = str(resolve_device(args.device))  # fail before loading anything
+    if args.command == "train":
+        config = _config(args, args.model)
+        out = _result_path(args.out, args.model, device, args.seed)
+        _check_train_paths(args, out)
+        _train(args, config, out)
+    elif args.command == "compare":
+        from .plots import bar_figure, comparison_figure, save_figure
+        from .results import atomic_write_text, markdown_table, seed_summary_table
+
+        runs = [(_config(args, m, seed), _result_path(args.out, m, device, seed))
+                for m in args.models or list_models()
+                for seed in args.seeds or [args.seed]]  # a bad option fails here
+        _check_compare_paths(args, [out for _, out in runs])
+        results = [_train(args, config, out) for config, out in runs]
+        table = markdown_table(results)
+        if args.seeds and len(args.seeds) > 1:
+            table += "\n\n" + seed_summary_table(results)
+        atomic_write_text(args.out / "comparison.md", table + "\n")
+        save_figure(comparison_figure(results), args.out / "comparison_curves.png")
+        save_figure(bar_figure(results), args.out / "comparison_bars.png")
+        print(table)
+    elif args.command == "summary":
+        from torchinfo import summary
+
+        from .models import get_model
+        print(summary(get_model(args.model), input_size=(1, 1, 28, 28),
+                      col_names=("output_size", "num_params", "mult_adds"), verbose=0))
+    elif args.command == "shapes":
+        from .models import get_model
+        from .shapes import format_shapes, trace_shapes
+        print(format_shapes(trace_shapes(get_model(args.model), args.size)))
+
+
+class _Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised wherever the program is, as Ctrl-C would be."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_stopped(signum: int, frame) -> None:
+    raise _Stopped(signum)
+
+
+@contextmanager
+def _stop_signals_as_ctrl_c() -> Iterator[None]:
+    """SIGTERM and SIGHUP stop a run as Ctrl-C does: the checkpoint is saved first.
+    (Unhandled, they would kill the process and lose the epoch in progress.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread can set signal handlers
+        return
+    names = [n for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
+    previous = {getattr(signal, n): signal.signal(getattr(signal, n), _raise_stopped)
+                for n in names}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _stopped_line(err: KeyboardInterrupt, args: argparse.Namespace) -> str:
+    """One line: what stopped the program and what keeps the run."""
+    from .train import TrainingInterrupted
+
+    if isinstance(err, TrainingInterrupted):  # it says at which step, and what was saved
+        return str(err)
+    signum = getattr(err, "signum", signal.SIGINT)
+    how = ("interrupted (Ctrl-C)" if signum == signal.SIGINT
+           else f"stopped by {signal.Signals(signum).name}")
+    where = getattr(args, "checkpoint", None)
+    if where is not None and where.exists():
+        return f"{how}; the checkpoint {where} keeps the run (continue with --resume)"
+    return f"{how}; nothing saved"
+
+
+def _error_line(err: BaseException) -> str:
+    """One line for an error: an OSError's file and reason, else its meaningful line."""
+    from .train import one_line
+
+    if isinstance(err, OSError) and err.strerror:
+        return f"{err.filename}: {err.strerror}" if err.filename else err.strerror
+    return one_line(err)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    _check_repeats(parser, args)
+    debug = bool(os.environ.get("CNNLAB_DEBUG"))
     try:
-        if args.command in ("train", "compare"):
-            from .train import resolve_device
-            resolve_device(args.device)  # fail before loading anything
-        if args.command == "train":
-            _train(args, args.model, args.out)
-        elif args.command == "compare":
-            from .plots import bar_figure, comparison_figure, save_figure
-            from .results import atomic_write_text, markdown_table, seed_summary_table
-
-            models = args.models or list_models()
-            for m in models:  # a bad option fails here, before any training
-                _config(args, m)
-            results = [_train(args, m, args.out, seed)
-                       for m in models for seed in (args.seeds or [args.seed])]
-            table = markdown_table(results)
-            if args.seeds and len(args.seeds) > 1:
-                table += "\n\n" + seed_summary_table(results)
-            atomic_write_text(args.out / "comparison.md", table + "\n")
-            save_figure(comparison_figure(results), args.out / "comparison_curves.png")
-            save_figure(bar_figure(results), args.out / "comparison_bars.png")
-            print(table)
-        elif args.command == "summary":
-            from torchinfo import summary
-
-            from .models import get_model
-            print(summary(get_model(args.model), input_size=(1, 1, 28, 28),
-                          col_names=("output_size", "num_params", "mult_adds"),
-                          verbose=0))
-        elif args.command == "shapes":
-            from .models import get_model
-            from .shapes import format_shapes, trace_shapes
-            print(format_shapes(trace_shapes(get_model(args.model), args.size)))
-    except ValueError as err:  # bad values found after parsing (device, ...)
-        parser.error(str(err))
-    except KeyboardInterrupt:
-        where = getattr(args, "checkpoint", None)
-        saved = f"; the checkpoint in {where} keeps the run (add --resume)" if where else ""
-        print(f"{parser.prog}: interrupted{saved}", file=sys.stderr)
-        return 130
-    except RuntimeError as err:  # divergence, out of memory, a size the model cannot take
-        print(f"{parser.prog}: error: {str(err).splitlines()[0]}", file=sys.stderr)
+        with _stop_signals_as_ctrl_c():
+            _run(args)
+    except KeyboardInterrupt as err:
+        if debug:
+            raise
+        print(f"{parser.prog}: {_stopped_line(err, args)}", file=sys.stderr)
+        return 128 + getattr(err, "signum", signal.SIGINT)
+    except (ValueError, OSError) as err:  # refused input: a flag, path, file, the data
+        if debug:
+            raise
+        parser.error(_error_line(err))
+    except RuntimeError as err:  # divergence, out of memory, compile, a size too small
+        if debug:
+            raise
+        print(f"{parser.prog}: error: {_error_line(err)}", file=sys.stderr)
+        return 1
+    except Exception as err:  # a bug in cnnlab: still one line, and how to see more
+        if debug:
+            raise
+        print(f"{parser.prog}: internal error: {type(err).__name__}: {_error_line(err)} "
+              f"(CNNLAB_DEBUG=1 shows the traceback; please report it)", file=sys.stderr)
         return 1
     return 0
 

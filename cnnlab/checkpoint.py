@@ -2,19 +2,20 @@
 
 A checkpoint holds the model and optimiser state, the step reached, the
 history so far, the data order's generator state and the random states of
-Python, NumPy and torch (CPU and CUDA). It is written atomically (a
-temporary file in the same folder, then ``os.replace``) and read with
+Python, NumPy and torch (CPU and CUDA). It is written atomically
+(``cnnlab.files.atomic_write``) and read with
 ``torch.load(weights_only=True)``, which refuses arbitrary pickled code.
 """
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from .files import atomic_write
 
 FORMAT = "cnnlab-checkpoint"
 VERSION = 1
@@ -55,17 +56,23 @@ def set_rng_states(states: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
+# What a checkpoint must hold for a run to continue from it.
+REQUIRED = ("config", "step", "micro_batch", "model_state", "optimizer_state",
+            "train_loss", "history", "generator_state", "rng")
+
+
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
-    """Write ``state`` atomically to ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save({"format": FORMAT, "version": VERSION} | state, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    """Write ``state`` atomically to ``path``.
+
+    A failed write (a full disk, say) raises an OSError that names ``path``
+    and the reason, and leaves the previous checkpoint whole.
+    """
+    with atomic_write(path) as tmp, open(tmp, "wb") as f:
+        # To an open file rather than a path: a failed write then raises
+        # the OSError that names the cause (torch's own writer reports only
+        # "unexpected pos ...").
+        torch.save({"format": FORMAT, "version": VERSION} | state, f)
+    return Path(path)
 
 
 def load_checkpoint(path: str | Path, config: dict[str, Any]) -> dict[str, Any]:
@@ -78,15 +85,25 @@ def load_checkpoint(path: str | Path, config: dict[str, Any]) -> dict[str, Any]:
     fresh = "Delete it (or pass another --checkpoint path) to start afresh."
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # any failure to unpickle means an unusable file
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+    except (PermissionError, IsADirectoryError, FileNotFoundError) as err:
+        raise CheckpointError(f"{path}: cannot be read ({err.strerror or err}). "
+                              f"{fresh}") from None
+    except Exception:  # any failure to unpickle means an unusable file; torch's
+        # own words (a bare number, a note on weights_only) would not help here
         raise CheckpointError(f"{path}: cannot be read as a checkpoint, it is truncated "
-                              f"or not a cnnlab checkpoint ({first}). {fresh}") from None
+                              f"or not a cnnlab checkpoint. {fresh}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a cnnlab checkpoint. {fresh}")
-    if state.get("version", 0) > VERSION:
-        raise CheckpointError(f"{path}: checkpoint version {state['version']} is newer "
+    version = state.get("version")
+    if not isinstance(version, int):
+        raise CheckpointError(f"{path}: not a cnnlab checkpoint (no version). {fresh}")
+    if version > VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {version} is newer "
                               f"than this cnnlab reads ({VERSION}); update cnnlab.")
+    missing = [key for key in REQUIRED if key not in state]
+    if missing or not isinstance(state["config"], dict) or "model" not in state["config"]:
+        raise CheckpointError(f"{path}: an incomplete cnnlab checkpoint (missing "
+                              f"{', '.join(missing) or 'config.model'}). {fresh}")
     saved = state["config"]
     if saved["model"] != config["model"]:
         raise CheckpointError(f"{path}: the checkpoint is for model {saved['model']!r}, "

@@ -1,12 +1,12 @@
 """Comparison plots drawn from RunResults (the book and the CLI use these)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 
+from .files import atomic_write
 from .results import RunResult
 
 
@@ -58,12 +58,7 @@ def bar_figure(results: list[RunResult]) -> Figure:
 def save_figure(fig: Figure, path: str | Path) -> Path:
     """Save atomically: the old image stays whole until the new one is complete."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    try:
-        fig.savefig(tmp, dpi=120)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_write(path) as tmp:
+        # The temporary name ends in .tmp, so the format comes from ``path``.
+        fig.savefig(tmp, dpi=120, format=path.suffix.lstrip(".") or "png")
     return path
-

@@ -1,7 +1,7 @@
 """RunResult: what one training run produced, with where and how it ran.
 
-Saved as JSON under ``results/``; written atomically (a temporary file in
-the same folder, then ``os.replace``), so a run killed mid-write leaves the
+Saved as JSON under ``results/``; written atomically
+(``cnnlab.files.atomic_write``), so a run killed mid-write leaves the
 previous file whole.
 """
 from __future__ import annotations
@@ -11,6 +11,8 @@ import os
 import platform
 import subprocess
 import sys
+import types
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,11 +20,52 @@ from typing import Any
 
 import torch
 
+from .files import atomic_write_text  # noqa: F401  (also imported from here)
+
 FORMAT_VERSION = 1
 
 
 class ResultFormatError(ValueError):
     """A results file this version of cnnlab cannot read."""
+
+
+def _type_words(hint: Any) -> str:
+    if isinstance(hint, types.UnionType):
+        return " or ".join(_type_words(h) for h in typing.get_args(hint))
+    origin = typing.get_origin(hint) or hint
+    if origin is list and typing.get_args(hint):  # "a list of numbers"
+        return "a list of " + _type_words(typing.get_args(hint)[0]).split(" ", 1)[1] + "s"
+    return {int: "an integer", float: "a number", bool: "True or False", str: "a string",
+            list: "a list", dict: "a dict", type(None): "None"}.get(origin, str(hint))
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether ``value`` fits the type hint ``hint`` (int, float, list[float],
+    int | None, ...). A bool is not taken for a number; an int is a float."""
+    if isinstance(hint, types.UnionType):
+        return any(_matches(value, h) for h in typing.get_args(hint))
+    origin = typing.get_origin(hint) or hint
+    if origin is Any:
+        return True
+    if origin in (int, float):
+        wanted = (int,) if origin is int else (int, float)
+        return isinstance(value, wanted) and not isinstance(value, bool)
+    if not isinstance(value, origin):
+        return False
+    if origin is list and typing.get_args(hint):
+        return all(_matches(v, typing.get_args(hint)[0]) for v in value)
+    return True
+
+
+def check_field_types(cls: type, values: dict[str, Any], source: str) -> None:
+    """Raise ValueError naming the first field of ``values`` whose type does
+    not fit the annotation of dataclass ``cls`` (unknown names are skipped)."""
+    hints = typing.get_type_hints(cls)
+    for name, value in values.items():
+        if name in hints and not _matches(value, hints[name]):
+            shown = repr(value) if len(repr(value)) < 40 else type(value).__name__
+            raise ValueError(f"{source}{name} must be {_type_words(hints[name])}, "
+                             f"got {shown}")
 
 
 @dataclass
@@ -67,51 +110,48 @@ class RunResult:
 
     def save(self, path: str | Path) -> Path:
         """Write JSON atomically; the folder is created if needed."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        text = json.dumps(self.to_dict(), indent=1)
-        atomic_write_text(path, text)
-        return path
+        return atomic_write_text(path, json.dumps(self.to_dict(), indent=1))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> "RunResult":
-        version = data.get("format_version")
-        if not isinstance(version, int) or version > FORMAT_VERSION:
+        """Rebuild a result from ``to_dict``'s output; ResultFormatError, naming
+        ``source``, for anything else."""
+        if not isinstance(data, dict):
+            raise ResultFormatError(f"{source}: not a cnnlab result (a JSON "
+                                    f"{type(data).__name__}, not an object)")
+        names = {f.name for f in fields(cls)}
+        optional = {"provenance", "first_step_seconds", "val_images", "cpu_seconds"}
+        missing = names - set(data) - optional
+        if missing:
+            names = sorted(missing)
+            more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+            raise ResultFormatError(f"{source}: not a cnnlab result, missing "
+                                    f"{', '.join(names[:3])}{more}")
+        version = data["format_version"]
+        if isinstance(version, int) and version > FORMAT_VERSION:
             raise ResultFormatError(
                 f"{source}: results format version {version!r}, but this cnnlab "
                 f"reads up to version {FORMAT_VERSION}. Fix: update cnnlab "
                 f"(git pull; make venv) or re-run the training to rewrite it.")
-        names = {f.name for f in fields(cls)}
-        optional = {"provenance", "format_version", "first_step_seconds", "val_images",
-                    "cpu_seconds"}
-        missing = names - set(data) - optional
-        if missing:
-            raise ResultFormatError(f"{source}: not a cnnlab result, missing "
-                                    f"{', '.join(sorted(missing))}")
+        try:
+            check_field_types(cls, data, f"{source}: not a cnnlab result: ")
+        except ValueError as err:
+            raise ResultFormatError(str(err)) from None
         return cls(**{k: v for k, v in data.items() if k in names})
 
     @classmethod
     def load(cls, path: str | Path) -> "RunResult":
-        """Read a result written by ``save``."""
+        """Read a result written by ``save``; ResultFormatError or OSError,
+        naming the file, when it cannot."""
         path = Path(path)
         try:
             data = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise ResultFormatError(f"{path}: not valid JSON ({err})") from err
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ResultFormatError(f"{path}: not a cnnlab result, not valid JSON "
+                                    f"({err})") from None
+        except IsADirectoryError:
+            raise ResultFormatError(f"{path}: is a folder, not a result file") from None
         return cls.from_dict(data, source=str(path))
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so readers see the old or the new file, never half."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def git_commit() -> str | None:

@@ -12,6 +12,10 @@ Why the step looks the way it does:
   GPU at every step;
 * on CUDA: bf16 autocast, channels_last, fused AdamW and cudnn.benchmark
   (unless ``deterministic``); ``compile=True`` adds ``torch.compile``.
+
+``train`` keeps the loop in view; the helpers below it resume a run from a
+checkpoint, validate, save, and build the RunResult, each receiving the
+run's state (``RunState``) explicitly.
 """
 from __future__ import annotations
 
@@ -21,28 +25,36 @@ import math
 import os
 import random
 import resource
+import signal
 import sys
+import threading
 import time
-from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from contextlib import contextmanager, nullcontext
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .checkpoint import load_checkpoint, rng_states, save_checkpoint, set_rng_states
+from .checkpoint import (CheckpointError, load_checkpoint, rng_states, save_checkpoint,
+                         set_rng_states)
 from .data import DeviceBatches, MnistSplits, Split, load_mnist, preprocess
+from .files import check_writable
 from .models import (DEFAULT_DROPOUT, MODELS, check_model_name, count_parameters, eval_mode,
                      get_model)
-from .results import RunResult, provenance
+from .results import RunResult, check_field_types, provenance
 
 log = logging.getLogger("cnnlab")
 
 # The training criterion; a module attribute so that tests can inject faults.
 loss_fn = F.cross_entropy
+
+
+# NumPy accepts seeds 0 .. 2**32 - 1 (set_seed seeds NumPy too).
+MAX_SEED = 2**32 - 1
 
 
 @dataclass
@@ -73,17 +85,26 @@ class TrainConfig:
     deterministic: bool = False        # no cudnn.benchmark, deterministic kernels
 
     def __post_init__(self) -> None:
+        # Types first: amp="no" is a true value, and would turn autocast on.
+        check_field_types(TrainConfig, {f.name: getattr(self, f.name)
+                                        for f in fields(self)}, "")
         check_model_name(self.model)
         for name in ("epochs", "batch_size", "eval_every"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
+            if value <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         for name in ("max_steps", "val_images", "test_images", "eval_subset"):
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value <= 0):
+            if value is not None and value <= 0:
                 raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr!r}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a finite positive number, got {self.lr!r}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError(f"weight_decay must be a finite number >= 0, "
+                             f"got {self.weight_decay!r}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed must be in 0..{MAX_SEED} (NumPy's seeds are 32-bit), "
+                             f"got {self.seed!r}")
         if self.dropout is not None and not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
         takes = set(inspect.signature(MODELS[self.model]).parameters)
@@ -232,15 +253,76 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _progress_bar(total: int, enabled: bool | None, desc: str):
-    # Auto: a bar for runs long enough to need one.
-    if enabled is None:
-        enabled = total >= 200
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-    # A redraw at most every second: frequent redraws cost real time per step.
-    return tqdm(total=total, desc=desc, unit="step", mininterval=1.0)
+class _Progress:
+    """A progress bar with the loss and validation accuracy, or nothing.
+
+    ``enabled`` None: a bar only for runs long enough to need one.
+    """
+
+    def __init__(self, total: int, enabled: bool | None, desc: str, done: int = 0) -> None:
+        self.bar = None
+        if enabled or (enabled is None and total >= 200):
+            from tqdm.auto import tqdm
+            # A redraw at most every second: frequent redraws cost real time per step.
+            self.bar = tqdm(total=total, initial=done, desc=desc, unit="step",
+                            mininterval=1.0)
+
+    def step(self) -> None:
+        if self.bar is not None:
+            self.bar.update()
+
+    def point(self, state: RunState, accuracy: float, window: int) -> None:
+        """Show the mean loss of the last ``window`` steps and the accuracy."""
+        if self.bar is not None:
+            recent = state.losses[max(0, state.step - window):state.step]
+            self.bar.set_postfix(loss=f"{recent.mean().item():.4f}",
+                                 val_acc=f"{accuracy:.4f}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class DataError(ValueError):
+    """Training data that cannot be used: empty, mismatched, or labels out of range."""
+
+
+# MNIST's ten digits: every model is built with ten outputs (TrainConfig
+# leaves num_classes at the builders' default).
+NUM_CLASSES = 10
+
+
+def check_data(data: MnistSplits, model: nn.Module, name: str = "model") -> None:
+    """Check all three splits before step 1, naming the split at fault.
+
+    Each must be non-empty, with one label per image, uint8 images of the
+    shape ``model`` takes, and int64 labels 0-9. Raises DataError,
+    PixelDtypeError or ShapeMismatchError.
+    """
+    for split_name, split in (("train", data.train), ("validation", data.val),
+                              ("test", data.test)):
+        where = f"the {split_name} split"
+        images, labels = split.images, split.labels
+        if not (isinstance(images, Tensor) and isinstance(labels, Tensor)):
+            raise DataError(f"{where}: images and labels must be torch tensors, got "
+                            f"{type(images).__name__} and {type(labels).__name__}")
+        if images.ndim == 0 or len(images) == 0:
+            raise DataError(f"{where} is empty; it needs at least one image")
+        if labels.ndim != 1 or len(labels) != len(images):
+            raise DataError(f"{where} has {len(images)} images but labels of shape "
+                            f"{tuple(labels.shape)}; give one label per image")
+        try:
+            check_images(images, name)
+            check_input_shape(model, preprocess(images[:1]), name)
+        except ValueError as err:  # the same error, with the split named
+            raise type(err)(f"{where}: {err}") from None
+        if labels.dtype != torch.int64:
+            raise DataError(f"{where}: labels must be int64 class numbers, got "
+                            f"{labels.dtype}; convert them with labels.long()")
+        low, high = int(labels.min()), int(labels.max())
+        if low < 0 or high >= NUM_CLASSES:
+            raise DataError(f"{where}: labels must be 0-{NUM_CLASSES - 1}, found "
+                            f"{low if low < 0 else high}")
 
 
 class DivergenceError(RuntimeError):
@@ -249,6 +331,29 @@ class DivergenceError(RuntimeError):
 
 class TrainingOutOfMemoryError(RuntimeError):
     """Out of memory even with a micro-batch of one image."""
+
+
+class CompileError(RuntimeError):
+    """torch.compile failed (at the model's first call, when it compiles)."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM/SIGHUP, which the CLI turns into one) stopped training.
+
+    Its message says at which step, and whether a checkpoint keeps the run.
+    """
+
+    def __init__(self, message: str, signum: int = signal.SIGINT) -> None:
+        super().__init__(message)
+        self.signum = signum  # the CLI exits with 128 + signum
+
+
+def one_line(err: BaseException) -> str:
+    """The line of an error message that says what went wrong: the first that
+    does not end in ':' (torch.compile's start "backend='inductor' raised:")."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    meaningful = [line for line in lines if not line.endswith(":")]
+    return (meaningful or lines or [type(err).__name__])[0]
 
 
 @dataclass
@@ -268,7 +373,7 @@ class History:
     cpu_seconds: float | None = 0.0
 
 
-def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor,
+def train_step(model: nn.Module | Callable, optimizer: torch.optim.Optimizer, x: Tensor,
                y: Tensor, micro_batch: int, amp: bool) -> Tensor:
     """One optimiser step on the batch (x, y), in micro-batches if need be.
 
@@ -323,17 +428,131 @@ def _step_with_fallback(model, optimizer, x, y, micro: int, amp: bool,
                         step + 1, tried, micro, math.ceil(len(y) / micro), len(y))
 
 
-def _check_finite(losses: Tensor, start: int, end: int, steps_per_epoch: int,
-                  lr: float) -> None:
-    """Raise DivergenceError naming the first step in [start, end) with a NaN/inf loss."""
-    bad = (~torch.isfinite(losses[start:end])).nonzero()
+def _compiled(model: nn.Module) -> Callable[[Tensor], Tensor]:
+    """``torch.compile(model)``, whose failures (they come at the first call,
+    when it compiles) are reported by their meaningful line."""
+    compiled = torch.compile(model)
+
+    def forward(x: Tensor) -> Tensor:
+        try:
+            return compiled(x)
+        except torch.cuda.OutOfMemoryError:
+            raise  # the step halves its micro-batch
+        except Exception as err:
+            raise CompileError(f"torch.compile failed: {one_line(err)}. Train without "
+                               f"it (compile=False; no --compile).") from err
+    return forward
+
+
+@dataclass
+class RunState:
+    """Where a run stands: what the loop advances and a checkpoint keeps."""
+
+    losses: Tensor        # one training loss per step, on the device, read rarely
+    epoch_start: Tensor   # the data-order generator's state the current epoch is
+    #                       drawn from: a checkpoint replays the same order from it
+    micro: int            # micro-batch size (halved on out-of-memory)
+    step: int = 0         # steps done
+    checked: int = 0      # the losses of the steps before this one are finite
+    history: History = field(default_factory=History)
+    first_step_seconds: float | None = None  # this process's first step, set-up included
+
+
+def _check_finite(state: RunState, steps_per_epoch: int, lr: float) -> None:
+    """Raise DivergenceError naming the first step since the last check with a
+    NaN or infinite loss."""
+    bad = (~torch.isfinite(state.losses[state.checked:state.step])).nonzero()
     if len(bad):
-        step = start + int(bad[0]) + 1
-        value = losses[step - 1].item()
+        step = state.checked + int(bad[0]) + 1
+        value = state.losses[step - 1].item()
         raise DivergenceError(
             f"the training loss became {value} at step {step} (epoch "
             f"{(step - 1) // steps_per_epoch + 1}); the run stopped there and wrote "
             f"no result. Try a lower learning rate, e.g. lr={lr / 10:g} (--lr {lr / 10:g}).")
+    state.checked = state.step
+
+
+class _Stopwatch:
+    """Training time, wall clock and CPU, added to a History; paused to validate."""
+
+    def __init__(self, device: torch.device, history: History) -> None:
+        self.device, self.history = device, history
+        self.started: tuple[float, float] | None = None
+
+    def start(self) -> None:
+        _sync(self.device)
+        self.started = time.perf_counter(), time.process_time()
+
+    def elapsed(self) -> float:
+        """Wall seconds since ``start``, once the device has caught up."""
+        _sync(self.device)
+        return time.perf_counter() - self.started[0]
+
+    def stop(self) -> None:
+        if self.started is None:  # already stopped
+            return
+        _sync(self.device)
+        wall, cpu = self.started
+        self.history.train_seconds += time.perf_counter() - wall
+        if self.history.cpu_seconds is not None:
+            self.history.cpu_seconds += time.process_time() - cpu
+        self.started = None
+
+
+# The signals that stop a run like Ctrl-C (the CLI turns SIGTERM and SIGHUP
+# into KeyboardInterrupt; SIGHUP does not exist on Windows).
+_STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
+                      if hasattr(signal, name))
+
+
+class _StepGuard:
+    """Holds Ctrl-C (and the signals the CLI turns into it) while a step and
+    its validation and checkpoint run, and delivers it right after.
+
+    The optimiser updates the weights one tensor at a time, and the step's
+    bookkeeping follows: stopped in between, a checkpoint would hold half a
+    step and could not resume bit for bit. A second Ctrl-C while one is held
+    stops at once, and then nothing is saved (``forced``). Between steps a
+    signal acts at once, as usual.
+    """
+
+    def __init__(self) -> None:
+        self.previous: dict[int, Callable] = {}  # the handlers to hand signals to
+        self.in_step = False
+        self.held: int | None = None
+        self.forced = False
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # only the main thread receives signals
+        for signum in _STOP_SIGNALS:
+            handler = signal.getsignal(signum)
+            if callable(handler):  # Python raises for it (not the default kill)
+                self.previous[signum] = handler
+                signal.signal(signum, self._hold)
+
+    def uninstall(self) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+        self.previous = {}
+
+    def _hold(self, signum: int, frame) -> None:
+        if self.in_step and self.held is None:
+            self.held = signum  # delivered when the step is done
+            return
+        self.forced = self.in_step  # a second one mid-step: stop now, unsaved
+        self.previous[signum](signum, frame)
+
+    @contextmanager
+    def step(self) -> Iterator[None]:
+        self.in_step = True
+        try:
+            yield
+        finally:
+            self.in_step = False
+        if self.held is not None:  # between steps now: deliver it
+            signum, self.held = self.held, None
+            self.previous[signum](signum, None)
 
 
 def fit(config: TrainConfig, data: MnistSplits | None = None, *,
@@ -352,161 +571,216 @@ def train(config: TrainConfig, data: MnistSplits | None = None, *,
 
     ``progress``: show a progress bar with the loss and validation accuracy
     (None: only for runs of 200 steps or more).
-    ``checkpoint``: save the run's whole state there at every epoch end and
-    on Ctrl-C. ``resume``: continue from that checkpoint if it exists; the
+    ``checkpoint``: save the run's whole state there at every epoch end, at
+    the last step and on Ctrl-C; a file already there is refused unless
+    ``resume``. ``resume``: continue from that checkpoint if it exists; the
     result is then bit-for-bit the one an uninterrupted run gives (on CPU).
     """
+    if resume and checkpoint is None:
+        raise ValueError("resume=True needs the checkpoint path to resume from")
+    if checkpoint is not None:
+        _check_checkpoint_path(checkpoint, resume)
     device = resolve_device(config.device)
     amp = config.amp if config.amp is not None else device.type == "cuda"
     channels_last = (config.channels_last if config.channels_last is not None
                      else device.type == "cuda")
     set_seed(config.seed)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = not config.deterministic
-        torch.backends.cudnn.deterministic = config.deterministic
-        torch.cuda.reset_peak_memory_stats(device)
-    rss_reset = device.type == "cpu" and _reset_peak_rss()
+    rss_reset = _reset_memory_peaks(device, config.deterministic)
 
-    data = (data if data is not None else load_mnist()).to(device)
-    check_images(data.train.images, config.model)
+    model = get_model(config.model, **config.model_kwargs())
+    data = data if data is not None else load_mnist()
+    check_data(data, model, config.model)
+    data, model = data.to(device), model.to(device)
     val = data.val.head(config.val_images)
     val_between = val.head(config.eval_subset)  # the cheap check between epoch ends
     test = data.test.head(config.test_images)
-    model = get_model(config.model, **config.model_kwargs()).to(device)
-    check_input_shape(model, preprocess(data.train.images[:1]), config.model)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    step_model = torch.compile(model) if config.compile else model
+    step_model = _compiled(model) if config.compile else model
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
                                   weight_decay=config.weight_decay,
                                   fused=device.type == "cuda")
-
     batches = DeviceBatches(data.train, config.batch_size, shuffle=True, seed=config.seed)
     per_epoch = len(batches)
     total = config.epochs * per_epoch
     if config.max_steps is not None:
         total = min(total, config.max_steps)
-    losses = torch.zeros(total, device=device)  # read only at logging points
-    history, step, micro = History(), 0, config.batch_size
-
-    if resume and checkpoint is not None and Path(checkpoint).exists():
-        state = load_checkpoint(checkpoint, asdict(config))
-        model.load_state_dict(state["model_state"])
-        optimizer.load_state_dict(state["optimizer_state"])
-        step, micro = state["step"], state["micro_batch"]
-        if step > total:
-            raise ValueError(f"{checkpoint}: the checkpoint is at step {step}, beyond "
-                             f"this run's {total} steps; raise --epochs to continue.")
-        losses[:step] = torch.tensor(state["train_loss"], device=device)
-        history = History(**state["history"])
-        if "cpu_seconds" not in state["history"]:
-            history.cpu_seconds = None  # the part before the checkpoint is unknown
-        batches.generator.set_state(state["generator_state"])
-        set_rng_states(state["rng"])
-        log.info("resumed %s from %s at step %d", config.model, checkpoint, step)
-    elif resume and checkpoint is not None:
+    state = RunState(losses=torch.zeros(total, device=device), micro=config.batch_size,
+                     epoch_start=batches.generator.get_state())
+    if resume and Path(checkpoint).exists():
+        _resume(checkpoint, config, model, optimizer, batches, state)
+    elif resume:
         log.warning("no checkpoint at %s yet: starting from the beginning", checkpoint)
 
-    def save(epoch_start_generator: Tensor) -> None:
-        if checkpoint is not None:
-            save_checkpoint(checkpoint, {
-                "config": asdict(config), "step": step, "micro_batch": micro,
-                "model_state": model.state_dict(),
-                "optimizer_state": optimizer.state_dict(),
-                "train_loss": losses[:step].tolist(), "history": asdict(history),
-                "generator_state": epoch_start_generator, "rng": rng_states(),
-            })
-
-    bar = _progress_bar(total, progress, config.model)
-    if bar is not None:
-        bar.update(step)
-    checked = step  # losses before this step are known to be finite
-    epoch_start = batches.generator.get_state()
-    first_step_seconds = None
+    bar = _Progress(total, progress, config.model, state.step)
+    guard, watch = _StepGuard(), _Stopwatch(device, state.history)
     model.train()
-    _sync(device)
-    tick, cpu_tick = time.perf_counter(), time.process_time()
-
-    def stop_clocks() -> None:
-        history.train_seconds += time.perf_counter() - tick
-        if history.cpu_seconds is not None:
-            history.cpu_seconds += time.process_time() - cpu_tick
-
+    watch.start()
+    guard.install()
     try:
-        while step < total:
-            # This epoch's order comes from the generator's state now; a
-            # checkpoint taken mid-epoch stores it, to replay the same order.
-            epoch_start = batches.generator.get_state()
-            for x, y in batches.epoch(skip=step % per_epoch):
-                if channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                losses[step], micro = _step_with_fallback(step_model, optimizer, x, y,
-                                                          micro, amp, step)
-                step += 1
-                if first_step_seconds is None:
-                    _sync(device)
-                    first_step_seconds = time.perf_counter() - tick
-                if bar is not None:
-                    bar.update()
-                if device.type != "cuda":  # free here; on a GPU it would sync
-                    _check_finite(losses, step - 1, step, per_epoch, config.lr)
-                    checked = step
-                at_epoch_end = step % per_epoch == 0
-                if step % config.eval_every == 0 or at_epoch_end or step == total:
-                    _sync(device)  # the clock stops while we evaluate
-                    stop_clocks()
-                    _check_finite(losses, checked, step, per_epoch, config.lr)
-                    checked = step
-                    on = val if at_epoch_end or step == total else val_between
-                    loss_v, acc_v = evaluate(model, on, amp=amp, channels_last=channels_last)
-                    history.val_step.append(step)
-                    history.val_loss.append(loss_v)
-                    history.val_accuracy.append(acc_v)
-                    history.val_images.append(len(on))
-                    if at_epoch_end:
-                        history.epoch_val_loss.append(loss_v)
-                        history.epoch_val_accuracy.append(acc_v)
-                        save(batches.generator.get_state())
-                    if bar is not None:
-                        recent = losses[max(0, step - config.eval_every):step]
-                        bar.set_postfix(loss=f"{recent.mean().item():.4f}",
-                                        val_acc=f"{acc_v:.4f}")
-                    _sync(device)
-                    tick, cpu_tick = time.perf_counter(), time.process_time()
-                if step == total:
+        while state.step < total:
+            state.epoch_start = batches.generator.get_state()  # this epoch's order
+            for x, y in batches.epoch(skip=state.step % per_epoch):
+                with guard.step():  # a signal waits until the step's bookkeeping is done
+                    if channels_last:
+                        x = x.contiguous(memory_format=torch.channels_last)
+                    loss, state.micro = _step_with_fallback(step_model, optimizer, x, y,
+                                                            state.micro, amp, state.step)
+                    state.losses[state.step] = loss
+                    state.step += 1
+                    if state.first_step_seconds is None:
+                        state.first_step_seconds = watch.elapsed()
+                    bar.step()
+                    if device.type != "cuda":  # free here; on a GPU it would sync
+                        _check_finite(state, per_epoch, config.lr)
+                    at_epoch_end, at_last = state.step % per_epoch == 0, state.step == total
+                    if at_epoch_end:  # the next epoch's order is drawn from here
+                        state.epoch_start = batches.generator.get_state()
+                    if state.step % config.eval_every == 0 or at_epoch_end or at_last:
+                        watch.stop()  # the clock stops while we validate
+                        _check_finite(state, per_epoch, config.lr)
+                        whole = at_epoch_end or at_last  # all images, and a checkpoint
+                        acc = _validate(model, val if whole else val_between, state,
+                                        at_epoch_end, amp, channels_last)
+                        if whole and checkpoint is not None:
+                            _save(checkpoint, config, model, optimizer, state)
+                        bar.point(state, acc, config.eval_every)
+                        watch.start()
+                if state.step == total:
                     break
-    except KeyboardInterrupt:
-        _sync(device)
-        stop_clocks()
-        if checkpoint is not None:
-            save(epoch_start)
-            log.warning("interrupted at step %d; checkpoint saved to %s (resume with "
-                        "resume=True / --resume)", step, checkpoint)
-        raise
+    except KeyboardInterrupt as err:
+        watch.stop()
+        saved = checkpoint is not None and not guard.forced  # forced: half a step
+        if saved:
+            _save(checkpoint, config, model, optimizer, state)
+        raise TrainingInterrupted(_interrupt_message(err, state.step, checkpoint, saved),
+                                  getattr(err, "signum", signal.SIGINT)) from None
     finally:
-        if bar is not None:
-            bar.close()
+        guard.uninstall()
+        bar.close()
 
     # The test set, once, after training.
     test_loss, test_acc = evaluate(model, test, amp=amp, channels_last=channels_last)
-    peak, peak_kind = _peak_memory(device, rss_reset)
-    return model, RunResult(
+    peak = _peak_memory(device, rss_reset)
+    return model, _result(config, model, state, batches, (test_loss, test_acc), peak,
+                          device, amp, channels_last)
+
+
+def _check_checkpoint_path(path: str | Path, resume: bool) -> None:
+    """Before anything runs: the checkpoint can be written, and a checkpoint
+    already there is continued (resume), never overwritten."""
+    check_writable(path, "checkpoint")
+    if Path(path).exists() and not resume:
+        raise CheckpointError(f"{path}: a checkpoint is already there. Continue its run "
+                              f"with resume=True (--resume), or delete it or choose "
+                              f"another path to start afresh.")
+
+
+def _reset_memory_peaks(device: torch.device, deterministic: bool) -> bool:
+    """Start this run's peak-memory count (and set cudnn's mode on CUDA).
+    Returns whether a CPU run's peak RSS could be reset."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = not deterministic
+        torch.backends.cudnn.deterministic = deterministic
+        torch.cuda.reset_peak_memory_stats(device)
+    return device.type == "cpu" and _reset_peak_rss()
+
+
+def _resume(path: str | Path, config: TrainConfig, model: nn.Module,
+            optimizer: torch.optim.Optimizer, batches: DeviceBatches,
+            state: RunState) -> None:
+    """Load the checkpoint at ``path`` into the model, the optimiser, the data
+    order, the random generators and ``state``."""
+    saved = load_checkpoint(path, asdict(config))
+    step, total = saved["step"], len(state.losses)
+    if not isinstance(step, int) or not 0 <= step <= total:
+        raise CheckpointError(f"{path}: the checkpoint is at step {step}, beyond "
+                              f"this run's {total} steps; raise --epochs to continue.")
+    try:
+        if len(saved["train_loss"]) != step:
+            raise ValueError(f"{len(saved['train_loss'])} losses for {step} steps")
+        model.load_state_dict(saved["model_state"])
+        optimizer.load_state_dict(saved["optimizer_state"])
+        state.losses[:step] = torch.tensor(saved["train_loss"], device=state.losses.device)
+        state.history = History(**saved["history"])
+        batches.generator.set_state(saved["generator_state"])
+        set_rng_states(saved["rng"])
+    except (RuntimeError, KeyError, TypeError, ValueError, IndexError) as err:
+        raise CheckpointError(f"{path}: the checkpoint cannot be restored "
+                              f"({one_line(err)}). Delete it to start afresh.") from None
+    if "cpu_seconds" not in saved["history"]:
+        state.history.cpu_seconds = None  # the part before the checkpoint is unknown
+    state.step = state.checked = step
+    state.micro = saved["micro_batch"]
+    state.epoch_start = saved["generator_state"]
+    log.info("resumed %s from %s at step %d", config.model, path, step)
+
+
+def _save(path: str | Path, config: TrainConfig, model: nn.Module,
+          optimizer: torch.optim.Optimizer, state: RunState) -> None:
+    """Write everything ``_resume`` needs to continue bit for bit."""
+    save_checkpoint(path, {
+        "config": asdict(config), "step": state.step, "micro_batch": state.micro,
+        "model_state": model.state_dict(), "optimizer_state": optimizer.state_dict(),
+        "train_loss": state.losses[:state.step].tolist(),
+        "history": asdict(state.history),
+        "generator_state": state.epoch_start, "rng": rng_states(),
+    })
+
+
+def _validate(model: nn.Module, split: Split, state: RunState, at_epoch_end: bool,
+              amp: bool, channels_last: bool) -> float:
+    """Evaluate on ``split`` and add the point to the history; return the accuracy."""
+    loss, acc = evaluate(model, split, amp=amp, channels_last=channels_last)
+    h = state.history
+    h.val_step.append(state.step)
+    h.val_loss.append(loss)
+    h.val_accuracy.append(acc)
+    h.val_images.append(len(split))
+    if at_epoch_end:
+        h.epoch_val_loss.append(loss)
+        h.epoch_val_accuracy.append(acc)
+    return acc
+
+
+def _interrupt_message(err: KeyboardInterrupt, step: int, checkpoint: str | Path | None,
+                       saved: bool) -> str:
+    """What stopped the run, at which step, and what keeps it (only what exists)."""
+    signum = getattr(err, "signum", signal.SIGINT)
+    how = ("interrupted (Ctrl-C)" if signum == signal.SIGINT
+           else f"stopped by {signal.Signals(signum).name}")
+    if saved:
+        return (f"{how} at step {step}; checkpoint saved to {checkpoint} (continue "
+                f"with resume=True / --resume)")
+    if checkpoint is not None and Path(checkpoint).exists():
+        return (f"{how} in the middle of step {step + 1}; not saved, the checkpoint "
+                f"{checkpoint} keeps the run as it was at its last save")
+    return (f"{how} at step {step}; nothing saved (a checkpoint path, checkpoint=PATH "
+            f"/ --checkpoint PATH, makes a run resumable)")
+
+
+def _result(config: TrainConfig, model: nn.Module, state: RunState,
+            batches: DeviceBatches, test_scores: tuple[float, float],
+            peak: tuple[int | None, str], device: torch.device, amp: bool,
+            channels_last: bool) -> RunResult:
+    """The RunResult of a finished run."""
+    h = state.history
+    return RunResult(
         model=config.model,
         parameters=count_parameters(model),
         config=asdict(config) | {"device": str(device), "amp": amp,
                                  "channels_last": channels_last},
-        steps_per_epoch=per_epoch,
-        train_loss=losses.tolist(),
-        val_step=history.val_step, val_accuracy=history.val_accuracy,
-        val_loss=history.val_loss, val_images=history.val_images,
-        epoch_val_accuracy=history.epoch_val_accuracy,
-        epoch_val_loss=history.epoch_val_loss,
-        test_accuracy=test_acc, test_loss=test_loss,
-        train_seconds=history.train_seconds, cpu_seconds=history.cpu_seconds,
-        images_per_second=_images_seen(step, batches) / history.train_seconds,
-        peak_memory_bytes=peak, peak_memory_kind=peak_kind,
+        steps_per_epoch=len(batches),
+        train_loss=state.losses.tolist(),
+        val_step=h.val_step, val_accuracy=h.val_accuracy,
+        val_loss=h.val_loss, val_images=h.val_images,
+        epoch_val_accuracy=h.epoch_val_accuracy, epoch_val_loss=h.epoch_val_loss,
+        test_loss=test_scores[0], test_accuracy=test_scores[1],
+        train_seconds=h.train_seconds, cpu_seconds=h.cpu_seconds,
+        images_per_second=_images_seen(state.step, batches) / h.train_seconds,
+        peak_memory_bytes=peak[0], peak_memory_kind=peak[1],
         provenance=provenance(device),
-        first_step_seconds=first_step_seconds,
+        first_step_seconds=state.first_step_seconds,
     )
 
 

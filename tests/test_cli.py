@@ -14,11 +14,11 @@ def run(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("args, words", [
     (["train", "vgg16"], "unknown model 'vgg16'; choose one of: lenet"),
-    (["train", "lenet", "--epochs", "0"], "--epochs: expected a positive integer, got 0"),
-    (["train", "lenet", "--batch-size", "-5"], "--batch-size: expected a positive integer"),
-    (["train", "lenet", "--lr", "abc"], "--lr: expected a positive number"),
+    (["train", "lenet", "--epochs", "0"], "--epochs: expected an integer from 1 to"),
+    (["train", "lenet", "--batch-size", "-5"], "--batch-size: expected an integer from 1"),
+    (["train", "lenet", "--lr", "abc"], "--lr: expected a finite positive number"),
     (["train", "lenet", "--device", "tpu"], "unknown device 'tpu'"),
-    (["shapes", "lenet", "--size", "0"], "--size: expected a positive integer"),
+    (["shapes", "lenet", "--size", "0"], "--size: expected an integer from 1 to"),
     (["fly"], "invalid choice"),
 ])
 def test_bad_arguments_give_one_line_and_exit_2(args, words, capsys):
@@ -53,9 +53,13 @@ def test_train_writes_a_result(tmp_path, capsys):
 
 
 def test_compare_writes_table_and_plots(tmp_path, capsys):
-    assert main(["compare", "lenet", "lenet", "--device", "cpu", "--max-steps", "2",
-                 "--quiet", "--out", str(tmp_path)]) == 0
+    assert main(["compare", "lenet", "--seeds", "1", "2", "--device", "cpu",
+                 "--max-steps", "2", "--quiet", "--out", str(tmp_path)]) == 0
     table = (tmp_path / "comparison.md").read_text()
-    assert table.count("| lenet |") == 2
+    runs, summary = table.split("\n\n")
+    assert runs.count("| lenet |") == 2              # one row per seed
+    assert "| lenet | 1,2 |" in summary              # and a row over the seeds
+    assert {p.name for p in tmp_path.glob("*.json")} == {"lenet-cpu-seed1.json",
+                                                         "lenet-cpu-seed2.json"}
     assert (tmp_path / "comparison_curves.png").stat().st_size > 1000
     assert (tmp_path / "comparison_bars.png").stat().st_size > 1000

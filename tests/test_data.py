@@ -38,9 +38,11 @@ def test_class_counts_and_pixel_statistics(mnist):
     labels = torch.cat([mnist.train.labels, mnist.val.labels])
     assert torch.bincount(labels).tolist() == TRAIN_COUNTS
     assert torch.bincount(mnist.test.labels).tolist() == TEST_COUNTS
+    # The package's MEAN and STD are these 60,000 images' statistics,
+    # recomputed here from the pixels (in [0, 1]).
     pixels = torch.cat([mnist.train.images, mnist.val.images]).double() / 255
-    assert pixels.mean().item() == pytest.approx(0.1306604762738429, abs=1e-9)
-    assert pixels.std().item() == pytest.approx(0.3081078038564622, abs=1e-6)
+    assert pixels.mean().item() == pytest.approx(data.MEAN, abs=1e-9)
+    assert pixels.std().item() == pytest.approx(data.STD, abs=1e-6)
 
 
 @pytest.fixture
@@ -108,7 +110,8 @@ def test_missing_file_is_named(tmp_path, source):
 
 def test_split_sizes_disjoint_and_covering():
     train, val = split_indices()
-    assert (len(train), len(val)) == (48_000, 12_000)
+    # The design's split: 12,000 of MNIST's 60,000 training images validate.
+    assert (len(train), len(val)) == (60_000 - 12_000, 12_000)
     assert len(set(train.tolist()) | set(val.tolist())) == 60_000
     assert set(train.tolist()).isdisjoint(val.tolist())
 
@@ -135,7 +138,7 @@ def test_split_fingerprint_is_the_recorded_one():
 def test_device_batches_cover_split_once_per_epoch():
     split = Split(torch.zeros(1000, 2, 2, dtype=torch.uint8), torch.arange(1000))
     batches = DeviceBatches(split, 128, shuffle=True, seed=3)
-    assert len(batches) == 8
+    assert len(batches) == 8  # ceil(1000 / 128): 7 full batches and one of 104
     seen = torch.cat([y for _, y in batches])
     assert sorted(seen.tolist()) == list(range(1000))
     again = torch.cat([y for _, y in batches])
@@ -152,7 +155,21 @@ def test_preprocess_normalises_on_device(mnist):
 
 def test_classic_view_uses_the_same_split(mnist):
     train, val, test = data.classic_datasets()
-    assert (len(train), len(val), len(test)) == (48_000, 12_000, 10_000)
+    assert (len(train), len(val), len(test)) == (48_000, 12_000, 10_000)  # as split_indices
     x, y = val[5]
     assert x.shape == (1, 28, 28) and y == mnist.val.labels[5].item()
     assert torch.allclose(x, preprocess(mnist.val.images[5:6])[0], atol=1e-6)
+
+
+def test_classic_loaders_shuffle_training_only_and_the_seed_fixes_it(mnist):
+    from torch.utils.data import RandomSampler, SequentialSampler
+
+    train, val, test = data.classic_loaders(batch_size=8, seed=3)
+    assert isinstance(train.sampler, RandomSampler)
+    assert isinstance(val.sampler, SequentialSampler) and isinstance(test.sampler, SequentialSampler)
+    assert train.batch_size == 8
+    _, y = next(iter(train))
+    _, again = next(iter(data.classic_loaders(batch_size=8, seed=3)[0]))
+    assert torch.equal(y, again)  # the seed alone fixes the order
+    _, first = next(iter(val))
+    assert torch.equal(first, mnist.val.labels[:len(first)])  # in the split's order

@@ -106,6 +106,7 @@ def test_a_ratio_off_by_a_real_mistake_still_fails(capsys):
 
 
 def test_normalise_with_the_pages_rounded_constants_passes(capsys):
+    # cnnlab.data's MEAN 0.13066... and STD 0.30810... as the page prints them.
     assert check_normalise(lambda x: ((x.float() / 255 - 0.1307) / 0.3081).unsqueeze(1))
     assert capsys.readouterr().out == "✓ normalise: passed\n"
 

@@ -146,5 +146,6 @@ def test_lenet_98_5_rejects_the_packages_sigmoid_lenet(capsys):
     # The report's recipe: sigmoid LeNet-5, AdamW at 0.001, no schedule.
     out = rejected(check_lenet_98_5, lambda: get_model("lenet"), adamw, capsys=capsys)
     assert "validation accuracy 9" in out
-    assert "after 750 steps (2 epochs of batch 128), below 98.5%" in out
+    # 2 epochs of 48,000 / 128 = 375 steps each.
+    assert f"after {2 * 48_000 // 128} steps (2 epochs of batch 128), below 98.5%" in out
     assert "ReLU instead of sigmoid" in out

@@ -34,8 +34,9 @@ def test_out_channels_stub_is_not_done(stub, capsys, answer):
     (lambda row: sum(row[1:]), "you added the reduce convs' channels"),
     (lambda row: row[1] + row[3] + row[5], "add its pool proj channels"),
     (lambda row: row[1] + row[3] + row[5] + row[0], "pool proj channels, not cin"),
+    # 3b's output: #1x1 + #3x3 + #5x5 + pool proj = 128 + 192 + 96 + 64 = 480.
     (lambda row: 256, "inception_out_channels((256, 128, 128, 192, 32, 96, 64)): "
-     "expected 480, got 256"),  # 3a's answer for every row
+     f"expected {128 + 192 + 96 + 64}, got 256"),  # 3a's answer for every row
 ])
 def test_out_channels_reject_wrong_answers(capsys, wrong, message):
     assert check_inception_out_channels(wrong) is False
@@ -134,6 +135,13 @@ def weights_only(row):
     return cin * c1 + cin * c3r + 9 * c3r * c3 + cin * c5r + 25 * c5r * c5 + cin * pool
 
 
+# Module 3a of the paper's Table 1 (cin 192; #1x1 64; #3x3 reduce 96, #3x3
+# 128; #5x5 reduce 16, #5x5 32; pool proj 32): each conv holds k*k*cin*cout
+# weights and cout biases.
+INCEPTION_3A = ((192 * 64 + 64) + (192 * 96 + 96) + (9 * 96 * 128 + 128)
+                + (192 * 16 + 16) + (25 * 16 * 32 + 32) + (192 * 32 + 32))  # 163,696
+
+
 def torchvision_params(row):
     cin, c1, c3r, c3, c5r, c5, pool = row
     return (weights_only(row) - 16 * c5r * c5) + c1 + c3r + c3 + c5r + c5 + pool
@@ -154,7 +162,8 @@ def test_params_stub_is_not_done(stub, capsys, answer):
     (weights_only, "that is the weights alone: each conv also has one bias"),
     (torchvision_params, "that counts a 3x3 conv in the 5x5 branch"),
     (lambda row: weights_only(row) - row[0] * (row[2] + row[4]) + sum(row[1:]),
-     "inception_params((192, 64, 96, 128, 16, 32, 32)): expected 163696, got"),
+     # Module 3a: six convs, each k*k*cin*cout weights + cout biases.
+     f"inception_params((192, 64, 96, 128, 16, 32, 32)): expected {INCEPTION_3A}, got"),
 ])
 def test_params_reject_wrong_answers(capsys, wrong, message):
     assert check_inception_params(wrong) is False

@@ -61,7 +61,8 @@ def flatten_size_ignoring_padding(input_size, padding=0):
 
 def test_flatten_size_rejects_the_papers_400(capsys):
     out = rejected(check_flatten_size, flatten_size_of_the_paper, capsys=capsys)
-    assert "flatten_size(28, padding=0): expected 256, got 400" in out
+    # 28 -conv5-> 24 -pool-> 12 -conv5-> 8 -pool-> 4: 16*4*4 = 256; the paper's 32 px: 16*5*5 = 400.
+    assert f"flatten_size(28, padding=0): expected {16 * 4 * 4}, got {16 * 5 * 5}" in out
     assert "16*5*5 is the paper's value for 32x32 inputs" in out
     assert "28 -> 24 -> 12 -> 8 -> 4" in out
 
@@ -74,7 +75,8 @@ def test_flatten_size_rejects_a_float(capsys):
 
 def test_flatten_size_rejects_ignored_padding(capsys):
     out = rejected(check_flatten_size, flatten_size_ignoring_padding, capsys=capsys)
-    assert "flatten_size(28, padding=2): expected 400, got 256" in out
+    # padding 2 keeps C1 at 28 (28 + 2*2 - 5 + 1): 28 -> 14 -> 10 -> 5, 16*5*5 = 400.
+    assert f"flatten_size(28, padding=2): expected {16 * 5 * 5}, got {16 * 4 * 4}" in out
     assert "padding adds 2*padding" in out
 
 
@@ -97,8 +99,9 @@ def test_conv_output_size_rejects_padding_on_one_side(capsys):
 
 def test_conv_output_size_rejects_rounding_up(capsys):
     out = rejected(check_conv_output_size, conv_output_size_rounding_up, capsys=capsys)
+    # floor((224 + 2*2 - 11) / 4) + 1 = floor(54.25) + 1 = 55; rounding up gives 56.
     assert "conv_output_size(224, 11, stride=4, padding=2) (what nn.Conv2d gives): " \
-           "expected 55, got 56" in out
+           f"expected {(224 + 2 * 2 - 11) // 4 + 1}, got {-(-(224 + 2 * 2 - 11) // 4) + 1}" in out
     assert "round the division DOWN" in out
 
 

@@ -55,9 +55,14 @@ def test_param_counts_half_done_is_not_done(solution, stub, capsys):
     (standard_params, separable_without_groups,
      "you counted the depthwise conv as a standard one (3*3*32*32). It has groups=cin"),
     (standard_params, separable_with_biases, "no biases (BN follows each conv)"),
-    (standard_params, separable_fixed_k, "separable_params(3, 16, k=5): expected 123, got 75"),
+    # depthwise k*k*cin + pointwise cin*cout: 5*5*3 + 3*16 = 75 + 48 = 123;
+    # with k fixed at 3 the answer is 3*3*3 + 3*16 = 75.
+    (standard_params, separable_fixed_k,
+     f"separable_params(3, 16, k=5): expected {5 * 5 * 3 + 3 * 16}, got {3 * 3 * 3 + 3 * 16}"),
+    # a standard conv, k*k*cin*cout = 3*3*32*64 = 18432; its bias adds cout = 64.
     (lambda cin, cout, k=3: k * k * cin * cout + cout, separable_with_biases,
-     "standard_params(32, 64, k=3): expected 18432, got 18496. Hint: no bias"),
+     f"standard_params(32, 64, k=3): expected {3 * 3 * 32 * 64}, "
+     f"got {3 * 3 * 32 * 64 + 64}. Hint: no bias"),
 ])
 def test_param_counts_reject_wrong_answers(capsys, standard, separable, message):
     assert check_param_counts(standard, separable) is False
@@ -145,7 +150,8 @@ def test_the_right_block_the_wrong_ones_change_passes():
 def test_forgotten_groups_message_names_the_blow_up(capsys):
     check_depthwise_separable(WithoutGroups)
     out = capsys.readouterr().out
-    assert "9,216 weights instead of 3*3*32 = 288 (32 times too many)" in out
+    # Without groups the 3x3 conv holds 3*3*32*32 = 9,216 weights, not 3*3*32 = 288.
+    assert f"{3 * 3 * 32 * 32:,} weights instead of 3*3*32 = {3 * 3 * 32} (32 times too many)" in out
     assert "Pass groups=cin" in out
 
 
@@ -165,7 +171,9 @@ def test_macs_ratio_stub_is_not_done(stub, capsys):
     (lambda cin, cout, k, h, w: 1 / k**2, "that is the depthwise conv alone"),
     (lambda cin, cout, k, h, w: 1 / (1 / cout + 1 / k**2), "upside down"),
     (lambda cin, cout, k, h, w: 1 / cin + 1 / k**2,
-     "macs_ratio(cin=32, cout=64, k=3, h=28, w=28): expected 0.1267361111, got"),
+     # The paper's ratio (section 3.1): separable / standard = 1/cout + 1/k^2
+     # = 1/64 + 1/9 = 0.1267361111 (10 significant digits, as printed).
+     f"macs_ratio(cin=32, cout=64, k=3, h=28, w=28): expected {1 / 64 + 1 / 3**2:.10g}, got"),
     (lambda cin, cout, k, h, w: 1 / cout + 1 / 9, "k=5"),  # right only for k = 3
     (lambda cin, cout, k, h, w: "0.127", "return a number"),
 ])

@@ -159,6 +159,7 @@ def measures_layer3(min_size=2):
 
 @pytest.mark.parametrize("wrong, message", [
     (lambda min_size=2: 2, "smallest_upsample_for_resnet(1): expected 1, got 2"),
+    # x8: 224 px, halved five times -> 7x7 at layer4; x9: 252 px -> 126, 63, 32, 16, 8.
     (lambda min_size=2: min_size, "smallest_upsample_for_resnet(8): expected 9, got 8. "
      "Hint: at x8 (224 px) layer4's maps are 7x7; x9 is the first factor that gives at "
      "least 8x8 (8x8). The map is not simply proportional to the factor"),

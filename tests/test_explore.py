@@ -30,7 +30,7 @@ def test_global_pool_is_not_flagged():
     rows = {r.name: r for r in explore.layer_table(get_model("resnet18", upsample=1), 224)}
     assert rows["avgpool"].output_shape == (512, 1, 1)
     assert rows["avgpool"].warning == ""
-    assert rows["layer4.1.conv2"].output_shape == (512, 7, 7)
+    assert rows["layer4.1.conv2"].output_shape == (512, 224 // 32, 224 // 32)  # 5 halvings
     assert not any(r.warning for r in rows.values())
 
 
@@ -121,6 +121,7 @@ def test_unexpanded_stages_are_one_box_each():
     labels = {u.name: u.label for u in units}
     assert labels["layer3"] == "2 x BasicBlock"
     assert labels["conv1"] == "conv 7x7 /2 + BN"
+    # 56 px halved five times (stem, pool, layers 2-4), rounding up: 28, 14, 7, 4, 2.
     assert next(u for u in units if u.name == "layer4").output_shape == (512, 2, 2)
 
 
@@ -135,6 +136,7 @@ def test_architecture_figure_draws_one_box_per_unit():
     assert sum(1 for u in units if u.branches) == 9 and len(bars) == 9 * 4
     assert "googlenet" in ax.get_title()
     texts = {t.get_text() for t in ax.texts}
+    # 4e: 256 + 320 + 128 + 128 = 832 channels, at 56 -> 28 -> 14 -> 7 -> 3 px.
     assert "inception4.4e" in texts and "832x3x3" in texts
 
 
@@ -148,7 +150,7 @@ def test_architecture_units_know_the_skips_and_branches():
     googlenet = {u.name: u.branches for u in explore.architecture_units(get_model("googlenet"))}
     # the paper's Table 1, module 3a: #1x1 64, #3x3 128, #5x5 32, pool proj 32
     assert googlenet["inception3.3a"] == (64, 128, 32, 32)
-    assert sum(googlenet["inception5.5b"]) == 1024
+    assert sum(googlenet["inception5.5b"]) == 384 + 384 + 128 + 128  # 5b: 1024
 
 
 def test_architecture_figure_draws_one_skip_arc_per_residual_block():

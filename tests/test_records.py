@@ -34,6 +34,8 @@ def test_spread_is_mean_and_sample_std():
 
 def test_verdict_calls_arms_apart_only_beyond_twice_the_spread():
     apart = verdict([arm("A", [99.0, 99.1, 99.2]), arm("B", [98.0, 98.1, 98.2])])
+    # Means 99.10 and 98.10 (each arm's three seeds), a gap of 1.00 point
+    # against a spread (sample std) of 0.10 in each arm.
     assert "A scored highest (99.10%)" in apart and "B lowest (98.10%)" in apart
     assert "gap of 1.00 points" in apart and "the arms differ" in apart
     close = verdict([arm("A", [99.0, 98.0, 99.5]), arm("B", [98.9, 98.4, 99.0])])
@@ -57,7 +59,7 @@ def test_experiment_arms_read_the_planned_files(tmp_path):
     assert [r.config["seed"] for r in arms["dropout 0.4"].runs] == [43]
     assert arms["dropout 0.2"].runs == ()
     table = experiment_table(list(arms.values()))
-    assert "| dropout 0.4 | 97.00 (1 of 3 seeds) | 97.00 |" in table
+    assert "| dropout 0.4 | 97.00 (1 of 3 seeds) | 97.00 |" in table  # the one run's 0.97
     assert "not recorded yet (0 of 3)" in table
     assert "--dropout 0.2" in table
 
@@ -76,6 +78,7 @@ def test_run_summary_puts_the_report_beside_the_record(tmp_path):
         r.train_loss = r.train_loss * 5
         r.save(p)
     text = run_summary("lenet", tmp_path)
+    # mean(97, 98) = 97.50, sample std sqrt(0.5) = 0.71; 97.44 is the report's LeNet score.
     assert "| cnnlab, recorded | 97.50 ± 0.71 (2 seeds) |" in text
     assert "| the report | 97.44 | (see below) |" in text and "40 s, is not comparable" in text
     assert text.count("Provenance: lenet") == 2
@@ -148,6 +151,7 @@ def test_a_three_arm_verdict_names_only_the_two_arms_it_compared():
 
 
 def test_partial_spread_says_how_many_seeds_of_the_plan():
+    # mean 97.10, sample std 0.2 / sqrt(2) = 0.14; then 97.20 ± 0.20 for three.
     assert Spread((97.0, 97.2)).text(planned=3) == "97.10 ± 0.14 (2 of 3 seeds)"
     assert Spread((97.0,)).text(planned=3) == "97.00 (1 of 3 seeds)"
     assert Spread((97.0, 97.2, 97.4)).text(planned=3) == "97.20 ± 0.20 (3 seeds)"

@@ -4,9 +4,15 @@
   against the package's ``BasicBlock`` with a projection shortcut.
 * ``check_smallest_upsample``: the learner's
   ``smallest_upsample_for_resnet(min_size)`` against layer4's measured size.
+* ``check_batch_norm``: the learner's ``batch_norm`` against ``F.batch_norm``.
+* ``check_zero_pad_shortcut``: the learner's option A against the subsampled input.
+* ``check_plain_vs_residual``: the learner's ``verdict(runs)`` on training
+  curves, synthetic ones and the plain and residual runs the notebook trained.
 """
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import Callable
 
@@ -300,6 +306,12 @@ def _check_smallest_upsample(fn: Callable[[int], int]) -> None:
 
 def check_smallest_upsample(fn: Callable[[int], int]) -> bool:
     """Check ``smallest_upsample_for_resnet(min_size)`` for several ``min_size``."""
+    # The first model built on the meta device imports torch._dynamo: seconds of
+    # work, more on a busy CPU. Done here, before the time limit starts, so that
+    # the limit can never stop that import halfway, which would leave torch
+    # half-imported and break every later cell that trains.
+    import torch._dynamo  # noqa: F401
+
     def check() -> None:
         with quiet_torch():
             _check_smallest_upsample(fn)
@@ -462,3 +474,218 @@ def check_zero_pad_shortcut(shortcut: Callable | None) -> bool:
         with quiet_torch():
             _check_zero_pad_shortcut(shortcut)
     return run_check("zero_pad_shortcut", check)
+
+
+# --- Exercise 5: plain against residual, and the seed-to-seed spread ------------
+
+# The steps each run is summarised by: 11 to 30, counted from 1 (losses[10:30]).
+# In steps 1-10 the loss still depends on where the random weights started;
+# the runs end at 30.
+FIRST_STEP, LAST_STEP = 11, 30
+VERDICTS = ("residual", "plain", "no difference")
+# The check reads lists of numbers: a right answer takes microseconds, so a few
+# seconds stop an answer that loops forever without cutting a slow machine short.
+VERDICT_SECONDS = 5.0
+ARMS = ("plain", "residual")
+_SWAPPED = {"residual": "plain", "plain": "residual", "no difference": "no difference"}
+Runs = Mapping[str, Sequence[Sequence[float]]]
+
+
+def _mean(values: Sequence[float]) -> float:
+    values = [float(v) for v in values]
+    return math.fsum(values) / len(values)
+
+
+def _summaries(runs: Runs, start: int | None = FIRST_STEP - 1,
+               stop: int | None = LAST_STEP) -> dict[str, list[float]]:
+    """Each run's mean loss over ``losses[start:stop]``, per arm."""
+    return {arm: [_mean(list(run)[start:stop]) for run in runs[arm]] for arm in ARMS}
+
+
+def _by_ranges(s: dict[str, list[float]]) -> str:
+    """The rule: an arm is better only if every run of it is below every run of the other."""
+    if max(s["residual"]) < min(s["plain"]):
+        return "residual"
+    if max(s["plain"]) < min(s["residual"]):
+        return "plain"
+    return "no difference"
+
+
+def _lower(plain: float, residual: float) -> str:
+    return "residual" if residual < plain else "plain" if plain < residual else "no difference"
+
+
+def _by_means(s: dict[str, list[float]]) -> str:
+    return _lower(_mean(s["plain"]), _mean(s["residual"]))
+
+
+def _by_seed(i: int) -> Callable[[dict[str, list[float]]], str]:
+    return lambda s: _lower(s["plain"][i], s["residual"][i])
+
+
+def _by_pairs(s: dict[str, list[float]]) -> str:
+    pairs = list(zip(s["plain"], s["residual"]))
+    if all(r < p for p, r in pairs):
+        return "residual"
+    if all(p < r for p, r in pairs):
+        return "plain"
+    return "no difference"
+
+
+def _rule(decide: Callable[[dict[str, list[float]]], str], start: int | None = FIRST_STEP - 1,
+          stop: int | None = LAST_STEP, swap: bool = False) -> Callable[[Runs], str]:
+    def verdict(runs: Runs) -> str:
+        v = decide(_summaries(runs, start, stop))
+        return _SWAPPED[v] if swap else v
+    return verdict
+
+
+_verdict_oracle = _rule(_by_ranges)
+
+_WINDOW_HINT = (f"steps {FIRST_STEP} to {LAST_STEP} counted from 1 are losses[{FIRST_STEP - 1}:"
+                f"{LAST_STEP}] in Python (index = step - 1): 20 losses per run")
+_OVERLAP_RULE = ("call an arm better only when every one of its runs is below every run of "
+                 "the other (the two ranges do not overlap), else return 'no difference'")
+_OFF_BY_ONE = f"your window is off by one: {_WINDOW_HINT}"
+# The usual slips, each as the verdict it amounts to, and what to tell the learner.
+PLAIN_VS_RESIDUAL_SLIPS: list[tuple[Callable[[Runs], str], str]] = [
+    (_rule(_by_ranges, swap=True),
+     "your labels are swapped: a LOWER training loss means faster learning, so return "
+     "'residual' when the residual runs are all below the plain ones"),
+    (_rule(_by_seed(0)),
+     "you compared the first run of each arm only. One run is one sample: another seed "
+     "can land on the other side. Summarise every run, and " + _OVERLAP_RULE),
+    (_rule(_by_seed(-1)),
+     "you compared the last run of each arm only. One run is one sample: another seed "
+     "can land on the other side. Summarise every run, and " + _OVERLAP_RULE),
+    (_rule(_by_pairs),
+     "you compared the runs seed by seed, but seed 0 of the plain net and seed 0 of the "
+     "residual net are not a pair (the two nets draw different weights): compare the "
+     "arms as groups, and " + _OVERLAP_RULE),
+    (_rule(_by_means),
+     "you compared the arms' mean losses. Two means always differ a little, even between "
+     "two groups of seeds of the same net; the question is whether the gap is larger than "
+     "the spread between seeds, so " + _OVERLAP_RULE),
+    (_rule(_by_ranges, 0, None),
+     f"you averaged the whole curve; summarise each run by steps {FIRST_STEP}-{LAST_STEP} "
+     f"only ({_WINDOW_HINT})"),
+    (_rule(_by_ranges, 0, FIRST_STEP - 1),
+     f"you averaged steps 1-{FIRST_STEP - 1}, where the loss still depends on where the "
+     f"random weights started; summarise each run by steps {FIRST_STEP}-{LAST_STEP} "
+     f"({_WINDOW_HINT})"),
+    *[(_rule(_by_ranges, a, b), _OFF_BY_ONE)
+      for a, b in ((11, 31), (9, 29), (10, 29), (11, 30), (9, 30), (10, 31))],
+]
+
+
+def _curve(start: float, window: float, edits: dict[int, float] | None = None,
+           late: float = 0.3, steps: int = 40) -> list[float]:
+    """A made-up training curve: steps 1-10 at ``start``, 11-30 at ``window``, then
+    ``late``; ``edits`` sets single steps (counted from 1)."""
+    curve = [start] * 10 + [window] * 20 + [late] * (steps - 30)
+    for step, value in (edits or {}).items():
+        curve[step - 1] = value
+    return curve
+
+
+def _plain_vs_residual_cases() -> list[tuple[str, dict]]:
+    """Made-up runs, each built to catch one slip (see PLAIN_VS_RESIDUAL_SLIPS)."""
+    import numpy as np
+
+    c = _curve
+    return [
+        ("two seeds per arm whose ranges overlap",
+         {"plain": [c(1.8, 0.60), c(1.8, 0.44)], "residual": [c(1.3, 0.50), c(1.3, 0.40)]}),
+        ("residual better, though it starts worse",
+         {"plain": [c(1.2, 0.70), c(1.2, 0.66)], "residual": [c(2.0, 0.48), c(2.0, 0.52)]}),
+        ("plain better",
+         {"plain": [c(1.5, 0.40), c(1.5, 0.43)], "residual": [c(1.4, 0.55), c(1.4, 0.50)]}),
+        ("three seeds per arm, one residual run inside the plain range",
+         {"plain": [c(1.5, 0.55), c(1.5, 0.62), c(1.5, 0.58)],
+          "residual": [c(1.5, 0.40), c(1.5, 0.45), c(1.5, 0.57)]}),
+        ("overlapping seeds, the first plain run the lowest",
+         {"plain": [c(1.5, 0.50), c(1.5, 0.70)], "residual": [c(1.5, 0.55), c(1.5, 0.45)]}),
+        ("overlapping seeds, the last plain run the lowest",
+         {"plain": [c(1.5, 0.70), c(1.5, 0.50)], "residual": [c(1.5, 0.45), c(1.5, 0.55)]}),
+        ("outliers at steps 10 and 30",
+         {"plain": [c(1.0, 0.50, {30: 5.0}), c(1.0, 0.51, {30: 5.0})],
+          "residual": [c(1.0, 0.55, {10: 5.0}), c(1.0, 0.56, {10: 5.0})]}),
+        ("outliers at steps 11 and 31",
+         {"plain": [c(1.0, 0.50, {11: 5.0}), c(1.0, 0.51, {11: 5.0})],
+          "residual": [c(1.0, 0.55, {31: 5.0}), c(1.0, 0.56, {31: 5.0})]}),
+        ("NumPy float32 arrays (a 2-D array for the plain runs), 30 steps each",
+         {"plain": np.array([c(1.2, 0.70, steps=30), c(1.2, 0.66, steps=30)], np.float32),
+          "residual": [np.array(c(2.0, 0.48, steps=30), np.float32),
+                       np.array(c(2.0, 0.52, steps=30), np.float32)]}),
+    ]
+
+
+def _copy_runs(runs: Runs) -> dict:
+    """A fresh copy for each call, so that an answer that changes its input cannot
+    change what the next call or the oracle sees."""
+    import copy
+    return {arm: copy.deepcopy(runs[arm]) for arm in ARMS}
+
+
+def _as_verdict(got: object, call: str) -> str:
+    expect(isinstance(got, str) and got in VERDICTS,
+           f"{call} returned {got!r}; return one of "
+           + ", ".join(repr(v) for v in VERDICTS) + ".")
+    return got
+
+
+def _check_real_runs(runs: object) -> dict:
+    """The runs the notebook trained, as a dict of lists of curves."""
+    where = "pass the `runs` the training cell above built"
+    expect(isinstance(runs, Mapping) and set(ARMS) <= set(runs),
+           f"the runs must be a dict with the keys 'plain' and 'residual': {where}.")
+    for arm in ARMS:
+        expect(len(runs[arm]) >= 2 and all(len(r) >= LAST_STEP for r in runs[arm]),
+               f"runs[{arm!r}] should hold at least two runs of at least {LAST_STEP} "
+               f"training losses each: {where}.")
+    return {arm: [[float(x) for x in run] for run in runs[arm]] for arm in ARMS}
+
+
+def _gap(s: dict[str, list[float]]) -> float:
+    """How close the verdict is to flipping: the smaller distance between one arm's
+    lowest run and the other arm's highest (0 when the two ranges just touch)."""
+    return min(abs(min(s["plain"]) - max(s["residual"])),
+               abs(min(s["residual"]) - max(s["plain"])))
+
+
+def _check_plain_vs_residual(verdict: Callable[[Runs], str] | None, runs: object) -> None:
+    verdict = given(verdict)
+    where = f"See {CHAPTER}, 'The degradation problem: why the shortcut is there'."
+    cases = _plain_vs_residual_cases()
+    answers = [_as_verdict(verdict(_copy_runs(r)), f"verdict(runs) on {what}")
+               for what, r in cases]
+    for (what, case), got in zip(cases, answers):
+        expected = _verdict_oracle(case)
+        if got == expected:
+            continue
+        hint = next((h for slip, h in PLAIN_VS_RESIDUAL_SLIPS
+                     if [slip(r) for _, r in cases] == answers), None)
+        if hint is None:
+            s = _summaries(case)
+            hint = (f"the runs' mean losses over steps {FIRST_STEP}-{LAST_STEP} are plain "
+                    f"{[round(v, 3) for v in s['plain']]}, residual "
+                    f"{[round(v, 3) for v in s['residual']]}; " + _OVERLAP_RULE)
+        expect_equal(f"verdict(runs) on made-up runs, {what}", expected, got,
+                     f"{hint}. {where}")
+    real = _check_real_runs(runs)
+    got = _as_verdict(verdict(_copy_runs(real)), "verdict(runs) on your trained runs")
+    s = _summaries(real)
+    expected = _verdict_oracle(real)
+    if got != expected and _gap(s) > 1e-6:  # float32 may flip a tie at the boundary
+        expect_equal("verdict(runs) on your trained runs", expected, got,
+                     f"the runs' mean losses over steps {FIRST_STEP}-{LAST_STEP} are plain "
+                     f"{[round(v, 4) for v in s['plain']]}, residual "
+                     f"{[round(v, 4) for v in s['residual']]}. {where}")
+
+
+def check_plain_vs_residual(verdict: Callable[[Runs], str] | None, runs: object) -> bool:
+    """Check ``verdict(runs) -> 'residual' | 'plain' | 'no difference'`` on made-up
+    training curves and on ``runs``, the plain and residual runs the notebook
+    trained (``{"plain": [losses, ...], "residual": [losses, ...]}``)."""
+    return run_check("plain_vs_residual",
+                     lambda: _check_plain_vs_residual(verdict, runs), seconds=VERDICT_SECONDS)

@@ -1,0 +1,538 @@
+"""The exercises that analyse training runs: plain against residual (chapter 4),
+early stopping and the Pareto front (chapter 7).
+
+Each checker passes its solution, calls its stub not done yet, rejects the
+wrong answers learners write with a hint that names the mistake, and
+accepts right answers written differently (NumPy or Python numbers, another
+algorithm). The wrong answers here are written out as a learner would write
+them, not taken from the checkers' own tables of slips.
+
+No test trains: the checkers read numbers, and the runs they are given here
+are written out (the notebooks, run by nbval, pass the real ones).
+"""
+import statistics
+import time
+from functools import cache
+
+import numpy as np
+import pytest
+from exercise_cells import exercise_namespace
+
+from cnnlab.exercises import comparison, resnet
+from cnnlab.exercises.comparison import check_early_stop, check_pareto
+from cnnlab.exercises.resnet import check_plain_vs_residual
+from cnnlab.models import list_models
+from cnnlab.results import recorded_runs
+
+
+def curve(start, window, steps=30, **edits):
+    """Steps 1-10 at `start`, 11-30 at `window`, then 0.3; edits s11=5.0 set step 11."""
+    losses = [start] * 10 + [window] * 20 + [0.3] * (steps - 30)
+    for name, value in edits.items():
+        losses[int(name[1:]) - 1] = value
+    return losses
+
+
+# Runs as the notebook's training cell returns them: two seeds per arm, 30 losses.
+TRAINED = {"plain": [curve(1.8, 0.61), curve(1.8, 0.73)],
+           "residual": [curve(1.2, 0.47), curve(1.3, 0.51)]}
+OVERLAPPING = {"plain": [curve(1.8, 0.61), curve(1.8, 0.49)],
+               "residual": [curve(1.2, 0.47), curve(1.3, 0.51)]}
+VAL_LOSSES = [2.21, 1.99, 1.57, 1.03, 0.76, 0.69, 0.67, 0.56, 0.58, 0.53,
+              0.48, 0.48, 0.45, 0.46, 0.47, 0.46, 0.47, 0.45, 0.47, 0.45]
+ROWS = [("lenet", 97.29, 15.3), ("alexnet", 99.20, 3455.3), ("resnet18", 98.54, 1911.9),
+        ("mobilenet_v1", 98.31, 4464.7), ("googlenet", 97.85, 3898.0)]
+
+CASES = [("04_resnet.ipynb", "verdict", "plain_vs_residual", check_plain_vs_residual, TRAINED),
+         ("09_comparison.ipynb", "early_stop", "early_stop", check_early_stop, VAL_LOSSES),
+         ("09_comparison.ipynb", "pareto_front", "pareto_front", check_pareto, ROWS)]
+
+
+@pytest.mark.parametrize("notebook,name,label,check,data", CASES, ids=[c[1] for c in CASES])
+def test_passes_the_solution_and_not_the_stub(notebook, name, label, check, data, capsys):
+    assert check(exercise_namespace("solutions", notebook)[name], data) is True
+    assert capsys.readouterr().out == f"✓ {label}: passed\n"
+    assert check(exercise_namespace("exercises", notebook)[name], data) is False
+    assert capsys.readouterr().out.startswith(f"… {label}: not done yet")
+
+
+def rejected(check, answer, data, capsys) -> str:
+    assert check(answer, data) is False
+    out = capsys.readouterr().out
+    assert out.startswith("✗ ") and out.count("\n") == 1, out
+    return out
+
+
+# --- plain_vs_residual ------------------------------------------------------------
+
+def window_means(runs, start=10, stop=30):
+    return {arm: [statistics.mean(float(x) for x in run[start:stop]) for run in curves]
+            for arm, curves in runs.items()}
+
+
+def by_ranges(means):
+    if max(means["residual"]) < min(means["plain"]):
+        return "residual"
+    if max(means["plain"]) < min(means["residual"]):
+        return "plain"
+    return "no difference"
+
+
+def lower(plain, residual):
+    return "residual" if residual < plain else "plain" if plain < residual else "no difference"
+
+
+def test_verdict_on_the_trained_runs_is_checked_against_those_runs(capsys):
+    solution = exercise_namespace("solutions", "04_resnet.ipynb")["verdict"]
+    assert check_plain_vs_residual(solution, OVERLAPPING)  # a different verdict, also right
+    assert solution(TRAINED) == "residual" and solution(OVERLAPPING) == "no difference"
+    capsys.readouterr()
+    # Right on every made-up case, but it always calls the learner's runs "residual".
+    def stubborn(runs):
+        return "residual" if len(runs["plain"][0]) == 30 and len(runs["plain"]) == 2 \
+            and runs["plain"][0][0] == 1.8 else solution(runs)
+    out = rejected(check_plain_vs_residual, stubborn, OVERLAPPING, capsys)
+    assert "on your trained runs: expected 'no difference', got 'residual'" in out
+    assert "plain [0.61, 0.49], residual [0.47, 0.51]" in out
+
+
+def test_verdict_needs_the_runs_the_cell_trained(capsys):
+    solution = exercise_namespace("solutions", "04_resnet.ipynb")["verdict"]
+    out = rejected(check_plain_vs_residual, solution, {"plain": TRAINED["plain"]}, capsys)
+    assert "the keys 'plain' and 'residual'" in out
+    short = {arm: [run[:20] for run in runs] for arm, runs in TRAINED.items()}
+    out = rejected(check_plain_vs_residual, solution, short, capsys)
+    assert "at least two runs of at least 30 training losses" in out
+
+
+def test_verdict_comparing_one_seed_is_told_a_seed_is_one_sample(capsys):
+    def first_seed(runs):
+        m = window_means(runs)
+        return lower(m["plain"][0], m["residual"][0])
+
+    out = rejected(check_plain_vs_residual, first_seed, TRAINED, capsys)
+    assert "you compared the first run of each arm only" in out
+    assert "every one of its runs is below every run of the other" in out
+
+
+def test_verdict_comparing_means_is_told_about_the_overlap(capsys):
+    def means(runs):
+        m = window_means(runs)
+        return lower(statistics.mean(m["plain"]), statistics.mean(m["residual"]))
+
+    out = rejected(check_plain_vs_residual, means, TRAINED, capsys)
+    assert "you compared the arms' mean losses" in out
+    assert "larger than the spread between seeds" in out
+
+
+def test_verdict_pairing_seeds_is_told_they_are_not_pairs(capsys):
+    def paired(runs):
+        m = window_means(runs)
+        pairs = list(zip(m["plain"], m["residual"]))
+        return ("residual" if all(r < p for p, r in pairs) else
+                "plain" if all(p < r for p, r in pairs) else "no difference")
+
+    assert "you compared the runs seed by seed" in rejected(
+        check_plain_vs_residual, paired, TRAINED, capsys)
+
+
+@pytest.mark.parametrize("start,stop,hint", [
+    (0, None, "you averaged the whole curve"),
+    (0, 10, "you averaged steps 1-10"),
+    (11, 31, "your window is off by one"),  # steps 11-30 read as 0-based indices
+    (9, 29, "your window is off by one"),
+    (10, 29, "your window is off by one"),  # range(10, 29): one loss short
+])
+def test_verdict_on_another_window_is_told_which_steps(start, stop, hint, capsys):
+    def windowed(runs):
+        return by_ranges(window_means(runs, start, stop))
+
+    out = rejected(check_plain_vs_residual, windowed, TRAINED, capsys)
+    assert hint in out
+    assert "losses[10:30]" in out
+
+
+def test_verdict_with_swapped_labels_is_told_lower_is_better(capsys):
+    def swapped(runs):
+        m = window_means(runs)
+        if max(m["residual"]) < min(m["plain"]):
+            return "plain"  # "the plain net's loss is the higher one, so plain wins"
+        if max(m["plain"]) < min(m["residual"]):
+            return "residual"
+        return "no difference"
+
+    assert "your labels are swapped" in rejected(check_plain_vs_residual, swapped, TRAINED,
+                                                 capsys)
+
+
+def test_verdict_that_is_wrong_another_way_gets_the_numbers_and_the_rule(capsys):
+    out = rejected(check_plain_vs_residual, lambda runs: "residual", TRAINED, capsys)
+    assert "mean losses over steps 11-30 are plain [" in out
+    assert "else return 'no difference'" in out
+    out = rejected(check_plain_vs_residual, lambda runs: "Residual", TRAINED, capsys)
+    assert "returned 'Residual'; return one of 'residual', 'plain', 'no difference'" in out
+
+
+def test_verdict_written_with_numpy_or_sorting_passes(capsys):
+    def with_numpy(runs):
+        m = {arm: np.asarray(curves, dtype=np.float32)[:, 10:30].mean(axis=1)
+             for arm, curves in runs.items()}
+        if m["residual"].max() < m["plain"].min():
+            return "residual"
+        if m["plain"].max() < m["residual"].min():
+            return "plain"
+        return "no difference"
+
+    def by_sorting(runs):
+        ranked = sorted((statistics.fmean(run[10:30]), arm)
+                        for arm, curves in runs.items() for run in curves)
+        arms = [arm for _, arm in ranked]
+        n = len(runs["residual"])
+        if arms[:n] == ["residual"] * n and ranked[n - 1][0] < ranked[n][0]:
+            return "residual"
+        if arms[:len(runs["plain"])] == ["plain"] * len(runs["plain"]) \
+                and ranked[len(runs["plain"]) - 1][0] < ranked[len(runs["plain"])][0]:
+            return "plain"
+        return "no difference"
+
+    as_arrays = {arm: [np.array(run) for run in runs] for arm, runs in TRAINED.items()}
+    for answer in (with_numpy, by_sorting):
+        assert check_plain_vs_residual(answer, TRAINED)
+        assert check_plain_vs_residual(answer, as_arrays)
+    assert capsys.readouterr().out.count("✓ plain_vs_residual: passed") == 4
+
+
+def test_verdict_accepts_either_side_of_an_exact_tie_on_the_trained_runs(capsys):
+    tie = {"plain": [curve(1.8, 0.5), curve(1.8, 0.7)],
+           "residual": [curve(1.2, 0.3), curve(1.2, 0.5)]}  # the ranges touch at 0.5
+    solution = exercise_namespace("solutions", "04_resnet.ipynb")["verdict"]
+    assert solution(tie) == "no difference"
+
+    def float32_tie(runs):  # float32 rounding can put a touching pair either side
+        return "residual" if runs["residual"][1][10] == 0.5 and len(runs["plain"]) == 2 \
+            and runs["plain"][0][10] == 0.5 else solution(runs)
+
+    assert check_plain_vs_residual(float32_tie, tie)
+
+
+def test_verdict_that_never_returns_is_stopped(monkeypatch, capsys):
+    monkeypatch.setattr(resnet, "VERDICT_SECONDS", 0.5)
+
+    def spin(runs):
+        i = 0
+        while i < len(runs["plain"]):  # forgot i += 1
+            pass
+
+    start = time.perf_counter()
+    assert "still running after 0.5 s" in rejected(check_plain_vs_residual, spin, TRAINED,
+                                                   capsys)
+    assert time.perf_counter() - start < 5
+
+
+def test_every_slip_in_the_checker_is_caught_by_the_made_up_runs():
+    cases = [runs for _, runs in resnet._plain_vs_residual_cases()]
+    expected = [resnet._verdict_oracle(runs) for runs in cases]
+    seen = {}
+    for slip, hint in resnet.PLAIN_VS_RESIDUAL_SLIPS:
+        answers = tuple(slip(runs) for runs in cases)
+        assert list(answers) != expected, hint
+        seen.setdefault(answers, set()).add(hint)
+    assert all(len(hints) == 1 for hints in seen.values()), "two slips look the same"
+
+
+# --- early_stop -----------------------------------------------------------------------
+
+def test_early_stop_solution_on_the_example_and_edges():
+    early_stop = exercise_namespace("solutions", "09_comparison.ipynb")["early_stop"]
+    assert early_stop([1.0, 0.7, 0.8, 0.75, 0.9], 2) == (4, 2)  # the notebook's example
+    assert early_stop([0.5], 1) == (1, 1)
+    assert early_stop([0.9, 0.8, 0.7], 1) == (3, 3)  # never stops: the last epoch, the best
+
+
+def test_early_stop_at_the_first_increase_is_told_about_patience(capsys):
+    def first_increase(val_losses, patience):
+        for epoch in range(2, len(val_losses) + 1):
+            if val_losses[epoch - 1] > val_losses[epoch - 2]:
+                return epoch, epoch - 1
+        return len(val_losses), len(val_losses)
+
+    out = rejected(check_early_stop, first_increase, VAL_LOSSES, capsys)
+    assert "you stop at the first epoch that does not improve, whatever the patience" in out
+
+
+def test_early_stop_keeping_the_last_epoch_is_told_to_keep_the_best(capsys):
+    solution = exercise_namespace("solutions", "09_comparison.ipynb")["early_stop"]
+
+    def keep_last(val_losses, patience):
+        stop, _ = solution(val_losses, patience)
+        return stop, stop  # "the weights we have when we stop"
+
+    out = rejected(check_early_stop, keep_last, VAL_LOSSES, capsys)
+    assert "keep the best epoch seen so far" in out
+
+
+def test_early_stop_counting_from_zero_is_told_to_count_from_one(capsys):
+    def zero_based(val_losses, patience):
+        best, kept, waited = float("inf"), 0, 0
+        for epoch, loss in enumerate(val_losses):
+            if loss < best:
+                best, kept, waited = loss, epoch, 0
+            else:
+                waited += 1
+                if waited == patience:
+                    return epoch, kept
+        return len(val_losses) - 1, kept
+
+    out = rejected(check_early_stop, zero_based, VAL_LOSSES, capsys)
+    assert "count epochs from 1" in out
+
+
+def test_early_stop_treating_a_tie_as_improvement_is_told_to_use_less_than(capsys):
+    def ties_improve(val_losses, patience):
+        best, kept, waited = float("inf"), 0, 0
+        for epoch, loss in enumerate(val_losses, start=1):
+            if loss <= best:
+                best, kept, waited = loss, epoch, 0
+            else:
+                waited += 1
+                if waited == patience:
+                    return epoch, kept
+        return len(val_losses), kept
+
+    out = rejected(check_early_stop, ties_improve, VAL_LOSSES, capsys)
+    assert "use <, not <=" in out
+    assert "a plateau of equal losses" in out
+
+
+def test_early_stop_comparing_with_the_previous_epoch_is_told_to_use_the_best(capsys):
+    def against_previous(val_losses, patience):
+        waited, kept = 0, 1
+        for epoch in range(2, len(val_losses) + 1):
+            if val_losses[epoch - 1] < val_losses[epoch - 2]:
+                waited, kept = 0, epoch
+            else:
+                waited += 1
+                if waited == patience:
+                    return epoch, kept
+        return len(val_losses), kept
+
+    out = rejected(check_early_stop, against_previous, VAL_LOSSES, capsys)
+    assert "compare with the BEST loss so far" in out
+
+
+def test_early_stop_one_epoch_late_is_told_where_to_stop(capsys):
+    def late(val_losses, patience):
+        best, kept, waited = float("inf"), 0, 0
+        for epoch, loss in enumerate(val_losses, start=1):
+            if loss < best:
+                best, kept, waited = loss, epoch, 0
+            elif waited == patience:  # checks before counting this epoch
+                return epoch, kept
+            else:
+                waited += 1
+        return len(val_losses), kept
+
+    assert "you stop one epoch late" in rejected(check_early_stop, late, VAL_LOSSES, capsys)
+
+
+def test_early_stop_written_differently_passes(capsys):
+    def by_index(val_losses, patience):  # numpy ints back, a list instead of a tuple
+        losses = np.asarray(val_losses, dtype=np.float64)
+        best = 0
+        for i in range(1, len(losses)):
+            if losses[i] < losses[best]:
+                best = i
+            elif i - best == patience:
+                return [np.int64(i + 1), np.int64(best + 1)]
+        return [np.int64(len(losses)), np.int64(best + 1)]
+
+    def by_slices(val_losses, patience):  # the first epoch whose last `patience` all fail
+        losses = [float(v) for v in val_losses]
+        for stop in range(1, len(losses) + 1):
+            seen = losses[:stop]
+            best = seen.index(min(seen)) + 1
+            if stop - best >= patience:
+                return stop, best
+        return len(losses), losses.index(min(losses)) + 1
+
+    for answer in (by_index, by_slices):
+        assert check_early_stop(answer, VAL_LOSSES)
+        assert check_early_stop(answer, np.array(VAL_LOSSES, dtype=np.float32).tolist())
+    assert capsys.readouterr().out.count("✓ early_stop: passed") == 4
+
+
+def test_early_stop_needs_the_curve_the_cell_trained(capsys):
+    solution = exercise_namespace("solutions", "09_comparison.ipynb")["early_stop"]
+    assert "a list of at least two numbers" in rejected(check_early_stop, solution, [0.5],
+                                                        capsys)
+    assert "return a pair (stop epoch, kept epoch)" in rejected(
+        check_early_stop, lambda losses, patience: 3, VAL_LOSSES, capsys)
+
+
+def test_early_stop_that_never_returns_is_stopped(monkeypatch, capsys):
+    monkeypatch.setattr(comparison, "SECONDS", 0.5)
+
+    def spin(val_losses, patience):
+        epoch, waited = 1, 0
+        while waited < patience:  # forgot to move to the next epoch
+            if val_losses[epoch - 1] >= val_losses[0]:
+                waited += 0
+
+    start = time.perf_counter()
+    assert "still running after 0.5 s" in rejected(check_early_stop, spin, VAL_LOSSES, capsys)
+    assert time.perf_counter() - start < 5
+
+
+def test_every_early_stop_slip_is_caught_by_the_made_up_curves():
+    cases = comparison._early_stop_cases()
+    expected = [comparison._early_stop(losses, p) for _, losses, p in cases]
+    seen = {}
+    for slip, hint in comparison.EARLY_STOP_SLIPS:
+        answers = tuple(slip(losses, p) for _, losses, p in cases)
+        assert list(answers) != expected, hint
+        seen.setdefault(answers, set()).add(hint)
+    assert all(len(hints) == 1 for hints in seen.values()), "two slips look the same"
+
+
+# --- pareto_front -------------------------------------------------------------------
+
+@cache  # reading the records takes a while: once per session
+def recorded_rows() -> tuple:
+    """The table as the notebook builds it, from the CPU records."""
+    rows = []
+    for name in list_models():
+        runs = [r for r in recorded_runs(name) if r.provenance.get("device") == "cpu"]
+        if runs:
+            rows.append((name, statistics.mean(100 * r.test_accuracy for r in runs),
+                         statistics.mean(r.train_seconds for r in runs)))
+    return tuple(rows)
+
+
+def test_pareto_solution_on_the_records_and_by_hand():
+    pareto_front = exercise_namespace("solutions", "09_comparison.ipynb")["pareto_front"]
+    assert pareto_front(ROWS) == ["lenet", "resnet18", "alexnet"]
+    rows = list(recorded_rows())
+    front = pareto_front(rows)
+    # By hand: a net is off the front exactly when another is more accurate and faster
+    # (no two recorded nets tie on either number).
+    for name, accuracy, seconds in rows:
+        beaten = any(a > accuracy and s < seconds for _, a, s in rows)
+        assert (name in front) != beaten, name
+    assert check_pareto(pareto_front, rows)
+
+
+def test_pareto_sorted_by_accuracy_is_told_to_drop_beaten_nets(capsys):
+    def by_accuracy(rows):
+        return [name for name, _, _ in sorted(rows, key=lambda r: r[1], reverse=True)]
+
+    out = rejected(check_pareto, by_accuracy, ROWS, capsys)
+    assert "you sorted the models by accuracy" in out
+
+
+def test_pareto_keeping_a_beaten_net_is_told_which_net_beats_it(capsys):
+    def neighbours(rows):  # each row against the one before it only
+        ordered = sorted(rows, key=lambda r: r[2])
+        kept = [ordered[0]] + [b for a, b in zip(ordered, ordered[1:]) if b[1] > a[1]]
+        return [name for name, _, _ in kept]
+
+    out = rejected(check_pareto, neighbours, ROWS, capsys)
+    assert "'d' (98.3 %, 4000 s) is beaten by 'b' (99 %, 3000 s)" in out
+    assert "drop every model that another one beats" in out
+
+
+def test_pareto_with_a_tie_rule_that_keeps_an_equal_but_slower_net(capsys):
+    def strict_on_both(rows):
+        kept = [r for r in rows if not any(o[1] > r[1] and o[2] < r[2] for o in rows)]
+        return [name for name, _, _ in sorted(kept, key=lambda r: r[2])]
+
+    out = rejected(check_pareto, strict_on_both, ROWS, capsys)
+    assert "'q' (98 %, 200 s) is beaten by 'p' (98 %, 100 s)" in out
+    assert "equal on one count and better on the other is beaten too" in out
+
+
+def test_pareto_with_a_tie_rule_that_drops_identical_nets(capsys):
+    def at_least_on_both(rows):
+        kept = [r for r in rows
+                if not any(o is not r and o[1] >= r[1] and o[2] <= r[2] for o in rows)]
+        return [name for name, _, _ in sorted(kept, key=lambda r: r[2])]
+
+    def sweep(rows):  # fastest first, keep a net only if it beats the best accuracy so far
+        best, front = -1.0, []
+        for name, accuracy, _ in sorted(rows, key=lambda r: (r[2], -r[1])):
+            if accuracy > best:
+                best, front = accuracy, front + [name]
+        return front
+
+    for answer in (at_least_on_both, sweep):
+        out = rejected(check_pareto, answer, ROWS, capsys)
+        assert "are identical (98 %, 100 s): neither beats the other, so keep both" in out
+
+
+def test_pareto_with_time_the_wrong_way_round_is_told_faster_is_better(capsys):
+    def slower_is_better(rows):
+        kept = [r for r in rows if not any(
+            o[1] >= r[1] and o[2] >= r[2] and (o[1] > r[1] or o[2] > r[2]) for o in rows)]
+        return [name for name, _, _ in sorted(kept, key=lambda r: r[2])]
+
+    out = rejected(check_pareto, slower_is_better, ROWS, capsys)
+    assert "less training time is better" in out
+
+
+def test_pareto_in_the_wrong_order_is_told_fastest_first(capsys):
+    solution = exercise_namespace("solutions", "09_comparison.ipynb")["pareto_front"]
+    out = rejected(check_pareto, lambda rows: solution(rows)[::-1], ROWS, capsys)
+    assert "listed fastest first" in out
+
+
+def test_pareto_written_differently_passes(capsys):
+    def sweep_with_ties(rows):  # one pass over the rows sorted by time, ties kept
+        front, best = [], None
+        for name, accuracy, seconds in sorted(rows, key=lambda r: (r[2], -r[1])):
+            if best is None or accuracy > best[0] or (accuracy, seconds) == best:
+                front.append(name)
+                best = (accuracy, seconds)
+        return tuple(front)
+
+    def with_numpy(rows):
+        acc = np.array([r[1] for r in rows], dtype=np.float32)
+        sec = np.array([r[2] for r in rows], dtype=np.float64)
+        beaten = [bool(np.any((acc >= a) & (sec <= s) & ((acc > a) | (sec < s))))
+                  for a, s in zip(acc, sec)]
+        order = np.argsort(sec, kind="stable")
+        return [rows[i][0] for i in order if not beaten[i]]
+
+    for answer in (sweep_with_ties, with_numpy):
+        assert check_pareto(answer, ROWS)
+        assert check_pareto(answer, list(recorded_rows()))
+    assert capsys.readouterr().out.count("✓ pareto_front: passed") == 4
+
+
+def test_pareto_names_must_come_from_the_table(capsys):
+    out = rejected(check_pareto, lambda rows: ["LeNet"], ROWS, capsys)
+    assert "which is not a row of the table" in out
+    out = rejected(check_pareto, lambda rows: [rows[0][0], rows[0][0]], ROWS, capsys)
+    assert "a name twice" in out
+
+
+# --- a check's time limit must not stop an import halfway ------------------------------
+
+def test_the_upsampling_check_imports_dynamo_before_its_time_limit_starts():
+    # Building a model on the meta device imports torch._dynamo the first time. Inside
+    # the check's time limit, on a busy CPU, the limit could stop that import halfway,
+    # and every later fit() in the notebook then failed with an ImportError (seen when
+    # solutions/04_resnet.ipynb ran under load). In a fresh process, the module must be
+    # there before the learner's code runs.
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from cnnlab.exercises.resnet import check_smallest_upsample\n"
+            "seen = []\n"
+            "def answer(min_size):\n"
+            "    seen.append('torch._dynamo' in sys.modules)\n"
+            "    return {1: 1, 2: 2, 4: 4, 8: 9}[min_size]\n"
+            "assert check_smallest_upsample(answer)\n"
+            "print(seen[0])\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.splitlines()[-1] == "True", out
