@@ -8,6 +8,10 @@ from before the process starts to after it exits:
 * the report's loop: ``benchmarks/report_loop.py`` (torchvision MNIST,
   ToTensor + Normalize, DataLoader, a ``loss.item()`` per step, validation
   on all 12,000 images at each epoch end, a summary printed once);
+* the same loop written as fast as plain PyTorch allows
+  (``report_loop.py --tensors``: the files decoded once into tensors,
+  batches sliced from a shuffled index, evaluation in batches of 1,000), a
+  harder baseline that shows how much of the gap is the data pipeline;
 * cnnlab: the default CLI run, ``python -m cnnlab train lenet``, exactly as
   a user types it (plus ``--out`` into a temporary folder, so that the
   repository's results/ are left alone), with whatever validation schedule
@@ -15,14 +19,14 @@ from before the process starts to after it exits:
 * cnnlab again through ``benchmarks/cnnlab_phases.py``, which runs the same
   CLI with clocks on its phases (its total shows what the clocks cost).
 
-The three alternate in order, ``--repeats`` times; the ratio is of the
+The four alternate in order, ``--repeats`` times; the ratio is of the
 medians. Where the time goes (medians, seconds): start-up + exit of the
 interpreter, imports, data (reading the files, building the datasets or
 splits), model (build + summary), training (for the report's loop this
 includes its DataLoader's per-sample work, which happens inside the loop),
 validation, test, and the rest.
 
-    python benchmarks/end_to_end.py                       # 3 x each, ~2.5 min on 2 cores
+    python benchmarks/end_to_end.py                       # 3 x each, about 5 min on 2 cores
     python benchmarks/end_to_end.py --max-steps 50 --repeats 1   # a smoke run
     python benchmarks/end_to_end.py --json results/benchmarks/end_to_end-cpu.json
 
@@ -44,7 +48,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 PHASES = ("startup+exit", "import", "data", "model", "train", "val", "test", "other")
-SIDES = ("report loop", "cnnlab", "cnnlab (clocked)")
+SIDES = ("report loop", "tensor loop", "cnnlab", "cnnlab (clocked)")
 
 
 def run(argv: list[str], label: str) -> dict:
@@ -81,6 +85,8 @@ def commands(args: argparse.Namespace, out: Path) -> dict[str, list[str]]:
     cli = ["train", "lenet", *epochs, "--out", str(out / "lenet.json")]
     return {
         "report loop": [py, str(HERE / "report_loop.py"), "--root", str(root), *epochs],
+        "tensor loop": [py, str(HERE / "report_loop.py"), "--root", str(root), *epochs,
+                        "--tensors"],
         "cnnlab": [py, "-m", "cnnlab", *cli],
         "cnnlab (clocked)": [py, str(HERE / "cnnlab_phases.py"), *cli],
     }
@@ -96,8 +102,8 @@ def report(runs: dict[str, list[dict]], args: argparse.Namespace, load: tuple) -
     walls = {side: [r["wall"] for r in rows] for side, rows in runs.items()}
     med = {side: statistics.median(w) for side, w in walls.items()}
     ratio = med["report loop"] / med["cnnlab"]
-    base, ours = runs["report loop"], runs["cnnlab (clocked)"]
-    phase_b, phase_c = median_phases(base), median_phases(ours)
+    base, fast, ours = runs["report loop"], runs["tensor loop"], runs["cnnlab (clocked)"]
+    phase_b, phase_t, phase_c = median_phases(base), median_phases(fast), median_phases(ours)
     import torch
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
@@ -105,14 +111,14 @@ def report(runs: dict[str, list[dict]], args: argparse.Namespace, load: tuple) -
           f"after {os.getloadavg()[0]:.2f}")
     print(f"recipe: LeNet, {args.epochs} epoch(s), batch 128, AdamW 1e-3, seed 42; "
           f"{args.repeats} run(s) of each side, alternating; medians in seconds\n")
-    print("| phase | report loop | cnnlab (clocked) |")
-    print("|---|---|---|")
+    print("| phase | report loop | tensor loop | cnnlab (clocked) |")
+    print("|---|---|---|---|")
     def cell(seconds: float | None) -> str:
         return "(in other)" if seconds is None else f"{seconds:.2f}"
 
     for p in PHASES:
-        print(f"| {p} | {cell(phase_b[p])} | {cell(phase_c[p])} |")
-    print(f"| **end to end** | **{med['report loop']:.2f}** "
+        print(f"| {p} | {cell(phase_b[p])} | {cell(phase_t[p])} | {cell(phase_c[p])} |")
+    print(f"| **end to end** | **{med['report loop']:.2f}** | **{med['tensor loop']:.2f}** "
           f"| **{med['cnnlab (clocked)']:.2f}** |")
     print()
     for side in SIDES:
@@ -131,8 +137,11 @@ def report(runs: dict[str, list[dict]], args: argparse.Namespace, load: tuple) -
                                           else "NOT met") + ")"
              if args.epochs == 5 and not args.max_steps
              else " (a short run: the bar is for 5 epochs)"))
-    return {"ratio": ratio, "medians": med, "walls": walls, "phases":
-            {"report loop": phase_b, "cnnlab (clocked)": phase_c}, "runs": runs,
+    fast_ratio = med["tensor loop"] / med["cnnlab"]
+    print(f"against the tensor loop (no per-sample data work): {fast_ratio:.2f}x "
+          f"({med['tensor loop']:.2f} s / {med['cnnlab']:.2f} s)")
+    return {"ratio": ratio, "ratio_tensor_loop": fast_ratio, "medians": med, "walls": walls, "phases":
+            {"report loop": phase_b, "tensor loop": phase_t, "cnnlab (clocked)": phase_c}, "runs": runs,
             "epochs": args.epochs, "repeats": args.repeats, "load_average_before": load}
 
 

@@ -384,7 +384,8 @@ def run_tests(clone: Path, env: dict[str, str], tests: list[str], timeout: float
     LAST_OUTPUT["text"] = out
     if proc.returncode == 0:
         return "passed", [], seconds
-    failed = re.findall(r"^(?:FAILED|ERROR) (\S+?)(?: - .*)?$", out, re.M)
+    # A test id can hold spaces (parametrised ids): up to " - " or the line's end.
+    failed = re.findall(r"^(?:FAILED|ERROR) (.+?)(?: - .*)?$", out, re.M)
     if proc.returncode == 1 and failed:
         return "failed", failed, seconds
     return "error", failed or (out.strip().splitlines() or ["?"])[-1:], seconds
@@ -465,10 +466,12 @@ def main(argv: list[str] | None = None) -> int:
             path.write_text(original.replace(m.old, m.new, 1))
             deselect: list[str] = []
             try:
-                for _ in range(3):
+                for attempt in range(3):
                     outcome, failed, seconds = run_tests(
                         clone, env, args.tests + [f"--deselect={n}" for n in deselect],
                         timeout)
+                    if outcome == "timeout" and attempt == 0:
+                        continue  # once more: a paused or starved run also times out
                     if outcome != "failed":
                         break
                     # Confirm: the failing test fails alone with the bug and passes
@@ -486,10 +489,13 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 path.write_text(original)
             detail = failed[0] if failed else ""
-            caught = outcome not in ("passed", "unsure")
+            # A suite that runs past its time twice is not a catch: a slow test
+            # is not a failing one (and a busy machine is slow too).
+            caught = outcome not in ("passed", "unsure", "timeout")
             rows.append(asdict(m) | {"caught": caught, "outcome": outcome,
                                      "detail": detail, "seconds": round(seconds, 1)})
-            verdict = "caught  " if caught else "UNSURE  " if outcome == "unsure" else "SURVIVED"
+            verdict = ("caught  " if caught else "UNSURE  " if outcome == "unsure"
+                       else "TIMEOUT " if outcome == "timeout" else "SURVIVED")
             print(f"[{i:2}/{len(chosen)}] {verdict} "
                   f"{m.id:36} {seconds:5.0f} s  {detail if caught else m.why}", flush=True)
         if _git("status", "--porcelain", "--untracked-files=no", cwd=clone).strip() \
@@ -508,6 +514,9 @@ def main(argv: list[str] | None = None) -> int:
     if unsure:
         print("unsure (their failing tests fail unmutated too; counted as not caught): "
               + ", ".join(unsure))
+    timeouts = [r["id"] for r in rows if r["outcome"] == "timeout"]
+    if timeouts:
+        print("timed out twice (counted as not caught): " + ", ".join(timeouts))
     survivors = [r["id"] for r in rows if r["outcome"] == "passed"]
     if survivors:
         print("survived: " + ", ".join(survivors))
