@@ -75,8 +75,11 @@ STAMP_NAME = "cnnlab-verified.json"
 STAMP_FORMAT = "cnnlab-mnist-stamp/1"
 
 
-class DataIntegrityError(RuntimeError):
-    """A data file is missing, truncated or does not match its checksum."""
+class DataIntegrityError(ValueError):
+    """A data file is missing, truncated or does not match its checksum.
+
+    A ValueError: the data is input that is refused (the CLI exits with 2),
+    not a run that failed."""
 
 
 class DataCacheError(OSError):

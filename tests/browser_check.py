@@ -76,7 +76,7 @@ def open_page(browser: str, page: Path, png: Path, tall: bool = False,
 def page_problems(built_html: str, dom: str, log: str, first_screen_ink: float) -> list[str]:
     """What is wrong with one page as Chromium rendered it."""
     problems = []
-    if first_screen_ink < 0.01:
+    if first_screen_ink < 0.01:  # a chosen bar: under 1% ink
         problems.append(f"blank: only {100 * first_screen_ink:.2f}% of its first screen is ink")
     if 'class="math' in built_html:
         if "<mjx-container" not in dom:

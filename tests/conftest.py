@@ -1,9 +1,17 @@
 """Shared fixtures: a small slice of the real split for fast training tests."""
+import signal
+
 import pytest
 import torch
 from exercise_cells import exercise_namespace
 
 from cnnlab.data import MnistSplits, Split, load_mnist
+
+
+# A shell starts a background job with SIGINT ignored, and the ignoring is
+# inherited: the signal tests need Ctrl-C to arrive as it does in a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,7 @@ from cnnlab.results import RunResult
 from cnnlab.train import TrainConfig, evaluate, fit, train, train_step
 
 # Identity ranges of the three tagged splits: an image's id says where it is from.
+# Further apart than any split is long, and under 256 * 256, what two pixels spell.
 TRAIN_FROM, VAL_FROM, TEST_FROM = 0, 10_000, 20_000
 
 
@@ -51,6 +52,7 @@ def ids_of(x: torch.Tensor) -> list[int]:
     """Read the ids back from a batch as the model received it."""
     pixels = (x[:, 0, 0, :2].double() * STD + MEAN) * 255
     whole = pixels.round()
+    # Float32 rounding moves a pixel by far less than 1e-3; a wrong scaling, by whole units.
     assert torch.allclose(pixels, whole, atol=1e-3), \
         "the model's input is not (x / 255 - MEAN) / STD of uint8 pixels"
     return (whole[:, 0] * 256 + whole[:, 1]).long().tolist()
@@ -117,7 +119,7 @@ def watched(config: TrainConfig, data: MnistSplits, **kw):
     handles = [nn.modules.module.register_module_forward_pre_hook(watch),
                nn.modules.module.register_module_forward_hook(watch.after)]
     try:  # six LeNet steps on 300 images: about a second of CPU time
-        with cpu_time_limit(120):
+        with cpu_time_limit(120):  # a ceiling far above that, only to stop a hang
             model, result = train(config, data, progress=False, **kw)
     finally:
         for h in handles:
@@ -172,7 +174,8 @@ def test_the_weights_are_adamw_steps_on_the_batches_with_their_own_labels(run):
     twin = get_model("lenet")
     twin.load_state_dict(watch.initial_state)
     config = TrainConfig(**CONFIG)
-    # The report kept AdamW's own default weight decay (and lr 1e-3, tested elsewhere).
+    # The report kept AdamW's own default weight decay, 0.01 in PyTorch (and lr 1e-3,
+    # tested elsewhere).
     assert config.weight_decay == inspect.signature(torch.optim.AdamW).parameters[
         "weight_decay"].default == 0.01
     opt = torch.optim.AdamW(twin.parameters(), lr=config.lr,
@@ -187,6 +190,7 @@ def test_the_weights_are_adamw_steps_on_the_batches_with_their_own_labels(run):
         loss.backward()
         opt.step()
         losses.append(loss.item())
+    # Tolerances: the same float32 arithmetic, possibly summed in another order.
     assert result.train_loss == pytest.approx(losses, rel=1e-5, abs=1e-6)
     for (name, p), q in zip(model.named_parameters(), twin.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6, msg=name)
@@ -306,6 +310,7 @@ def test_evaluate_is_deterministic_and_in_eval_mode(mnist):
 def test_micro_batches_equal_the_full_batch_when_the_batch_does_not_divide():
     # 100 = 32 + 32 + 32 + 4: the micro-batches' losses must be weighted by
     # their share of the batch (32/100, ..., 4/100), not averaged equally.
+    # (The tolerances below: float32 sums over 100 images in another order.)
     torch.manual_seed(0)
     x, y = torch.randn(100, 1, 28, 28), torch.randint(0, 10, (100,))
     oracle = get_model("lenet")
@@ -389,7 +394,8 @@ def test_compare_trains_each_model_once_per_seed(cli, tmp_path):
             assert (tmp_path / f"{model}-cpu-seed{seed}.json").exists()
     table = (tmp_path / "comparison.md").read_text()
     assert table.count("| 97.50 | 1.0 |") == 4  # one row per run (100 x 0.975, 1.0 s)
-    assert "| lenet | 3,4 | 97.50 | 0.00 |" in table  # and one per model over its seeds
+    # and one per model over its seeds (two equal runs: std 0.00)
+    assert "| lenet | 3,4 | 97.50 | 0.00 |" in table
 
 
 
@@ -417,6 +423,7 @@ def test_a_short_budget_only_stops_early(model):
 
     full = chapter_config(model, "full")
     assert full == TrainConfig(model=model)  # the report's recipe, untouched
+    # The report's recipe on MNIST's 60,000 - 12,000 = 48,000 training images.
     assert describe(full).startswith("Full recipe: 5 epochs of 48,000 images, batch 128")
     short = chapter_config(model, "short", seed=7)
     assert short.seed == 7  # overrides win
@@ -425,11 +432,11 @@ def test_a_short_budget_only_stops_early(model):
             if k not in ("max_steps", "val_images", "test_images", "eval_every",
                          "eval_subset", "seed")}
     assert same == {k: v for k, v in vars(full).items() if k in same}
-    assert 0 < short.max_steps <= math.ceil(48_000 / 128)  # at most one epoch
+    assert 0 < short.max_steps <= math.ceil(48_000 / 128)  # at most one epoch, 375 steps
     assert short.eval_every == max(1, short.max_steps // 5)  # about 5 points
     assert short.eval_subset is None and short.val_images <= 12_000
     assert describe(short).startswith(f"Short budget (set CNNLAB_BUDGET=full for the full "
                                       f"recipe): {short.max_steps:,} steps of batch 128")
     if model == "lenet":  # LeNet is cheap: one whole epoch, every image evaluated
         assert short.max_steps == math.ceil(48_000 / 128)
-        assert (short.val_images, short.test_images) == (12_000, 10_000)
+        assert (short.val_images, short.test_images) == (12_000, 10_000)  # whole splits

@@ -5,7 +5,7 @@ from check_built_book import WIDGET
 
 MATH = '<span class="math notranslate nohighlight">\\(F(x)\\)</span>'
 TYPESET = '<span class="math notranslate nohighlight"><mjx-container class="MathJax"></mjx-container></span>'
-INKY = 0.2
+INKY = 0.2  # a page 20% ink; browser_check calls a first screen under 1% ink blank
 
 
 def test_a_typeset_page_without_errors_passes():
@@ -28,6 +28,7 @@ def test_a_page_without_formulas_needs_no_mathjax():
 
 
 def test_a_blank_page_is_reported():
+    # 0.1% ink, under the 1% bar
     assert any("blank" in p for p in page_problems("<p></p>", "<p></p>", "", 0.001))
 
 

@@ -23,7 +23,7 @@ def test_table_has_a_row_per_chapter_and_a_total():
     table = chapter_times.times_table([_record("cpu", {"01_data": 42.0, "02_lenet": 75.0})])
     assert "| {doc}`01_data` | 42 s |" in table
     assert "| {doc}`02_lenet` | 1 min 15 s |" in table  # 75 s
-    assert "| **all chapters** | **1 min 57 s** |" in table
+    assert "| **all chapters** | **1 min 57 s** |" in table  # 42 + 75 = 117 s
     assert "No chapter has been timed on a GPU yet" in table
     assert "took 21 s" in table  # the untimed import, said next to the times
 

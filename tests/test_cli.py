@@ -42,6 +42,7 @@ def test_shapes_reports_a_size_the_model_cannot_take(capsys):
 
 def test_summary_counts_parameters(capsys):
     assert main(["summary", "lenet"]) == 0
+    # LeNet: 156 + 2,416 + 30,840 + 10,164 + 850 (derived in test_models.py)
     assert "Total params: 44,426" in capsys.readouterr().out
 
 
@@ -61,5 +62,6 @@ def test_compare_writes_table_and_plots(tmp_path, capsys):
     assert "| lenet | 1,2 |" in summary              # and a row over the seeds
     assert {p.name for p in tmp_path.glob("*.json")} == {"lenet-cpu-seed1.json",
                                                          "lenet-cpu-seed2.json"}
+    # A floor: an empty or truncated PNG is well under 1 kB, a drawn plot well over.
     assert (tmp_path / "comparison_curves.png").stat().st_size > 1000
     assert (tmp_path / "comparison_bars.png").stat().st_size > 1000

@@ -60,6 +60,7 @@ def test_sigmoids_starve_the_first_layer_and_relus_do_not():
         torch.manual_seed(42)
         norms = gradient_norms(get_model("lenet", activation=activation), x, y)
         ratios[activation] = norms["classifier.5"] / norms["features.0"]
+    # Loose bars, an order of magnitude either side (measured: about 2,700 and 2.2).
     assert ratios["sigmoid"] > 100
     assert ratios["relu"] < 10
 
@@ -91,7 +92,8 @@ def test_mobilenet_width_multiplier_thins_every_layer():
 def test_mobilenet_upsample_sets_the_input_size():
     from cnnlab.shapes import trace_shapes
 
-    for upsample, px in ((1, 28), (2, 56), (4, 112)):
+    for upsample in (1, 2, 4):
+        px = 28 * upsample
         first = trace_shapes(get_model("mobilenet_v1", upsample=upsample))[0]
         assert first.name == "upsample" and first.output_shape[1:] == (px, px)
 
@@ -138,7 +140,7 @@ def test_train_losses_trains_in_place_on_the_same_batches_for_one_seed():
         return losses, moved
 
     first, moved = run(0)
-    assert moved and len(first) == 10
+    assert moved and len(first) == 10  # steps=10: one loss per step
     assert run(0)[0] == first          # same seed: same batches, same losses
     assert run(1)[0] != first          # another seed: another batch order
     assert sum(first[-3:]) < sum(first[:3])  # a ReLU LeNet learns in 10 steps

@@ -41,6 +41,8 @@ def test_class_counts_and_pixel_statistics(mnist):
     # The package's MEAN and STD are these 60,000 images' statistics,
     # recomputed here from the pixels (in [0, 1]).
     pixels = torch.cat([mnist.train.images, mnist.val.images]).double() / 255
+    # Tolerances: a float64 sum over 47,040,000 pixels; .std() divides by N - 1,
+    # STD by N (the two differ by about 3e-9).
     assert pixels.mean().item() == pytest.approx(data.MEAN, abs=1e-9)
     assert pixels.std().item() == pytest.approx(data.STD, abs=1e-6)
 
@@ -60,7 +62,7 @@ def _corrupt(path: Path) -> None:
     """Rewrite a valid gzip whose content has one byte changed."""
     with gzip.open(path, "rb") as f:
         raw = bytearray(f.read())
-    raw[100] ^= 0xFF
+    raw[100] ^= 0xFF  # any byte past the 8-byte header
     with gzip.open(path, "wb") as f:
         f.write(bytes(raw))
 
@@ -86,6 +88,28 @@ def test_corrupted_file_is_refused_and_good_cache_kept(tmp_path, source):
     assert not list(cached.parent.glob(".*.tmp"))
 
 
+def test_corrupted_data_on_the_command_line_is_one_line_with_exit_2(
+        tmp_path, source, monkeypatch, capsys):
+    """A damaged data file is refused input, like a bad flag: exit code 2."""
+    import cnnlab.train
+    from cnnlab.__main__ import main
+
+    _corrupt(source / f"{SMALL}.gz")
+    damaged = lambda: data.load_mnist(data.prepare_mnist(tmp_path / "root",  # noqa: E731
+                                                         source=source))
+    monkeypatch.setattr(cnnlab.train, "load_mnist", damaged)
+    try:
+        code = main(["train", "lenet", "--max-steps", "1", "--device", "cpu", "--quiet",
+                     "--out", str(tmp_path / "r.json")])
+    except SystemExit as exit_:
+        code = exit_.code
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert f"{SMALL}.gz" in err and "checksum" in err.lower()
+    assert not (tmp_path / "r.json").exists()
+
+
 def test_bad_source_never_overwrites_good_cache(tmp_path, source):
     root = prepare_mnist(tmp_path / "root", source=source)
     cached = root / "MNIST" / "raw" / SMALL
@@ -97,7 +121,7 @@ def test_bad_source_never_overwrites_good_cache(tmp_path, source):
 
 def test_truncated_gzip_is_refused(tmp_path, source):
     gz = source / f"{SMALL}.gz"
-    gz.write_bytes(gz.read_bytes()[:1000])
+    gz.write_bytes(gz.read_bytes()[:1000])  # the first 1,000 of its 28,878 bytes
     with pytest.raises(DataIntegrityError, match="truncated or corrupted"):
         prepare_mnist(tmp_path / "root", source=source)
 
@@ -150,12 +174,14 @@ def test_device_batches_cover_split_once_per_epoch():
 def test_preprocess_normalises_on_device(mnist):
     x = preprocess(mnist.train.images[:4096])
     assert x.shape == (4096, 1, 28, 28) and x.dtype == torch.float32
+    # A tolerance: 4,096 images are not all 60,000 (measured: mean 5e-5, std 0.9997).
     assert abs(x.mean().item()) < 0.05 and abs(x.std().item() - 1) < 0.05
 
 
 def test_classic_view_uses_the_same_split(mnist):
     train, val, test = data.classic_datasets()
-    assert (len(train), len(val), len(test)) == (48_000, 12_000, 10_000)  # as split_indices
+    # As split_indices: MNIST's 60,000 train images split 48,000 / 12,000; 10,000 test.
+    assert (len(train), len(val), len(test)) == (60_000 - 12_000, 12_000, 10_000)
     x, y = val[5]
     assert x.shape == (1, 28, 28) and y == mnist.val.labels[5].item()
     assert torch.allclose(x, preprocess(mnist.val.images[5:6])[0], atol=1e-6)

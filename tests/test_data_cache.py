@@ -97,7 +97,7 @@ def test_corrupted_file_of_the_right_size_is_rebuilt(root, built, spy):
     content check can see it."""
     path = raw(root, IMAGES)
     stat = path.stat()
-    with open(path, "r+b") as f:
+    with open(path, "r+b") as f:  # a pixel midway: the file is 16 + 60,000 x 784 bytes
         f.seek(20_000_000)
         byte = f.read(1)
         f.seek(20_000_000)
@@ -148,7 +148,7 @@ def test_a_lying_stamp_cannot_vouch_for_a_damaged_file(root, built, spy):
     """A stamp keyed by other MD5s is ignored even if its CRC fits the file."""
     path = raw(root, LABELS)
     damaged = bytearray(path.read_bytes())
-    damaged[500] ^= 0xFF
+    damaged[500] ^= 0xFF  # a label: any byte past the 8-byte header
     path.write_bytes(damaged)
     stamp = json.loads(stamp_path(root).read_text())
     stamp["files"][LABELS]["crc32"] = data.zlib.crc32(damaged)
@@ -255,7 +255,7 @@ def test_a_read_only_stamped_cache_is_used_as_is(root, monkeypatch):
         raise OSError(errno.EROFS, os.strerror(errno.EROFS))
 
     monkeypatch.setattr(data, "_write_bytes", read_only)
-    assert len(load_mnist(root).train) == 48_000
+    assert len(load_mnist(root).train) == 60_000 - 12_000  # the split's training part
 
 
 def test_a_read_only_unstamped_cache_works_with_one_warning(root, monkeypatch, caplog, spy):
@@ -276,7 +276,7 @@ def test_bad_vendored_file_is_still_an_integrity_error(tmp_path):
     source = tmp_path / "src"
     shutil.copytree(data.VENDORED_DIR, source)
     gz = source / f"{LABELS}.gz"
-    gz.write_bytes(gz.read_bytes()[:500])
+    gz.write_bytes(gz.read_bytes()[:500])  # the first 500 of its 28,878 bytes
     with pytest.raises(DataIntegrityError, match="truncated or corrupted"):
         prepare_mnist(tmp_path / "root", source=source)
 

@@ -79,7 +79,7 @@ def test_integer_answers_pass_in_every_type(kind, capsys):
                               lambda cin, cout, k=3: wrap(separable(cin, cout, k)))
     # the checker's own oracle as the answer: this test is about the type only
     assert check_smallest_upsample(lambda min_size: wrap(_smallest_factor(min_size)))
-    assert capsys.readouterr().out.count("✓") == 7
+    assert capsys.readouterr().out.count("✓") == 7  # one per check above
 
 
 def test_a_whole_float_is_not_a_size(capsys):
@@ -96,7 +96,7 @@ def test_ratios_computed_in_float32_pass(capsys):
     assert check_fc1_share(fc1_share)
     assert check_macs_ratio(lambda cin, cout, k, h, w: torch.tensor(
         macs_ratio(cin, cout, k, h, w), dtype=torch.float32))
-    assert capsys.readouterr().out.count("✓") == 2
+    assert capsys.readouterr().out.count("✓") == 2  # one per check above
 
 
 def test_a_ratio_off_by_a_real_mistake_still_fails(capsys):
@@ -132,7 +132,9 @@ def test_an_endless_batch_generator_is_stopped_at_once(capsys):
 
     start = time.perf_counter()
     assert not check_batches(batches)
+    # Well under the checkers' 30 s limit: stopped by counting, not by the clock.
     assert time.perf_counter() - start < 10
+    # The checker's first case: 1,000 examples (as in test_exercises_data.py).
     assert "more than the 1000 examples of one epoch" in capsys.readouterr().out
 
 
@@ -146,7 +148,7 @@ def test_an_answer_that_never_returns_is_stopped_after_the_limit(capsys):
 
     start = time.perf_counter()
     assert run_check("spin", spin, seconds=0.5) is False
-    assert time.perf_counter() - start < 5
+    assert time.perf_counter() - start < 5  # 0.5 s, and a wide margin for a busy machine
     assert "still running after 0.5 s" in capsys.readouterr().out
 
 
@@ -159,7 +161,7 @@ def test_without_a_limit_a_slow_check_runs_to_the_end(capsys):
 
 def test_the_limit_is_lifted_after_the_check():
     assert run_check("quick", lambda: None, seconds=0.2)
-    time.sleep(0.4)  # no alarm left behind to fire here
+    time.sleep(0.4)  # twice the limit: no alarm left behind to fire here
 
 
 def test_the_training_check_scores_on_validation_not_test(monkeypatch):
@@ -240,7 +242,7 @@ def test_a_bare_except_cannot_keep_an_endless_loop_alive(capsys):
 
     start = time.perf_counter()
     assert run_check("bare", spin, seconds=0.5) is False
-    assert time.perf_counter() - start < 5
+    assert time.perf_counter() - start < 5  # 0.5 s, and a wide margin for a busy machine
     assert "still running after 0.5 s" in capsys.readouterr().out
     assert sys.gettrace() is None  # no tracer left behind in the notebook
 

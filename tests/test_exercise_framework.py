@@ -15,6 +15,7 @@ def test_not_done(capsys):
 
 
 def test_wrong_answer_names_expected_and_actual(capsys):
+    # LeNet's flatten size: 16*4*4 = 256 on 28 px images, 16*5*5 = 400 on 32 px.
     assert run_check("demo", lambda: expect_equal("flatten size", 256, 400, "28, not 32")) is False
     out = capsys.readouterr().out
     assert "✗ demo: flatten size: expected 256, got 400. Hint: 28, not 32" in out
@@ -27,3 +28,44 @@ def test_crashing_answer_is_reported_not_raised(capsys):
 
 def test_check_failed_is_an_assertion():
     assert issubclass(CheckFailed, AssertionError)
+
+
+def test_a_time_limit_never_stops_an_import_halfway():
+    """torch imports modules lazily (torch._dynamo at a first optimiser or a
+    meta-device model): a limit that fired inside such an import would leave
+    the module half-built, and every later cell that needs it broken."""
+    import importlib.abc
+    import importlib.util
+    import sys
+    import time
+
+    import pytest
+
+    from cnnlab.exercises import TookTooLong, time_limit
+
+    class SlowImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+        def find_spec(self, name, path, target=None):
+            return importlib.util.spec_from_loader(name, self) if name == NAME else None
+
+        def create_module(self, spec):
+            return None
+
+        def exec_module(self, module):
+            end = time.perf_counter() + 0.5  # five times the limit below
+            while time.perf_counter() < end:
+                pass
+            module.complete = True
+
+    NAME = "_cnnlab_slow_import_demo"
+    finder = SlowImport()
+    sys.meta_path.insert(0, finder)
+    try:
+        with pytest.raises(TookTooLong):
+            with time_limit(0.1):
+                __import__(NAME)
+                while True:  # the limit must still stop the learner's loop
+                    pass
+        assert sys.modules[NAME].complete
+    finally:
+        sys.meta_path.remove(finder)
+        sys.modules.pop(NAME, None)

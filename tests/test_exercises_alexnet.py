@@ -79,7 +79,8 @@ def fc1_share_without_bias(model_name):
 
 
 def fc1_share_of_the_reduced_alexnet(model_name):
-    return (128 * 7 * 7 * 4096 + 4096) / 43_446_122  # right for one model only
+    # fc1 over AlexNet's count (43,446,122, derived in test_models.py): right for one model only
+    return (128 * 7 * 7 * 4096 + 4096) / 43_446_122
 
 
 def test_fc1_share_rejects_a_percentage(capsys):
@@ -100,7 +101,7 @@ def test_fc1_share_rejects_a_number_for_one_model(capsys):
     model = meta_model("alexnet_large")
     share = count_parameters(first_linear(model)) / count_parameters(model)
     assert f"fc1_share('alexnet_large'): expected {share:.6f}" in out
-    assert "Linear(9216, 4096)" in out
+    assert "Linear(9216, 4096)" in out  # 256 * 6 * 6 = 9216 inputs
 
 
 # --- smallest_upsample ------------------------------------------------------
@@ -133,6 +134,8 @@ def upsample_off_by_one(model_name, min_map=1):
 
 def test_smallest_upsample_rejects_the_packages_x8_everywhere(capsys):
     out = rejected(check_smallest_upsample, lambda model_name, min_map=1: 8, capsys=capsys)
+    # alexnet_large (conv 11/4 pad 2, three 3x3/2 pools): x3 = 84 px -> 20 -> 9 -> 4 -> 1;
+    # x2 = 56 px -> 13 -> 6 -> 2, too small for the last 3x3 pool.
     assert "smallest_upsample('alexnet_large', min_map=1): expected 3, got 8" in out
     assert "at x8 the 224px input ends in 6x6 maps; at x3 the maps are 1x1" in out
 
@@ -145,5 +148,5 @@ def test_smallest_upsample_rejects_the_models_own_upsampling(capsys):
 
 def test_smallest_upsample_rejects_the_last_factor_that_fails(capsys):
     out = rejected(check_smallest_upsample, upsample_off_by_one, capsys=capsys)
-    assert "expected 3, got 2" in out
+    assert "expected 3, got 2" in out  # 3 - 1
     assert "at x2 the 56px input does not get through the features" in out

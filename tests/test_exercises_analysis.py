@@ -40,6 +40,8 @@ OVERLAPPING = {"plain": [curve(1.8, 0.61), curve(1.8, 0.49)],
                "residual": [curve(1.2, 0.47), curve(1.3, 0.51)]}
 VAL_LOSSES = [2.21, 1.99, 1.57, 1.03, 0.76, 0.69, 0.67, 0.56, 0.58, 0.53,
               0.48, 0.48, 0.45, 0.46, 0.47, 0.46, 0.47, 0.45, 0.47, 0.45]
+# ROWS: the CPU records of results/runs (recorded_rows() below), rounded: mean test
+# accuracy (%) and mean training seconds; LeNet's over its three seeds.
 ROWS = [("lenet", 97.29, 15.3), ("alexnet", 99.20, 3455.3), ("resnet18", 98.54, 1911.9),
         ("mobilenet_v1", 98.31, 4464.7), ("googlenet", 97.85, 3898.0)]
 
@@ -85,6 +87,8 @@ def lower(plain, residual):
 def test_verdict_on_the_trained_runs_is_checked_against_those_runs(capsys):
     solution = exercise_namespace("solutions", "04_resnet.ipynb")["verdict"]
     assert check_plain_vs_residual(solution, OVERLAPPING)  # a different verdict, also right
+    # Window means: TRAINED plain [0.61, 0.73] all above residual [0.47, 0.51];
+    # OVERLAPPING plain [0.61, 0.49] has a run between the residual ones.
     assert solution(TRAINED) == "residual" and solution(OVERLAPPING) == "no difference"
     capsys.readouterr()
     # Right on every made-up case, but it always calls the learner's runs "residual".
@@ -199,7 +203,7 @@ def test_verdict_written_with_numpy_or_sorting_passes(capsys):
     for answer in (with_numpy, by_sorting):
         assert check_plain_vs_residual(answer, TRAINED)
         assert check_plain_vs_residual(answer, as_arrays)
-    assert capsys.readouterr().out.count("✓ plain_vs_residual: passed") == 4
+    assert capsys.readouterr().out.count("✓ plain_vs_residual: passed") == 4  # 2 answers x 2
 
 
 def test_verdict_accepts_either_side_of_an_exact_tie_on_the_trained_runs(capsys):
@@ -244,7 +248,8 @@ def test_every_slip_in_the_checker_is_caught_by_the_made_up_runs():
 
 def test_early_stop_solution_on_the_example_and_edges():
     early_stop = exercise_namespace("solutions", "09_comparison.ipynb")["early_stop"]
-    assert early_stop([1.0, 0.7, 0.8, 0.75, 0.9], 2) == (4, 2)  # the notebook's example
+    # The notebook's example: best 0.7 at epoch 2; epochs 3 and 4 do not beat it.
+    assert early_stop([1.0, 0.7, 0.8, 0.75, 0.9], 2) == (4, 2)
     assert early_stop([0.5], 1) == (1, 1)
     assert early_stop([0.9, 0.8, 0.7], 1) == (3, 3)  # never stops: the last epoch, the best
 
@@ -358,7 +363,7 @@ def test_early_stop_written_differently_passes(capsys):
     for answer in (by_index, by_slices):
         assert check_early_stop(answer, VAL_LOSSES)
         assert check_early_stop(answer, np.array(VAL_LOSSES, dtype=np.float32).tolist())
-    assert capsys.readouterr().out.count("✓ early_stop: passed") == 4
+    assert capsys.readouterr().out.count("✓ early_stop: passed") == 4  # 2 answers x 2
 
 
 def test_early_stop_needs_the_curve_the_cell_trained(capsys):
@@ -410,6 +415,8 @@ def recorded_rows() -> tuple:
 
 def test_pareto_solution_on_the_records_and_by_hand():
     pareto_front = exercise_namespace("solutions", "09_comparison.ipynb")["pareto_front"]
+    # By time: lenet, resnet18 (more accurate), alexnet (99.20 % beats googlenet's and
+    # mobilenet_v1's accuracy in less time than either).
     assert pareto_front(ROWS) == ["lenet", "resnet18", "alexnet"]
     rows = list(recorded_rows())
     front = pareto_front(rows)
@@ -436,6 +443,7 @@ def test_pareto_keeping_a_beaten_net_is_told_which_net_beats_it(capsys):
         return [name for name, _, _ in kept]
 
     out = rejected(check_pareto, neighbours, ROWS, capsys)
+    # 'b', 'd' here, 'p', 'q' below: rows of the checker's own made-up tables.
     assert "'d' (98.3 %, 4000 s) is beaten by 'b' (99 %, 3000 s)" in out
     assert "drop every model that another one beats" in out
 
@@ -504,7 +512,7 @@ def test_pareto_written_differently_passes(capsys):
     for answer in (sweep_with_ties, with_numpy):
         assert check_pareto(answer, ROWS)
         assert check_pareto(answer, list(recorded_rows()))
-    assert capsys.readouterr().out.count("✓ pareto_front: passed") == 4
+    assert capsys.readouterr().out.count("✓ pareto_front: passed") == 4  # 2 answers x 2
 
 
 def test_pareto_names_must_come_from_the_table(capsys):
@@ -530,6 +538,7 @@ def test_the_upsampling_check_imports_dynamo_before_its_time_limit_starts():
             "seen = []\n"
             "def answer(min_size):\n"
             "    seen.append('torch._dynamo' in sys.modules)\n"
+            # the right factors: layer4 is 1, 2, 4, 8 px at x1, x2, x4, x9 (x8: 7 px)
             "    return {1: 1, 2: 2, 4: 4, 8: 9}[min_size]\n"
             "assert check_smallest_upsample(answer)\n"
             "print(seen[0])\n")

@@ -71,7 +71,7 @@ def test_normalise_rejects_the_batch_statistics(capsys):
 
 def test_normalise_rejects_a_missing_channel_axis(capsys):
     out = rejected(check_normalise, normalise_without_channel_axis, capsys=capsys)
-    assert "expected (5, 1, 28, 28), got (5, 28, 28)" in out
+    assert "expected (5, 1, 28, 28), got (5, 28, 28)" in out  # the checker's 5 images
     assert ".unsqueeze(1)" in out
 
 
@@ -105,6 +105,7 @@ def test_split_rejects_the_global_rng_and_undoes_its_change(capsys):
 
 def test_split_rejects_validation_taken_first(capsys):
     out = rejected(check_split, split_validation_first, capsys=capsys)
+    # MNIST's 60,000 training images, 12,000 of them held out for validation.
     assert "split(60000, 12000, seed=42) is a valid split but not the course's" in out
     assert "FIRST n_val" in out
 

@@ -112,6 +112,8 @@ def test_inception_stub_is_not_done(stub, capsys, answer):
     assert "… Inception module: not done yet" in verdict(capsys)
 
 
+# 16 -> 32: module 3a's #5x5 reduce and #5x5. The channel ranges: the checker's
+# invented row (10, 3, 4, 5, 6, 7, 8) concatenates 3, 5, 7 and 8 channels (23 in all).
 @pytest.mark.parametrize("wrong, message", [
     (TorchvisionBranch, "the 5x5 branch uses a 3x3 conv (16 -> 32 channels). That is "
      "torchvision's GoogLeNet"),
@@ -144,6 +146,7 @@ INCEPTION_3A = ((192 * 64 + 64) + (192 * 96 + 96) + (9 * 96 * 128 + 128)
 
 def torchvision_params(row):
     cin, c1, c3r, c3, c5r, c5, pool = row
+    # A 3x3 instead of the 5x5: 25 - 9 = 16 fewer weights per (c5r, c5) pair.
     return (weights_only(row) - 16 * c5r * c5) + c1 + c3r + c3 + c5r + c5 + pool
 
 

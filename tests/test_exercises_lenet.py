@@ -69,7 +69,7 @@ def test_flatten_size_rejects_the_papers_400(capsys):
 
 def test_flatten_size_rejects_a_float(capsys):
     out = rejected(check_flatten_size, flatten_size_with_true_division, capsys=capsys)
-    assert "flatten_size(28, padding=0) returned 256.0 (float)" in out
+    assert "flatten_size(28, padding=0) returned 256.0 (float)" in out  # 16 * 4.0 * 4.0
     assert "return an int" in out
 
 
@@ -92,6 +92,7 @@ def conv_output_size_rounding_up(size, kernel, stride=1, padding=0):
 
 def test_conv_output_size_rejects_padding_on_one_side(capsys):
     out = rejected(check_conv_output_size, conv_output_size_padding_once, capsys=capsys)
+    # (28 + 2*1 - 3) // 1 + 1 = 28; padding once: (28 + 1 - 3) // 1 + 1 = 27.
     assert "conv_output_size(28, 3, stride=1, padding=1) (what nn.Conv2d gives): " \
            "expected 28, got 27" in out
     assert "padding adds p pixels on BOTH sides" in out
@@ -139,12 +140,14 @@ def test_trace_rejects_containers(capsys):
 
 def test_trace_rejects_the_batch_dimension(capsys):
     out = rejected(check_trace, tracer(with_batch=True), capsys=capsys)
+    # C1: 6 maps of 28 - 5 + 1 = 24 px, for a batch of one.
     assert "'features.0' has shape (1, 6, 24, 24); leave out the batch dimension" in out
 
 
 def test_trace_rejects_hooks_left_behind(capsys):
     out = rejected(check_trace, tracer(remove=False), capsys=capsys)
-    assert "trace left 12 forward hooks on get_model('lenet')" in out
+    # One per leaf: (conv, activation, pool) x 2, then flatten, 3 linears, 2 activations.
+    assert f"trace left {3 * 2 + 1 + 3 + 2} forward hooks on get_model('lenet')" in out
 
 
 def test_trace_rejects_a_model_left_in_eval_mode(capsys):

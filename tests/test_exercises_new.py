@@ -49,6 +49,8 @@ def test_receptive_field_without_the_jump_is_told_about_strides(capsys):
 
     assert not check_receptive_field(no_jump)
     out = capsys.readouterr().out
+    # LeNet's C1, S2, C3, S4 (k 5, 2, 5, 2; strides 1, 2, 1, 2): with the jump
+    # 1+4, +1*1, +4*2, +1*2 = 5, 6, 14, 16 (test_concepts.py); without, 5, 6, 10, 11.
     assert "expected [5, 6, 14, 16], got [5, 6, 10, 11]" in out
     assert "multiply the jump by each layer's stride" in out
 
@@ -85,6 +87,7 @@ def test_receptive_field_written_backwards_from_the_output_passes(capsys):
 
 def _bn(unbiased_running=True, unbiased_norm=False, momentum_on_old=False, update=True,
         eval_uses_batch=False, per_tensor=False):
+    # PyTorch's BatchNorm2d defaults: momentum 0.1 on the new batch, eps 1e-5.
     def batch_norm(x, gamma, beta, running_mean, running_var, training):
         shape, dims = (1, -1, 1, 1), (0, 2, 3)
         if training or eval_uses_batch:
@@ -116,7 +119,7 @@ def test_batch_norm_written_with_functional_batch_norm_passes(capsys):
 
     assert check_batch_norm(via_functional)
     assert check_batch_norm(_bn())
-    assert capsys.readouterr().out.count("✓") == 2
+    assert capsys.readouterr().out.count("✓") == 2  # one per answer above
 
 
 @pytest.mark.parametrize("slip, hint", [
@@ -220,6 +223,7 @@ def test_largest_batch_from_the_linear_growth_passes(capsys):
 @pytest.mark.parametrize("wrong, hint", [
     (_first_that_does_not_fit, "return the largest batch that fits, not the first"),
     (_powers_of_two, "any batch size counts, not only powers of two"),
+    # the first case, alexnet_large in the report's 2 GiB, fits more than 128
     (lambda model, budget: 128, "but a batch of 129 fits too"),
 ])
 def test_largest_batch_rejects_the_usual_slips(wrong, hint, capsys):
@@ -274,6 +278,7 @@ def test_recompute_bn_passes_the_solution_and_update_bn_itself(capsys):
 @pytest.mark.parametrize("slip, hint", [
     ({"cumulative": False}, "the last batches dominate"),
     ({"reset": False}, "the stale values stay in the average"),
+    # the checker's 5 batches, each keeping 1 - 0.1 (the default momentum) of the old
     ({"reset": False, "cumulative": False}, "still weigh 0.9^5"),
     ({"train_mode": False}, "only in training mode"),
     ({"restore": False}, "left it in training mode"),
@@ -298,7 +303,7 @@ def test_zero_pad_shortcut_and_lrn_pass_their_solutions_not_their_stubs(capsys):
         assert check(exercise_namespace("solutions", notebook)[name])
         assert not check(exercise_namespace("exercises", notebook)[name])
     out = capsys.readouterr().out
-    assert out.count("passed") == 2 and out.count("not done yet") == 2
+    assert out.count("passed") == 2 and out.count("not done yet") == 2  # two checks
 
 
 def test_zeros_before_the_input_channels_are_option_a_too(capsys):
@@ -332,6 +337,7 @@ def test_zero_pad_shortcut_slips(wrong, hint, capsys):
     assert hint in out and out.count("\n") == 1
 
 
+# Krizhevsky et al. 2012, section 3.3: k = 2, n = 5, alpha = 1e-4, beta = 0.75.
 def test_lrn_with_pytorchs_alpha_convention_is_named(capsys):
     from cnnlab.exercises.alexnet import check_lrn
 
@@ -368,6 +374,8 @@ def test_slow_start_passes_the_solution_and_a_hand_written_average(capsys):
     solution = exercise_namespace("solutions", "02_lenet.ipynb")["slow_start"]
     assert check_slow_start(solution)
 
+    # The exercise's run and rule: 300 steps; the first step whose last 20
+    # losses average under 2.0 (chance, ln 10, is 2.30).
     def by_hand(activation):  # a strict 20-step window, written out
         losses = fit(TrainConfig(model="lenet", options={"activation": activation},
                                  max_steps=300, eval_every=300, val_images=1_000,

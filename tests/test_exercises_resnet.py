@@ -98,6 +98,7 @@ def test_basic_block_shape_message_names_the_shapes(capsys):
     check_basic_block(AlwaysAddsX)
     out = capsys.readouterr().out
     assert "MyBasicBlock(64, 128, stride=2)" in out
+    # The checker's batch: 2 images of 64 channels, 8x8; stride 2 halves 8 to 4.
     assert "F(x) is (2, 128, 4, 4) but x is (2, 64, 8, 8)" in out
 
 
@@ -158,6 +159,7 @@ def measures_layer3(min_size=2):
 
 
 @pytest.mark.parametrize("wrong, message", [
+    # x1: 28 px -> 14 (stem) -> 7 (pool) -> 7, 4, 2, 1: layer4 is already 1x1.
     (lambda min_size=2: 2, "smallest_upsample_for_resnet(1): expected 1, got 2"),
     # x8: 224 px, halved five times -> 7x7 at layer4; x9: 252 px -> 126, 63, 32, 16, 8.
     (lambda min_size=2: min_size, "smallest_upsample_for_resnet(8): expected 9, got 8. "

@@ -28,7 +28,7 @@ def test_global_pool_is_not_flagged():
     """A global average pool outputs 1x1 by design; only collapsed inputs are flagged."""
     # Without the x2 up-sampling, 224 px is the size ResNet was designed for.
     rows = {r.name: r for r in explore.layer_table(get_model("resnet18", upsample=1), 224)}
-    assert rows["avgpool"].output_shape == (512, 1, 1)
+    assert rows["avgpool"].output_shape == (512, 1, 1)  # He et al. Table 1: conv5_x 512
     assert rows["avgpool"].warning == ""
     assert rows["layer4.1.conv2"].output_shape == (512, 224 // 32, 224 // 32)  # 5 halvings
     assert not any(r.warning for r in rows.values())
@@ -37,14 +37,14 @@ def test_global_pool_is_not_flagged():
 def test_lenet_accepts_only_28():
     with pytest.raises(RuntimeError, match="cannot be multiplied"):
         explore.layer_table("lenet", 32)
-    assert explore.smallest_input("lenet", 20, 40) == 28
+    assert explore.smallest_input("lenet", 20, 40) == 28  # its fc takes 16*4*4: 28 px only
 
 
 def test_smallest_input_of_a_pooling_net():
     """A 3x3 conv (no padding) then a 2x2 pool needs at least 4 px."""
     net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.MaxPool2d(2), nn.Flatten())
     net.input_shape = (1, 28, 28)
-    assert explore.smallest_input(net) == 4
+    assert explore.smallest_input(net) == 4  # (4 - 2) // 2 = 1
     assert explore.smallest_input(net, min_map=2) == 6  # (6 - 2) // 2 = 2
 
 
@@ -68,6 +68,7 @@ def test_confusion_matrix_and_most_confused():
 def test_misclassified_most_confident_first():
     probs = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.4, 0.6], [0.7, 0.3]])
     labels = torch.tensor([0, 0, 0, 1])
+    # Rows 1, 2 and 3 are wrong, with confidence 0.8, 0.6 and 0.7.
     assert explore.misclassified(probs, labels).tolist() == [1, 3, 2]
 
 
@@ -80,10 +81,10 @@ def test_predict_gives_probabilities(mnist):
 def test_activations_and_filters(mnist):
     model = get_model("lenet")
     maps = explore.activations(model, "features.0", mnist.test.images[0])
-    assert maps.shape == (6, 24, 24)
+    assert maps.shape == (6, 24, 24)  # C1: 6 maps of 28 - 5 + 1 px
     assert explore.first_layer_filters(model).shape == (6, 5, 5)
     fig = explore.feature_map_figure(maps, "C1")
-    assert len(fig.axes) == 8
+    assert len(fig.axes) == 8  # one row of 8 columns (the default): 6 maps, 2 left blank
 
 
 @pytest.mark.parametrize("name", ["lenet", "alexnet", "resnet18", "mobilenet_v1", "googlenet"])
@@ -103,6 +104,7 @@ def test_architecture_units_add_up_to_the_model(name):
 def test_lenet_diagram_reads_like_the_paper():
     """Activations, flatten and friends fold into the box before them."""
     units = explore.architecture_units(get_model("lenet"))
+    # 28 -conv5-> 24 -pool-> 12 -conv5-> 8 -pool-> 4, and 16 * 4 * 4 = 256.
     assert [(u.label, u.output_shape) for u in units] == [
         ("28 px image", (1, 28, 28)),
         ("conv 5x5 + sigmoid", (6, 24, 24)), ("max-pool 2x2 /2", (6, 12, 12)),
@@ -131,7 +133,7 @@ def test_architecture_figure_draws_one_box_per_unit():
     units = explore.architecture_units(get_model("googlenet"))
     boxes = [p for p in ax.patches if type(p).__name__ == "FancyBboxPatch"]
     assert len(boxes) == len(units)
-    # and the four-branch bar under each of the nine Inception modules
+    # and the four-branch bar under each of the nine Inception modules (3a-b, 4a-e, 5a-b)
     bars = [p for p in ax.patches if type(p).__name__ == "Rectangle"]
     assert sum(1 for u in units if u.branches) == 9 and len(bars) == 9 * 4
     assert "googlenet" in ax.get_title()
@@ -156,7 +158,7 @@ def test_architecture_units_know_the_skips_and_branches():
 def test_architecture_figure_draws_one_skip_arc_per_residual_block():
     fig = explore.architecture_figure("resnet18")
     arcs = [t for t in fig.axes[0].texts if t.get_text() in ("+x", "+proj(x)")]
-    assert len(arcs) == 8
+    assert len(arcs) == 8  # 4 stages x 2 basic blocks
 
 
 def test_predict_and_activations_leave_the_model_in_the_mode_they_found():

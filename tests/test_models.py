@@ -23,7 +23,9 @@ def bn(c: int) -> int:
 
 
 # Each count is derived layer by layer from the architecture; each equals
-# the count the report printed (its only fingerprint of its models).
+# the count the report printed (its only fingerprint of its models), except
+# resnet18's: its projection shortcuts add 173,824 to the report's 11,001,546
+# (the report's reused-conv1 shortcut, tested below).
 LENET = (conv(1, 6, 5) + conv(6, 16, 5)           # C1, C3 (full connections)
          + fc(16 * 4 * 4, 120) + fc(120, 84) + fc(84, 10))
 ALEXNET = (conv(1, 48, 5) + conv(48, 128, 5) + conv(128, 192, 3)
@@ -96,6 +98,7 @@ def test_parameter_count_matches_derivation_and_report(name):
 
 
 def test_resnet18_zero_pad_shortcut_has_the_reports_count():
+    # 11,001,546: the report's ResNet-18 (cnnlab/report.py); option A adds no weights.
     assert resnet18_count(projection=False) == 11_001_546
     assert count_parameters(get_model("resnet18", shortcut="zero_pad")) == 11_001_546
 
@@ -122,7 +125,7 @@ def test_zero_pad_shortcut_subsamples_and_pads():
     down = make_downsample(64, 128, 2, "zero_pad")
     x = torch.randn(1, 64, 8, 8)
     y = down(x)
-    assert y.shape == (1, 128, 4, 4)
+    assert y.shape == (1, 128, 4, 4)  # stride 2 halves 8x8; 64 channels padded to 128
     assert torch.equal(y[:, :64], x[:, :, ::2, ::2])
     assert torch.count_nonzero(y[:, 64:]) == 0
 
@@ -195,7 +198,7 @@ def test_reuse_conv1_is_the_reports_block_and_has_option_as_count():
 
     model = get_model("resnet18", shortcut="reuse_conv1")
     # The report's count: its shortcut reused conv1, so it adds no weights.
-    assert count_parameters(model) == 11_001_546
+    assert count_parameters(model) == resnet18_count(projection=False) == 11_001_546
     down = [b for b in model.modules() if isinstance(b, ReuseConv1Block)
             and b.changes_shape]
     assert len(down) == 3  # the first blocks of stages 2, 3 and 4

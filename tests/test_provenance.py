@@ -149,7 +149,7 @@ def test_resume_continues_a_longer_run_where_it_stopped(small, tmp_path, monkeyp
     r = fit(TrainConfig(epochs=3, **DROPOUT_NET), data, progress=False, checkpoint=ckpt,
             resume=True)
     assert seen == [32] * 8  # epochs 2 and 3: 2 x 128 / 32 steps
-    assert len(r.train_loss) == 12 and r.steps_per_epoch == 4
+    assert len(r.train_loss) == 12 and r.steps_per_epoch == 4  # 3 epochs of 128 / 32 steps
     assert len(r.epoch_val_accuracy) == 3
 
 
@@ -197,7 +197,7 @@ def test_provenance_carries_the_commit_and_the_dirty_mark(checkout):
     _git(checkout, "add", ".")
     _git(checkout, "commit", "-q", "-m", "first")
     head = _git(checkout, "rev-parse", "HEAD")
-    assert len(head) == 40
+    assert len(head) == 40  # a SHA-1 in hex
     assert _probe(checkout) == [head, head]  # clean: the bare commit
     (checkout / "new-result.json").write_text("{}")  # untracked files change no code
     assert _probe(checkout) == [head, head]

@@ -77,6 +77,9 @@ def time_limit(seconds: float | None) -> Iterator[None]:
         return again
 
     def stop(_signum, frame):
+        if _importing(frame):  # stopping an import halfway would leave a module
+            signal.setitimer(signal.ITIMER_REAL, 0.05)  # half-built: stop just after
+            return
         sys.settrace(again)
         while frame is not None and not _is_checker(frame):  # the learner's frames
             frame.f_trace_lines = True
@@ -92,6 +95,16 @@ def time_limit(seconds: float | None) -> Iterator[None]:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
         sys.settrace(previous_trace)  # a debugger's or coverage's tracer, if any
+
+
+def _importing(frame) -> bool:
+    """True while ``frame`` or a caller is inside Python's import machinery
+    (torch, for one, imports modules lazily at their first use)."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _is_checker(frame) -> bool:
