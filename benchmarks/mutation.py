@@ -307,10 +307,12 @@ MUTATIONS = [
       "model.train(was_training)",
       "model.train(training)",
       "eval_mode leaves the model in eval mode (dropout stays off in training)"),
-    M("mobilenet-stride-every-repeat", "cnnlab/models/mobilenet.py",
+    # (Striding on every repeat would be an equivalent mutant: in the paper's
+    # table no stride-2 row repeats, so the network would not change.)
+    M("mobilenet-stride-on-later-repeats", "cnnlab/models/mobilenet.py",
       "stride if i == 0 else 1",
-      "stride",
-      "MobileNet strides on every repeat of a stage, not only the first"),
+      "1 if i == 0 else stride",
+      "MobileNet strides on the later repeats of a stage, not the first"),
     M("resnet-downsample-no-bn", "cnnlab/models/resnet.py",
       "nn.Sequential(conv1x1(cin, cout, stride), nn.BatchNorm2d(cout))",
       "nn.Sequential(conv1x1(cin, cout, stride))",

@@ -231,9 +231,9 @@ def _check_train_paths(args: argparse.Namespace, out: Path) -> None:
         raise PathError(f"--out {args.out} and --checkpoint {args.checkpoint} collide (the "
                         f"result would go to {out}); give them different names.")
     if args.checkpoint.exists() and not args.resume:
-        raise PathError(f"--checkpoint {args.checkpoint}: a checkpoint is already there. "
-                        f"Add --resume to continue its run, or delete it or choose "
-                        f"another path to start afresh.")
+        raise PathError(f"--checkpoint {args.checkpoint}: a file is already there. If "
+                        f"it is this run's checkpoint, add --resume to continue it; "
+                        f"otherwise choose another path to start afresh.")
 
 
 def _check_compare_paths(args: argparse.Namespace, outs: list[Path]) -> None:
@@ -242,10 +242,30 @@ def _check_compare_paths(args: argparse.Namespace, outs: list[Path]) -> None:
     if folder.suffix == ".json" or (folder.exists() and not folder.is_dir()):
         raise PathError(f"--out {folder}: compare writes one result per run, a table "
                         f"and two plots, so --out is a folder, e.g. results/")
-    for path in outs + [folder / "comparison.md"]:
+    for path in outs + [folder / name for name in COMPARE_FILES]:
         check_writable(path, "--out")
     for path in outs:
         _check_replaceable(path)
+    for name in COMPARE_FILES:  # the table and plots of an earlier compare, or none
+        path = folder / name
+        if path.is_file() and not _written_by_compare(path):
+            raise PathError(f"--out {folder}: {path} is already there and was not "
+                            f"written by compare, which would replace it. Choose "
+                            f"another --out folder, or move that file first.")
+
+
+COMPARE_FILES = ("comparison.md", "comparison_curves.png", "comparison_bars.png")
+
+
+def _written_by_compare(path: Path) -> bool:
+    """Whether ``path`` is a table or plot that compare wrote (see COMPARE_FILES)."""
+    from .plots import PNG_SOFTWARE
+
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    if path.suffix == ".md":
+        return head.startswith(b"| model |")  # markdown_table's header
+    return b"Software\x00" + PNG_SOFTWARE.encode() in head  # save_figure's PNG text
 
 
 def _train(args: argparse.Namespace, config: TrainConfig, out: Path) -> RunResult:
@@ -295,7 +315,13 @@ def _run(args: argparse.Namespace) -> None:
     elif args.command == "shapes":
         from .models import get_model
         from .shapes import format_shapes, trace_shapes
-        print(format_shapes(trace_shapes(get_model(args.model), args.size)))
+        try:
+            rows = trace_shapes(get_model(args.model), args.size)
+        except RuntimeError as err:  # a map shrinks to nothing, or a layer's size is fixed
+            raise ValueError(f"argument --size: {args.model} cannot take {args.size} x "
+                             f"{args.size} images ({_error_line(err)}); its inputs are "
+                             f"MNIST's 28 x 28, so try --size 28") from None
+        print(format_shapes(rows))
 
 
 class _Stopped(KeyboardInterrupt):
@@ -382,5 +408,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _exit(code: int) -> None:
+    """Exit with ``code``. After a stop by a signal, the one line is printed:
+    further Ctrl-Cs are ignored, so that none can interrupt the interpreter's
+    clean-up (torch's exit hooks) and print a traceback after it."""
+    if code >= 128:
+        for name in ("SIGINT", "SIGTERM", "SIGHUP"):  # no SIGHUP on Windows
+            if hasattr(signal, name):
+                signal.signal(getattr(signal, name), signal.SIG_IGN)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    _exit(main())

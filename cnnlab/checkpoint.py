@@ -8,14 +8,21 @@ Python, NumPy and torch (CPU and CUDA). It is written atomically
 """
 from __future__ import annotations
 
+import io
 import random
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 
 from .files import atomic_write
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
 
 FORMAT = "cnnlab-checkpoint"
 VERSION = 1
@@ -61,17 +68,49 @@ REQUIRED = ("config", "step", "micro_batch", "model_state", "optimizer_state",
             "train_loss", "history", "generator_state", "rng")
 
 
+@contextmanager
+def checkpoint_lock(path: str | Path | None) -> Iterator[None]:
+    """Hold ``path`` for one run: a second run given the same checkpoint while
+    the first is training is refused (CheckpointError), instead of the two
+    overwriting each other's saves.
+
+    The lock is ``flock`` on a file beside the checkpoint (``PATH.lock``),
+    which the system releases if the process dies, even by ``kill -9``; it is
+    removed when the run ends. Without ``fcntl`` (Windows) nothing is held.
+    """
+    if path is None or fcntl is None:
+        yield
+        return
+    lock = Path(f"{path}.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CheckpointError(f"{path}: another run is using this checkpoint now "
+                                  f"({lock} is held). Wait for it to end, or give this "
+                                  f"run another --checkpoint path.") from None
+        try:
+            yield
+        finally:
+            lock.unlink(missing_ok=True)  # while still held: no one else holds it
+
+
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     """Write ``state`` atomically to ``path``.
 
     A failed write (a full disk, say) raises an OSError that names ``path``
     and the reason, and leaves the previous checkpoint whole.
     """
+    # Serialised in memory first, then written by Python: a disk that fills
+    # mid-write then raises the OSError that names the cause (No space left on
+    # device). torch's own writer, to a path or a file, reports only
+    # "enforce fail ... unexpected pos". The cost: one copy of the checkpoint
+    # in memory for a moment.
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, "version": VERSION} | state, buffer)
     with atomic_write(path) as tmp, open(tmp, "wb") as f:
-        # To an open file rather than a path: a failed write then raises
-        # the OSError that names the cause (torch's own writer reports only
-        # "unexpected pos ...").
-        torch.save({"format": FORMAT, "version": VERSION} | state, f)
+        f.write(buffer.getbuffer())
     return Path(path)
 
 
@@ -82,7 +121,7 @@ def load_checkpoint(path: str | Path, config: dict[str, Any]) -> dict[str, Any]:
     truncated or foreign file, another model, or a different recipe.
     """
     path = Path(path)
-    fresh = "Delete it (or pass another --checkpoint path) to start afresh."
+    fresh = "Pass another --checkpoint path to start afresh."  # never "delete": whose?
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (PermissionError, IsADirectoryError, FileNotFoundError) as err:
@@ -91,7 +130,8 @@ def load_checkpoint(path: str | Path, config: dict[str, Any]) -> dict[str, Any]:
     except Exception:  # any failure to unpickle means an unusable file; torch's
         # own words (a bare number, a note on weights_only) would not help here
         raise CheckpointError(f"{path}: cannot be read as a checkpoint, it is truncated "
-                              f"or not a cnnlab checkpoint. {fresh}") from None
+                              f"or not a cnnlab checkpoint. {fresh} (A truncated "
+                              f"checkpoint of yours may be deleted.)") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a cnnlab checkpoint. {fresh}")
     version = state.get("version")

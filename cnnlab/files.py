@@ -119,6 +119,9 @@ def check_writable(path: str | Path, what: str = "output") -> Path:
     if path.exists() and not path.is_file():
         raise PathError(f"{what} {path}: is a device or special file; give the "
                         f"path of a regular file")
+    if path.is_file() and not os.access(path, os.W_OK):  # replacing it would ignore that
+        raise PathError(f"{what} {path}: the file is read-only; make it writable "
+                        f"(chmod u+w) if it may be replaced, or give another path")
     folder = path.parent
     while not folder.exists():  # created later: its nearest existing parent decides
         folder = folder.parent

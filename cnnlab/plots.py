@@ -55,10 +55,17 @@ def bar_figure(results: list[RunResult]) -> Figure:
     return fig
 
 
+PNG_SOFTWARE = "cnnlab"  # the Software text of every PNG that save_figure writes
+
+
 def save_figure(fig: Figure, path: str | Path) -> Path:
     """Save atomically: the old image stays whole until the new one is complete."""
     path = Path(path)
     with atomic_write(path) as tmp:
         # The temporary name ends in .tmp, so the format comes from ``path``.
-        fig.savefig(tmp, dpi=120, format=path.suffix.lstrip(".") or "png")
+        fmt = path.suffix.lstrip(".").lower() or "png"
+        # A PNG is signed, so that `compare` can tell its own plots (which a
+        # rerun replaces) from someone's file of the same name (refused).
+        fig.savefig(tmp, dpi=120, format=fmt,
+                    metadata={"Software": PNG_SOFTWARE} if fmt == "png" else None)
     return path

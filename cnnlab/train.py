@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .checkpoint import (CheckpointError, load_checkpoint, rng_states, save_checkpoint,
+from .checkpoint import (CheckpointError, checkpoint_lock, load_checkpoint, rng_states, save_checkpoint,
                          set_rng_states)
 from .data import DeviceBatches, MnistSplits, Split, load_mnist, preprocess
 from .files import check_writable
@@ -521,6 +521,7 @@ class _StepGuard:
         self.in_step = False
         self.held: int | None = None
         self.forced = False
+        self.saving = False  # the last save of a stopped run: nothing interrupts it
 
     def install(self) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -537,6 +538,8 @@ class _StepGuard:
         self.previous = {}
 
     def _hold(self, signum: int, frame) -> None:
+        if self.saving:  # the run is stopping already; cut short, the save is lost
+            return
         if self.in_step and self.held is None:
             self.held = signum  # delivered when the step is done
             return
@@ -579,7 +582,16 @@ def train(config: TrainConfig, data: MnistSplits | None = None, *,
     if resume and checkpoint is None:
         raise ValueError("resume=True needs the checkpoint path to resume from")
     if checkpoint is not None:
-        _check_checkpoint_path(checkpoint, resume)
+        check_writable(checkpoint, "checkpoint")  # before the lock file beside it
+    with checkpoint_lock(checkpoint):  # one run at a time per checkpoint
+        if checkpoint is not None:
+            _check_checkpoint_path(checkpoint, resume)
+        return _train(config, data, progress, checkpoint, resume)
+
+
+def _train(config: TrainConfig, data: MnistSplits | None, progress: bool | None,
+           checkpoint: str | Path | None, resume: bool) -> tuple[nn.Module, RunResult]:
+    """``train``'s work, once its checkpoint path is checked and held."""
     device = resolve_device(config.device)
     amp = config.amp if config.amp is not None else device.type == "cuda"
     channels_last = (config.channels_last if config.channels_last is not None
@@ -652,6 +664,7 @@ def train(config: TrainConfig, data: MnistSplits | None = None, *,
         watch.stop()
         saved = checkpoint is not None and not guard.forced  # forced: half a step
         if saved:
+            guard.saving = True  # a further Ctrl-C now would cut the save short
             _save(checkpoint, config, model, optimizer, state)
         raise TrainingInterrupted(_interrupt_message(err, state.step, checkpoint, saved),
                                   getattr(err, "signum", signal.SIGINT)) from None
@@ -671,9 +684,9 @@ def _check_checkpoint_path(path: str | Path, resume: bool) -> None:
     already there is continued (resume), never overwritten."""
     check_writable(path, "checkpoint")
     if Path(path).exists() and not resume:
-        raise CheckpointError(f"{path}: a checkpoint is already there. Continue its run "
-                              f"with resume=True (--resume), or delete it or choose "
-                              f"another path to start afresh.")
+        raise CheckpointError(f"{path}: a file is already there. If it is this run's "
+                              f"checkpoint, continue it with resume=True (--resume); "
+                              f"otherwise choose another path to start afresh.")
 
 
 def _reset_memory_peaks(device: torch.device, deterministic: bool) -> bool:
@@ -695,7 +708,8 @@ def _resume(path: str | Path, config: TrainConfig, model: nn.Module,
     step, total = saved["step"], len(state.losses)
     if not isinstance(step, int) or not 0 <= step <= total:
         raise CheckpointError(f"{path}: the checkpoint is at step {step}, beyond "
-                              f"this run's {total} steps; raise --epochs to continue.")
+                              f"this run's {total} steps; raise --epochs (or --max-steps) to "
+                              f"continue it.")
     try:
         if len(saved["train_loss"]) != step:
             raise ValueError(f"{len(saved['train_loss'])} losses for {step} steps")
@@ -755,6 +769,9 @@ def _interrupt_message(err: KeyboardInterrupt, step: int, checkpoint: str | Path
     if checkpoint is not None and Path(checkpoint).exists():
         return (f"{how} in the middle of step {step + 1}; not saved, the checkpoint "
                 f"{checkpoint} keeps the run as it was at its last save")
+    if checkpoint is not None:  # a second signal stopped the step before any save
+        return (f"{how} in the middle of step {step + 1}, before the first save; no "
+                f"checkpoint written (stop with one Ctrl-C to save one)")
     return (f"{how} at step {step}; nothing saved (a checkpoint path, checkpoint=PATH "
             f"/ --checkpoint PATH, makes a run resumable)")
 

@@ -36,7 +36,9 @@ def test_shapes_flags_collapsed_maps():
 
 
 def test_shapes_reports_a_size_the_model_cannot_take(capsys):
-    assert main(["shapes", "lenet", "--size", "32"]) == 1
+    with pytest.raises(SystemExit) as exit_:  # refused input: one line, exit code 2
+        main(["shapes", "lenet", "--size", "32"])
+    assert exit_.value.code == 2
     assert "1x400 and 256x120" in capsys.readouterr().err  # bug 1: 16*5*5 != 16*4*4
 
 

@@ -75,6 +75,18 @@ def test_normalise_rejects_a_missing_channel_axis(capsys):
     assert ".unsqueeze(1)" in out
 
 
+def normalise_with_rounded_statistics(images):
+    return ((images.float() / 255 - 0.13) / 0.31).unsqueeze(1)  # "about 0.13 and 0.31"
+
+
+def test_normalise_rejects_statistics_rounded_to_two_decimals(capsys):
+    # Off by (1 - 0.13) / 0.31 - (1 - MEAN) / STD = -0.015 for a white pixel and
+    # 0.0047 for a black one: small, yet every later layer sees other numbers.
+    assert abs((1 - 0.13) / 0.31 - (1 - MEAN) / STD) > 0.01
+    out = rejected(check_normalise, normalise_with_rounded_statistics, capsys=capsys)
+    assert "values differ from cnnlab.data.preprocess" in out
+
+
 # --- split: plausible wrong answers -----------------------------------------
 
 def split_from_the_global_rng(n, n_val, seed):

@@ -70,6 +70,29 @@ class ZeroPads(_Residual):
         return F.relu(self.residual(x) + shortcut)
 
 
+class FrozenStatistics(_Residual):
+    """Right layers, but BatchNorm always on its running statistics, as the
+    frozen BN of detection code does: the same as the paper's block in eval
+    mode, not in training (where BN normalises with the batch's own)."""
+
+    def __init__(self, cin, cout, stride=1):
+        super().__init__(cin, cout, stride)
+        if not self.same:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
+                                            nn.BatchNorm2d(cout))
+
+    @staticmethod
+    def frozen(bn, x):
+        return F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias,
+                            training=False, eps=bn.eps)
+
+    def forward(self, x):
+        out = F.relu(self.frozen(self.bn1, self.conv1(x)))
+        out = self.frozen(self.bn2, self.conv2(out))
+        shortcut = x if self.same else self.frozen(self.downsample[1], self.downsample[0](x))
+        return F.relu(out + shortcut)
+
+
 def test_basic_block_passes_the_solution(solution, capsys):
     assert check_basic_block(solution["MyBasicBlock"]) is True
     assert verdict(capsys) == "✓ BasicBlock with a projection shortcut: passed\n"
@@ -86,6 +109,7 @@ def test_basic_block_stub_is_not_done(stub, capsys, answer):
     (ReportFix, "your shortcut reuses conv1's weights, which is the report's fix"),
     (ProjectsEverywhere, "must return relu(x) exactly"),
     (ZeroPads, "this exercise asks for the paper's option B"),
+    (FrozenStatistics, "differs from the package's block in train mode"),
 ])
 def test_basic_block_rejects_wrong_blocks(capsys, wrong, message):
     assert check_basic_block(wrong) is False

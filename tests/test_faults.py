@@ -202,7 +202,7 @@ def test_path_existing_checkpoint_without_resume(tmp_path, capsys, tiny):
     ck = tmp_path / "run.pt"
     ck.write_bytes(b"another run's checkpoint")
     code, err = cli(capsys, *TRAIN, "--checkpoint", ck, "--out", tmp_path / "r.json")
-    assert code == 2 and "Add --resume to continue its run" in one_line(err)
+    assert code == 2 and "add --resume to continue it" in one_line(err)
     assert ck.read_bytes() == b"another run's checkpoint" and tiny["loads"] == 0
 
 
@@ -233,6 +233,61 @@ def test_path_unwritable_folder(tmp_path, capsys, tiny, monkeypatch):
     line = one_line(err)
     assert code == 2 and f"cannot write in {tmp_path} (Read-only file system)" in line
     assert tiny["loads"] == 0
+
+
+def test_path_read_only_result_is_not_replaced(tmp_path, capsys, tiny, monkeypatch):
+    # Root may write anything, so the file's read-only mode is simulated.
+    out = hand_made_result().save(tmp_path / "r.json")
+    before = out.read_bytes()
+    monkeypatch.setattr(files.os, "access", lambda path, mode: Path(path) != out)
+    code, err = cli(capsys, *TRAIN, "--out", out)
+    assert code == 2 and f"--out {out}: the file is read-only" in one_line(err)
+    assert out.read_bytes() == before and tiny["loads"] == 0
+
+
+@pytest.mark.parametrize("name", ["comparison.md", "comparison_curves.png",
+                                  "comparison_bars.png"])
+def test_path_compare_keeps_someone_elses_table_or_plot(name, tmp_path, capsys, tiny):
+    (tmp_path / name).write_text("my own notes")
+    code, err = cli(capsys, "compare", "lenet", *TRAIN[2:], "--max-steps", "1",
+                    "--out", tmp_path)
+    assert code == 2 and f"{tmp_path / name} is already there and was not written by " \
+        "compare" in one_line(err)
+    assert (tmp_path / name).read_text() == "my own notes" and tiny["loads"] == 0
+
+
+def test_path_compare_replaces_its_own_table_and_plots(tmp_path, capsys, tiny):
+    args = ("compare", "lenet", *TRAIN[2:], "--max-steps", "1", "--out", tmp_path)
+    assert cli(capsys, *args)[0] == 0
+    written = {name: (tmp_path / name).stat().st_mtime_ns
+               for name in ("comparison.md", "comparison_curves.png", "comparison_bars.png")}
+    assert cli(capsys, *args)[0] == 0  # a rerun: its own files are replaced
+    assert all((tmp_path / n).stat().st_mtime_ns >= t for n, t in written.items())
+    assert tiny["loads"] == 2
+
+
+def test_path_checkpoint_in_use_by_another_run(tmp_path, capsys, tiny):
+    from cnnlab.checkpoint import checkpoint_lock
+
+    ck = tmp_path / "run.pt"
+    with checkpoint_lock(ck):  # another run holds it (flock: another open file)
+        code, err = cli(capsys, *TRAIN, "--max-steps", "1", "--checkpoint", ck,
+                        "--out", tmp_path / "r.json")
+    assert code == 2 and "another run is using this checkpoint now" in one_line(err)
+    assert not ck.exists() and tiny["steps"] == 0
+    # Released: the lock file is gone and the next run takes the path.
+    assert not Path(f"{ck}.lock").exists()
+    assert cli(capsys, *TRAIN, "--max-steps", "1", "--checkpoint", ck,
+               "--out", tmp_path / "r.json")[0] == 0
+    assert ck.exists() and not Path(f"{ck}.lock").exists()
+
+
+@pytest.mark.parametrize("model, size", [("lenet", 3), ("lenet", 64), ("googlenet", 3)])
+def test_flag_shapes_size_the_model_cannot_take(model, size, capsys):
+    code, err = cli(capsys, "shapes", model, "--size", size)
+    line = one_line(err)
+    assert code == 2 and f"--size: {model} cannot take {size} x {size} images" in line
+    assert "try --size 28" in line
 
 
 # --- TrainConfig: the type and value of every field --------------------------
@@ -582,6 +637,14 @@ SANDBOX = textwrap.dedent("""
     cases["full"] = run(*cpu, "--checkpoint", full / "run.pt", "--out", full / "r.json")
     cases["full"]["files"] = sorted(p.name for p in full.iterdir())
     cases["full"]["kept"] = (full / "r.json").read_text() == previous
+    # A disk that fills in the middle of the write: 200 kB left for a LeNet
+    # checkpoint of about 540 kB (44,426 weights and AdamW's two moments, float32).
+    (full / "filler").unlink()
+    stat = os.statvfs(full)
+    with open(full / "filler", "wb") as f:
+        f.write(b"x" * max(0, stat.f_bavail * stat.f_frsize - 200_000))
+    cases["half"] = run(*cpu, "--checkpoint", full / "run.pt", "--out", full / "r2.json")
+    cases["half"]["files"] = sorted(p.name for p in full.iterdir())
     print(json.dumps(cases))
 """)
 
@@ -623,6 +686,12 @@ def test_disk_full_tmpfs(sandbox):
     case = sandbox["full"]
     assert case["code"] == 2 and "run.pt: No space left on device" in one_line(case["err"])
     assert case["kept"]  # the previous result, byte for byte
+    assert case["files"] == ["filler", "r.json"]  # no checkpoint, no temporary file
+
+
+def test_disk_fills_in_the_middle_of_a_checkpoint_write(sandbox):
+    case = sandbox["half"]
+    assert case["code"] == 2 and "run.pt: No space left on device" in one_line(case["err"])
     assert case["files"] == ["filler", "r.json"]  # no checkpoint, no temporary file
 
 
@@ -731,6 +800,37 @@ def test_signal_twice_stops_at_once_and_keeps_the_last_save(straight, tmp_path, 
     same_run(RunResult.load(out), straight)
 
 
+def test_signal_during_the_last_save_is_ignored(tmp_path, capsys, tiny, monkeypatch):
+    """Once a stopped run is saving its checkpoint, a further Ctrl-C must not
+    cut the save short (torch's writer then fails with a bare 'unexpected pos')."""
+    ck, out = tmp_path / "run.pt", tmp_path / "r.json"
+    _signal_at_step(monkeypatch, 3, SIGTERM)
+    real_save = train._save
+
+    def impatient_save(*args, **kwargs):
+        if isinstance(sys.exc_info()[1], KeyboardInterrupt):  # the save of a stop
+            os.kill(os.getpid(), SIGINT)  # the user presses Ctrl-C again meanwhile
+        return real_save(*args, **kwargs)
+
+    monkeypatch.setattr(train, "_save", impatient_save)
+    code, err = cli(capsys, *TRAIN, "--epochs", "2", "--checkpoint", ck, "--out", out)
+    assert code == 128 + SIGTERM and f"checkpoint saved to {ck}" in one_line(err)
+    assert torch.load(ck, weights_only=True)["step"] == 3
+
+
+def test_signal_cli_ignores_signals_once_it_has_said_its_line(monkeypatch):
+    import cnnlab.__main__ as cli_module
+
+    calls = []
+    monkeypatch.setattr(cli_module.signal, "signal", lambda *a: calls.append(a))
+    for code in (0, 1, 2, 130):
+        with pytest.raises(SystemExit):
+            cli_module._exit(code)
+    ignored = [s for s, handler in calls if handler is signal.SIG_IGN]
+    assert SIGINT in ignored and SIGTERM in ignored and len(calls) == len(ignored)
+    assert len(calls) == len([s for s in (SIGINT, SIGTERM, SIGHUP) if s])  # for 130 only
+
+
 @pytest.mark.parametrize("exists", [False, True])
 def test_signal_before_training_mentions_only_a_checkpoint_that_exists(exists, tmp_path,
                                                                        capsys, monkeypatch):
@@ -759,19 +859,31 @@ def test_signal_kill_9_mid_checkpoint_then_resume_matches(straight, tmp_path):
         from cnnlab.train import TrainConfig, fit
         from test_faults import CFG, tiny_data
 
-        real_save, saves = torch.save, []
+        import cnnlab.checkpoint
+        real_open, writes = open, []
 
-        def save_half_then_die(obj, f, *args, **kwargs):
-            saves.append(f)
-            if len(saves) < 2:
-                return real_save(obj, f)
-            buf = io.BytesIO()
-            real_save(obj, buf)
-            f.write(buf.getvalue()[: len(buf.getvalue()) // 2])
-            f.flush()
-            os.kill(os.getpid(), signal.SIGKILL)
+        class HalfThenDie:  # the checkpoint file, written halfway before SIGKILL
+            def __init__(self, f):
+                self.f = f
+            def __enter__(self):
+                return self
+            def __exit__(self, *exc):
+                self.f.close()
+            def write(self, data):
+                data = bytes(data)
+                self.f.write(data[: len(data) // 2])
+                self.f.flush()
+                os.kill(os.getpid(), signal.SIGKILL)
 
-        torch.save = save_half_then_die
+        def open_second_write_dies(path, mode="r", *args, **kwargs):
+            f = real_open(path, mode, *args, **kwargs)
+            if "w" in mode:
+                writes.append(path)
+                if len(writes) == 2:  # epoch 1's checkpoint is whole, epoch 2's is not
+                    return HalfThenDie(f)
+            return f
+
+        cnnlab.checkpoint.open = open_second_write_dies  # the module's own writes only
         fit(TrainConfig(epochs=2, **CFG), tiny_data(), progress=False,
             checkpoint={str(ck)!r})
     """)
