@@ -388,8 +388,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as err:
         if debug:
             raise
-        print(f"{parser.prog}: {_stopped_line(err, args)}", file=sys.stderr)
-        return 128 + getattr(err, "signum", signal.SIGINT)
+        # A further Ctrl-C would interrupt the line itself (a traceback instead).
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            print(f"{parser.prog}: {_stopped_line(err, args)}", file=sys.stderr)
+        finally:
+            signal.signal(signal.SIGINT, previous)  # main may be called in a process
+        return 128 + getattr(err, "signum", signal.SIGINT)  # that goes on (_exit: not)
     except (ValueError, OSError) as err:  # refused input: a flag, path, file, the data
         if debug:
             raise
