@@ -141,12 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train one model, save its RunResult JSON")
     p.add_argument("model", type=_model_name, help=", ".join(list_models()))
     _add_training_args(p)
-    p.add_argument("--checkpoint", type=Path, default=None,
+    p.add_argument("--checkpoint", type=_path, default=None,
                    help="save the run's state here every epoch, at the end and when "
                         "stopped (Ctrl-C, SIGTERM, SIGHUP)")
     p.add_argument("--resume", action="store_true",
                    help="continue from --checkpoint if it exists")
-    p.add_argument("--out", type=Path, default=None,
+    p.add_argument("--out", type=_path, default=None,
                    help="result file (.json), or a folder for MODEL-DEVICE-seedSEED.json "
                         f"(default: {DEFAULT_OUT}/)")
 
@@ -155,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training_args(p)
     p.add_argument("--seeds", type=_int_in(0, MAX_SEED), nargs="+", default=None,
                    help="train each model once per seed (default: --seed only)")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT,
+    p.add_argument("--out", type=_path, default=DEFAULT_OUT,
                    help=f"output folder (default: {DEFAULT_OUT}/)")
 
     p = sub.add_parser("summary", help="torchinfo summary of a model")
@@ -191,10 +191,18 @@ def _config(args: argparse.Namespace, model: str, seed: int | None = None) -> Tr
                        compile=args.compile)
 
 
+def _path(text: str) -> Path:
+    """A path flag's value; an empty one (an unset shell variable, say) is refused
+    rather than read as the current folder."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a path, got an empty value")
+    return Path(text)
+
+
 def _result_path(out: Path | None, model: str, device: str, seed: int) -> Path:
     """``--out`` itself if it names a .json file, else a file named for the run in
     the folder ``--out`` (default: DEFAULT_OUT)."""
-    if out is not None and out.suffix == ".json":
+    if out is not None and out.suffix.lower() == ".json":  # Result.JSON too
         return out
     return (out or DEFAULT_OUT) / f"{model}-{device.replace(':', '')}-seed{seed}.json"
 
@@ -217,7 +225,7 @@ def _check_train_paths(args: argparse.Namespace, out: Path) -> None:
     if args.resume and args.checkpoint is None:
         raise PathError("--resume needs --checkpoint PATH (the checkpoint to continue)")
     given = args.out  # a folder or a .json file; another existing file is neither
-    if (given is not None and given.suffix != ".json" and given.exists()
+    if (given is not None and given.suffix.lower() != ".json" and given.exists()
             and not given.is_dir()):
         check_writable(given, "--out")  # says so if it is a device
         raise PathError(f"--out {given}: not a folder, and not a .json file that a "
@@ -239,7 +247,7 @@ def _check_train_paths(args: argparse.Namespace, out: Path) -> None:
 def _check_compare_paths(args: argparse.Namespace, outs: list[Path]) -> None:
     """compare writes several files, so --out must be a folder that takes them."""
     folder = args.out
-    if folder.suffix == ".json" or (folder.exists() and not folder.is_dir()):
+    if folder.suffix.lower() == ".json" or (folder.exists() and not folder.is_dir()):
         raise PathError(f"--out {folder}: compare writes one result per run, a table "
                         f"and two plots, so --out is a folder, e.g. results/")
     for path in outs + [folder / name for name in COMPARE_FILES]:

@@ -114,6 +114,11 @@ def check_writable(path: str | Path, what: str = "output") -> Path:
     ``what`` names the path in the message, e.g. "--out".
     """
     path = Path(path)
+    try:  # a folder on the way that cannot be entered (permissions) fails here
+        path.exists()
+    except OSError as err:
+        raise PathError(f"{what} {path}: cannot be reached ({err.strerror or err}); "
+                        f"give a path in a folder you can write to") from None
     if path.is_dir():
         raise PathError(f"{what} {path}: is a folder, not a file; give a file name")
     if path.exists() and not path.is_file():

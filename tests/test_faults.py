@@ -290,6 +290,38 @@ def test_flag_shapes_size_the_model_cannot_take(model, size, capsys):
     assert "try --size 28" in line
 
 
+@pytest.mark.parametrize("flag", ["--out", "--checkpoint"])
+def test_flag_empty_path_is_refused(flag, tmp_path, capsys, tiny):
+    # An unset shell variable ("--out $OUT") must not mean the current folder.
+    code, err = cli(capsys, *TRAIN, flag, "")
+    assert code == 2 and f"argument {flag}: expected a path, got an empty value" \
+        in one_line(err)
+    assert tiny["loads"] == 0
+
+
+def test_path_out_in_capitals_is_a_file_not_a_folder(tmp_path, capsys, tiny):
+    out = tmp_path / "Result.JSON"
+    assert cli(capsys, *TRAIN, "--max-steps", "1", "--out", out)[0] == 0
+    assert out.is_file() and RunResult.load(out).model == "lenet"
+
+
+def test_path_out_in_a_folder_that_cannot_be_entered(tmp_path, capsys, tiny, monkeypatch):
+    # Root enters any folder, so a folder without the x bit is simulated.
+    locked = tmp_path / "locked"
+    real_exists = Path.exists
+
+    def exists(self, *args, **kwargs):
+        if self.parent == locked:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self))
+        return real_exists(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "exists", exists)
+    code, err = cli(capsys, *TRAIN, "--out", locked / "r.json")
+    line = one_line(err)
+    assert code == 2 and f"--out {locked / 'r.json'}: cannot be reached (Permission" in line
+    assert tiny["loads"] == 0
+
+
 # --- TrainConfig: the type and value of every field --------------------------
 
 @pytest.mark.parametrize("bad, words", [
