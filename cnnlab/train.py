@@ -133,6 +133,7 @@ def set_seed(seed: int) -> None:
 
 def resolve_device(name: str | None = None) -> torch.device:
     """The device to train on: ``name``, else $CNNLAB_DEVICE, else cuda, mps, cpu."""
+    source = "" if name else " (from CNNLAB_DEVICE)"  # say where a value came from
     name = name or os.environ.get("CNNLAB_DEVICE")
     if not name:
         if torch.cuda.is_available():
@@ -143,11 +144,12 @@ def resolve_device(name: str | None = None) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ValueError(f"unknown device {name!r}; use cpu, cuda, cuda:N or mps") from None
+        raise ValueError(f"unknown device {name!r}{source}; use cpu, cuda, cuda:N "
+                         f"or mps") from None
     available = {"cpu": True, "cuda": torch.cuda.is_available(),
                  "mps": torch.backends.mps.is_available()}
     if not available.get(device.type, False):
-        raise ValueError(f"device {name!r} is not available on this machine; "
+        raise ValueError(f"device {name!r}{source} is not available on this machine; "
                          f"use cpu{', cuda' if available['cuda'] else ''}"
                          f"{', mps' if available['mps'] else ''}")
     return device

@@ -42,6 +42,14 @@ def test_set_seed_seeds_python_numpy_torch():
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == a
 
 
+def test_a_bad_device_from_the_environment_says_so(monkeypatch):
+    monkeypatch.setenv("CNNLAB_DEVICE", "tpu")
+    with pytest.raises(ValueError, match=r"unknown device 'tpu' \(from CNNLAB_DEVICE\)"):
+        resolve_device()
+    with pytest.raises(ValueError, match=r"unknown device 'gpu'; use"):  # a flag: no note
+        resolve_device("gpu")
+
+
 def test_resolve_device():
     assert resolve_device("cpu").type == "cpu"
     with pytest.raises(ValueError, match="unknown device"):
