@@ -46,6 +46,19 @@ def test_verdict_calls_arms_apart_only_beyond_twice_the_spread():
     assert "A scored highest" in flipped
 
 
+def test_a_gap_between_one_and_two_spreads_is_not_called_a_difference():
+    # Means 97.20 and 96.90: a gap of 0.30 against spreads (sample std) of 0.20
+    # and 0.10, so 1.5 times the larger one: more than one spread, not two.
+    a, b = arm("A", [97.0, 97.2, 97.4]), arm("B", [96.9, 96.8, 97.0])
+    gap, spread = a.spread.mean - b.spread.mean, max(a.spread.std, b.spread.std)
+    assert spread < gap < 2 * spread
+    assert records.compare(a, b) == 0 and records.compare(b, a) == 0
+    assert "cannot tell the arms apart" in verdict([a, b])
+    # Beyond twice the spread (0.75 against 0.20), they are told apart.
+    c = arm("C", [97.45, 97.65, 97.85])  # mean 97.65, spread 0.20
+    assert records.compare(c, b) == 1 and records.compare(b, c) == -1
+
+
 def test_no_verdict_before_every_seed_is_recorded():
     text = verdict([arm("A", [99.0, 99.1, 99.2]), arm("B", [98.0], planned=3)])
     assert "no conclusion yet" in text and "B" in text
