@@ -172,11 +172,3 @@ def test_partial_spread_says_how_many_seeds_of_the_plan():
     assert Spread((97.0,)).text(planned=3) == "97.00 (1 of 3 seeds)"
     assert Spread((97.0, 97.2, 97.4)).text(planned=3) == "97.20 ± 0.20 (3 seeds)"
 
-
-def test_the_seed_summary_table_gives_the_sample_std():
-    from cnnlab.results import seed_summary_table
-
-    runs = [fake_run("lenet", seed=s, acc=a) for s, a in ((1, 0.97), (2, 0.98))]
-    # Mean 97.50; sample std sqrt(((-0.5)^2 + 0.5^2) / (2 - 1)) = 0.71, where
-    # the population std (divide by 2) would say 0.50.
-    assert "| lenet | 1,2 | 97.50 | 0.71 | 97.00-98.00 |" in seed_summary_table(runs)
