@@ -457,14 +457,6 @@ def verify_import(clone: Path, env: dict[str, str]) -> None:
 LAST_OUTPUT = {"text": ""}  # the latest pytest output, for a failing baseline's report
 
 
-def _default_signals() -> None:
-    """In the test process: Ctrl-C and SIGHUP as in a terminal. A shell starts a
-    background job with SIGINT ignored, and the ignoring is inherited; the
-    signal tests would then wait for a Ctrl-C that never arrives."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGHUP, signal.SIG_DFL)
-
-
 def run_tests(clone: Path, env: dict[str, str], tests: list[str], timeout: float,
               first_failure: bool = True) -> tuple[str, list[str], float]:
     """(outcome, failed test ids or a last line, seconds); outcome is 'passed',
@@ -472,9 +464,10 @@ def run_tests(clone: Path, env: dict[str, str], tests: list[str], timeout: float
     cmd = [sys.executable, "-m", "pytest", *tests, "-m", "not slow", "-q",
            "-p", "no:cacheprovider"] + (["-x"] if first_failure else [])
     start = time.perf_counter()
+    # (Started from a background job, pytest inherits SIGINT ignored;
+    # tests/conftest.py gives Ctrl-C back to the signal tests.)
     proc = subprocess.Popen(cmd, cwd=clone, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True,
-                            preexec_fn=_default_signals)
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

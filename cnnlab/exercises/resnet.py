@@ -308,8 +308,8 @@ def check_smallest_upsample(fn: Callable[[int], int]) -> bool:
     """Check ``smallest_upsample_for_resnet(min_size)`` for several ``min_size``."""
     # The first model built on the meta device imports torch._dynamo: seconds of
     # work, more on a busy CPU. Done here, before the time limit starts, so that
-    # the limit can never stop that import halfway, which would leave torch
-    # half-imported and break every later cell that trains.
+    # those seconds are not charged to the learner's answer. (The limit itself
+    # never stops an import halfway: see time_limit.)
     import torch._dynamo  # noqa: F401
 
     def check() -> None:
