@@ -39,7 +39,8 @@ def temp_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.{_HOST}.{os.getpid()}.{next(_serial)}.tmp")
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (on this host)."""
     if os.name == "nt":  # os.kill(pid, 0) would send Ctrl-C there: assume alive
         return True
     try:
@@ -61,7 +62,7 @@ def sweep_stale(path: Path) -> list[Path]:
     removed = []
     for tmp in path.parent.glob(".*.tmp"):
         match = pattern.fullmatch(tmp.name)
-        if match and not _alive(int(match[1])):
+        if match and not pid_alive(int(match[1])):
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed

@@ -6,9 +6,13 @@ previous file whole.
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import math
 import os
 import platform
+import stat
 import subprocess
 import sys
 import types
@@ -18,11 +22,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from .files import atomic_write_text  # noqa: F401  (also imported from here)
 
 FORMAT_VERSION = 1
+MNIST_TEST_IMAGES = 10_000
 
 
 class ResultFormatError(ValueError):
@@ -98,12 +104,28 @@ class RunResult:
     # CPU time of the whole process during training (all threads): on a
     # machine that other work shares, well below train_seconds x threads.
     cpu_seconds: float | None = None
+    # The predicted class of each test image, in order: one byte per image,
+    # base64 (13 KB for 10,000 images). ``predictions()`` decodes it.
+    test_predictions: str | None = None
+    # SHA-256 of the final weights the recorder kept (results/weights/, not
+    # in git): the file is checked against it before it is used.
+    weights_sha256: str | None = None
     format_version: int = FORMAT_VERSION
 
     @property
     def epochs_run(self) -> float:
         """Epochs completed (fractional when a step budget cut the run)."""
         return len(self.train_loss) / self.steps_per_epoch
+
+    def predictions(self, expected: int | None = MNIST_TEST_IMAGES) -> np.ndarray:
+        """The predicted class of each test image (uint8); ResultFormatError when
+        the record keeps none, or not ``expected`` of them (None: any number)."""
+        if self.test_predictions is None:
+            raise ResultFormatError(f"{self.model} (seed {self.config.get('seed')}): this "
+                                    f"record keeps no predictions (it was recorded before "
+                                    f"records kept them); re-record it to get them")
+        expected = self.config.get("test_images") or expected
+        return decode_predictions(self.test_predictions, expected)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -120,7 +142,8 @@ class RunResult:
             raise ResultFormatError(f"{source}: not a cnnlab result (a JSON "
                                     f"{type(data).__name__}, not an object)")
         names = {f.name for f in fields(cls)}
-        optional = {"provenance", "first_step_seconds", "val_images", "cpu_seconds"}
+        optional = {"provenance", "first_step_seconds", "val_images", "cpu_seconds",
+                    "test_predictions", "weights_sha256"}
         missing = names - set(data) - optional
         if missing:
             names = sorted(missing)
@@ -137,21 +160,126 @@ class RunResult:
             check_field_types(cls, data, f"{source}: not a cnnlab result: ")
         except ValueError as err:
             raise ResultFormatError(str(err)) from None
-        return cls(**{k: v for k, v in data.items() if k in names})
+        if version != FORMAT_VERSION:
+            raise ResultFormatError(f"{source}: not a cnnlab result: format_version "
+                                    f"must be {FORMAT_VERSION}, got {version!r}")
+        result = cls(**{k: v for k, v in data.items() if k in names})
+        problem = result.inconsistency()
+        if problem:
+            raise ResultFormatError(f"{source}: a damaged cnnlab result: {problem}")
+        return result
+
+    def inconsistency(self) -> str | None:
+        """What makes this result impossible (a NaN or out-of-range accuracy,
+        history lists of different lengths, ...), or None."""
+        if not isinstance(self.config, dict) or not isinstance(self.config.get("seed"), int):
+            return "config has no integer seed"
+        if self.steps_per_epoch <= 0:
+            return f"steps_per_epoch must be positive, got {self.steps_per_epoch}"
+        if self.parameters <= 0:
+            return f"parameters must be positive, got {self.parameters}"
+        accuracies = [("test_accuracy", [self.test_accuracy]),
+                      ("val_accuracy", self.val_accuracy),
+                      ("epoch_val_accuracy", self.epoch_val_accuracy)]
+        for name, values in accuracies:  # fractions: 97.5 would be a percentage
+            bad = [v for v in values if not (math.isfinite(v) and 0 <= v <= 1)]
+            if bad:
+                return f"{name} must be a fraction in [0, 1], got {bad[0]!r}"
+        for name in ("test_loss", "train_seconds", "images_per_second"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                return f"{name} must be a finite number >= 0, got {value!r}"
+        if not self.train_loss:
+            return "train_loss is empty: no step was recorded"
+        if not all(math.isfinite(v) for v in self.train_loss):
+            return "train_loss holds a NaN or infinite loss"
+        lengths = {name: len(getattr(self, name))
+                   for name in ("val_step", "val_accuracy", "val_loss")}
+        if self.val_images:
+            lengths["val_images"] = len(self.val_images)
+        if len(set(lengths.values())) > 1:
+            return "the validation lists differ in length (" + ", ".join(
+                f"{k}: {v}" for k, v in lengths.items()) + ")"
+        if len(self.epoch_val_accuracy) != len(self.epoch_val_loss):
+            return (f"epoch_val_accuracy has {len(self.epoch_val_accuracy)} points but "
+                    f"epoch_val_loss {len(self.epoch_val_loss)}")
+        if any(s2 <= s1 for s1, s2 in zip(self.val_step, self.val_step[1:])) or \
+                any(s < 1 or s > len(self.train_loss) for s in self.val_step):
+            return "val_step must rise within the run's steps"
+        if self.test_predictions is not None:
+            try:
+                predicted = decode_predictions(self.test_predictions)
+            except ResultFormatError as err:
+                return str(err)
+            # n predictions score k/n: a field cut short, or another run's,
+            # gives a count that no number of right answers matches.
+            right = self.test_accuracy * len(predicted)
+            if abs(right - round(right)) > 1e-6 * max(1, len(predicted)):
+                return (f"test_predictions holds {len(predicted):,} classes, which "
+                        f"cannot score test_accuracy {self.test_accuracy!r} (truncated, "
+                        f"or another run's)")
+        return None
 
     @classmethod
     def load(cls, path: str | Path) -> "RunResult":
         """Read a result written by ``save``; ResultFormatError or OSError,
         naming the file, when it cannot."""
         path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ResultFormatError(f"{path}: not a cnnlab result, not valid JSON "
-                                    f"({err})") from None
-        except IsADirectoryError:
-            raise ResultFormatError(f"{path}: is a folder, not a result file") from None
+        data = parse_json_file(path, "a cnnlab result")
         return cls.from_dict(data, source=str(path))
+
+# A record is about 100 KB (a losses list, 13 KB of predictions); a file many
+# times that size is not one, and is never read whole into memory.
+MAX_RESULT_BYTES = 16 * 2**20
+
+
+def parse_json_file(path: Path, what: str, limit: int = MAX_RESULT_BYTES) -> Any:
+    """The JSON in ``path``, read only if it is a regular file under ``limit``
+    bytes; ResultFormatError, naming the file and ``what`` it should be, else.
+
+    A FIFO or a link to /dev/zero would hang the reader or fill the memory;
+    deeply nested brackets make Python's parser recurse until it fails.
+    """
+    info = os.stat(path)  # follows links: the target is what gets read
+    if stat.S_ISDIR(info.st_mode):
+        raise ResultFormatError(f"{path}: is a folder, not a result file")
+    if not stat.S_ISREG(info.st_mode):
+        raise ResultFormatError(f"{path}: not a regular file (a pipe, device or socket), "
+                                f"so not {what}")
+    if info.st_size > limit:
+        raise ResultFormatError(f"{path}: {info.st_size:,} bytes, more than {what} can "
+                                f"be ({limit:,} at most)")
+    with open(path, "rb") as f:
+        raw = f.read(limit + 1)
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ResultFormatError(f"{path}: not {what}, not valid JSON ({err})") from None
+    except RecursionError:
+        raise ResultFormatError(f"{path}: not {what}, nested too deeply") from None
+
+
+def encode_predictions(predicted: torch.Tensor) -> str:
+    """Classes 0-9, one per test image, as base64 text of one byte each."""
+    data = predicted.to(torch.uint8).cpu().numpy().tobytes()
+    return base64.b64encode(data).decode("ascii")
+
+
+def decode_predictions(text: str, expected: int | None = None) -> np.ndarray:
+    """The classes ``encode_predictions`` stored; ResultFormatError unless they
+    are classes 0-9, ``expected`` of them (None: any number)."""
+    try:
+        data = base64.b64decode(text.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError, ValueError):
+        raise ResultFormatError("test_predictions is not base64 text") from None
+    classes = np.frombuffer(data, dtype=np.uint8)
+    if expected is not None and len(classes) != expected:
+        raise ResultFormatError(f"test_predictions holds {len(classes):,} classes for "
+                                f"{expected:,} test images (truncated or another run's)")
+    if len(classes) and classes.max() > 9:
+        raise ResultFormatError(f"test_predictions holds class {classes.max()}, not a "
+                                f"digit 0-9")
+    return classes
 
 
 def git_commit() -> str | None:

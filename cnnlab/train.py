@@ -45,7 +45,7 @@ from .data import DeviceBatches, MnistSplits, Split, load_mnist, preprocess
 from .files import check_writable
 from .models import (DEFAULT_DROPOUT, MODELS, check_model_name, count_parameters, eval_mode,
                      get_model)
-from .results import RunResult, check_field_types, provenance
+from .results import RunResult, check_field_types, encode_predictions, provenance
 
 log = logging.getLogger("cnnlab")
 
@@ -196,13 +196,23 @@ def _autocast(device: torch.device, enabled: bool):
     return torch.autocast(device.type, dtype=torch.bfloat16) if enabled else nullcontext()
 
 
-@torch.no_grad()
 def evaluate(model: nn.Module, split: Split, batch_size: int = 1000,
              amp: bool = False, channels_last: bool = False) -> tuple[float, float]:
     """Mean cross-entropy and accuracy (0-1) of ``model`` on ``split``."""
+    loss, accuracy, _ = evaluate_with_predictions(model, split, batch_size, amp,
+                                                  channels_last)
+    return loss, accuracy
+
+
+@torch.no_grad()
+def evaluate_with_predictions(model: nn.Module, split: Split, batch_size: int = 1000,
+                              amp: bool = False, channels_last: bool = False
+                              ) -> tuple[float, float, Tensor]:
+    """``evaluate``, and the predicted class of every image of ``split``
+    (uint8, on the CPU): what a record keeps of the test pass."""
     device = split.images.device
     loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.long)
+    predictions = []
     with eval_mode(model):  # dropout off, BN on its running statistics; mode restored
         for x, y in DeviceBatches(split, batch_size):
             if channels_last:
@@ -210,9 +220,12 @@ def evaluate(model: nn.Module, split: Split, batch_size: int = 1000,
             with _autocast(device, amp):
                 logits = model(x)
             loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
-            correct += (logits.argmax(1) == y).sum()
+            predictions.append(logits.argmax(1))
+    predicted = torch.cat(predictions)
+    correct = (predicted == split.labels).sum()
     n = len(split)
-    return loss_sum.item() / n, correct.item() / n  # one host sync per pass
+    # one host sync per pass
+    return loss_sum.item() / n, correct.item() / n, predicted.to("cpu", torch.uint8)
 
 
 def _reset_peak_rss() -> bool:
@@ -675,10 +688,13 @@ def _train(config: TrainConfig, data: MnistSplits | None, progress: bool | None,
         bar.close()
 
     # The test set, once, after training.
-    test_loss, test_acc = evaluate(model, test, amp=amp, channels_last=channels_last)
+    test_loss, test_acc, predicted = evaluate_with_predictions(
+        model, test, amp=amp, channels_last=channels_last)
     peak = _peak_memory(device, rss_reset)
-    return model, _result(config, model, state, batches, (test_loss, test_acc), peak,
-                          device, amp, channels_last)
+    result = _result(config, model, state, batches, (test_loss, test_acc), peak,
+                     device, amp, channels_last)
+    result.test_predictions = encode_predictions(predicted)
+    return model, result
 
 
 def _check_checkpoint_path(path: str | Path, resume: bool) -> None:

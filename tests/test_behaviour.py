@@ -243,13 +243,13 @@ def test_validation_sees_only_validation_images_and_the_test_set_comes_last(run)
 def test_every_evaluation_during_training_receives_the_validation_split(monkeypatch):
     data = tagged_data()
     received = []
-    real = cnntrain.evaluate
+    real = cnntrain.evaluate_with_predictions  # every pass goes through it
 
     def spy(model, split, *args, **kwargs):
         received.append(split)
         return real(model, split, *args, **kwargs)
 
-    monkeypatch.setattr(cnntrain, "evaluate", spy)
+    monkeypatch.setattr(cnntrain, "evaluate_with_predictions", spy)
     result = fit(TrainConfig(**CONFIG), data, progress=False)
     assert len(received) == len(result.val_step) + 1  # the points, then the test once
     for split in received[:-1]:

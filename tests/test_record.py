@@ -1,4 +1,6 @@
 """The recording plan: every run named once, its command reproduces its config."""
+import base64
+
 import pytest
 
 from cnnlab import record
@@ -9,9 +11,13 @@ from cnnlab.record import EXPERIMENTS, experiment_runs, plan
 def test_full_runs_are_the_reports_recipe_and_named_as_the_cli_names_them():
     full = [p for p in plan() if p.folder == "runs"]
     names = {p.filename() for p in full}
-    assert {"lenet-cpu-seed42.json", "lenet-cpu-seed43.json", "lenet-cpu-seed44.json",
-            "alexnet-cpu-seed42.json", "resnet18-cpu-seed42.json",
-            "mobilenet_v1-cpu-seed42.json", "googlenet-cpu-seed42.json"} == names
+    # Three seeds of each of the five networks of the report.
+    assert {f"{m}-cpu-seed{s}.json" for s in (42, 43, 44)
+            for m in ("lenet", "alexnet", "resnet18", "mobilenet_v1", "googlenet")} == names
+    # ResNet-18 and GoogLeNet, furthest from the report's number, come before
+    # the two slowest networks.
+    order = [p.config.model for p in full]
+    assert order.index("googlenet") < order.index("mobilenet_v1") < order.index("alexnet")
     for p in full:
         c = p.config
         # The report's recipe: 5 epochs, batch 128, AdamW lr 1e-3, all the data.
@@ -54,14 +60,55 @@ def test_a_dirty_checkout_is_refused(monkeypatch, tmp_path, capsys):
     assert "uncommitted changes" in err and err.count("\n") == 1
 
 
+def _record_of(p, predictions=True):
+    """A well-formed record of the planned run ``p`` (made up, not trained)."""
+    from dataclasses import asdict
+
+    from cnnlab.results import RunResult
+
+    return RunResult(
+        model=p.config.model, parameters=1, config=asdict(p.config), steps_per_epoch=2,
+        train_loss=[1.0, 0.5], val_step=[2], val_accuracy=[0.5], val_loss=[1.0],
+        epoch_val_accuracy=[0.5], epoch_val_loss=[1.0], test_accuracy=0.5, test_loss=1.0,
+        train_seconds=1.0, images_per_second=1.0, peak_memory_bytes=None,
+        peak_memory_kind="none",
+        test_predictions=base64.b64encode(bytes(10_000)).decode() if predictions else None)
+
+
 def test_recorded_runs_are_skipped(monkeypatch, tmp_path):
     monkeypatch.setattr(record, "git_commit", lambda: "abc")
     for p in plan():
-        path = p.path("cpu", tmp_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("{}")
-    monkeypatch.setattr("cnnlab.train.fit", lambda *a, **k: pytest.fail("trained"))
+        _record_of(p).save(p.path("cpu", tmp_path))
+    monkeypatch.setattr("cnnlab.train.train", lambda *a, **k: pytest.fail("trained"))
     assert record.run_missing(root=tmp_path, checkpoints=tmp_path / "ck") == 0
+    assert {state for _, state in record.status(tmp_path)} == {"done"}
+
+
+def test_status_loads_each_record_and_says_why_one_does_not_count(tmp_path):
+    lenet, resnet = plan()[0], next(p for p in plan() if p.config.model == "resnet18")
+    assert lenet.needs_predictions and not resnet.needs_predictions
+    _record_of(lenet, predictions=False).save(lenet.path("cpu", tmp_path))
+    assert record.record_state(lenet, "cpu", tmp_path).startswith("to re-record")
+    # Legacy records of the slow networks count without predictions.
+    _record_of(resnet, predictions=False).save(resnet.path("cpu", tmp_path))
+    assert record.record_state(resnet, "cpu", tmp_path) == "done"
+    # A truncated file is not done.
+    path = resnet.path("cpu", tmp_path)
+    path.write_text(path.read_text()[:100])
+    assert record.record_state(resnet, "cpu", tmp_path).startswith("unreadable")
+    # Another seed's record copied to this path is not this run.
+    other = _record_of(lenet)
+    other.save(path)
+    assert "model is 'lenet'" in record.record_state(resnet, "cpu", tmp_path)
+
+
+def test_a_record_in_the_way_stops_the_recorder_in_one_line(monkeypatch, tmp_path):
+    monkeypatch.setattr(record, "git_commit", lambda: "abc")
+    first = plan()[0]
+    first.path("cpu", tmp_path).parent.mkdir(parents=True)
+    first.path("cpu", tmp_path).write_text('{"hello": 1}')
+    with pytest.raises(record.ProvenanceChanged, match="in the way"):
+        record.run_missing(root=tmp_path, checkpoints=tmp_path / "ck")
 
 
 def test_a_missing_run_is_trained_recorded_with_its_command_and_its_checkpoint_removed(
@@ -80,3 +127,69 @@ def test_a_missing_run_is_trained_recorded_with_its_command_and_its_checkpoint_r
     assert len(result.train_loss) == tiny.config.max_steps  # one loss per step
     assert not list((tmp_path / "ck").glob("*.pt"))
     assert record.run_missing(root=tmp_path, checkpoints=tmp_path / "ck") == 0
+
+
+TINY = dict(model="lenet", epochs=1, max_steps=3, eval_every=3, val_images=50,
+            test_images=200, device="cpu")
+
+
+def test_a_record_keeps_its_predictions_and_weights_and_they_reproduce_it(
+        monkeypatch, tmp_path):
+    import torch
+
+    from cnnlab.data import load_mnist
+    from cnnlab.models import get_model
+    from cnnlab.record import Planned
+    from cnnlab.results import ResultFormatError, RunResult
+    from cnnlab.train import TrainConfig, evaluate
+
+    tiny = Planned(TrainConfig(**TINY), "runs")
+    monkeypatch.setattr(record, "plan", lambda: [tiny])
+    monkeypatch.setattr(record, "git_commit", lambda: "abc")
+    assert record.run_missing(root=tmp_path, checkpoints=tmp_path / "ck") == 1
+    path = tiny.path("cpu", tmp_path)
+    result = RunResult.load(path)
+    # The stored predictions give the stored test accuracy exactly.
+    labels = load_mnist().test.labels[:200].numpy()
+    predicted = result.predictions()
+    assert len(predicted) == 200
+    assert (predicted == labels).mean() == result.test_accuracy
+    # The kept weights, checked by their checksum, give it again.
+    model = get_model("lenet")
+    record.load_weights(result, path, model)
+    test = load_mnist().test.head(200)
+    assert evaluate(model, test) == (result.test_loss, result.test_accuracy)
+    # Weights of another run are refused.
+    weights = tmp_path / "weights" / (path.stem + ".pt")
+    torch.save(get_model("lenet").state_dict(), weights)
+    with pytest.raises(ResultFormatError, match="another run"):
+        record.load_weights(result, path, model)
+
+
+def test_a_record_names_the_commit_training_started_from_or_is_not_saved(
+        monkeypatch, tmp_path):
+    from cnnlab.record import Planned
+    from cnnlab.results import RunResult
+    from cnnlab.train import TrainConfig
+
+    tiny = Planned(TrainConfig(**TINY), "runs")
+    monkeypatch.setattr(record, "plan", lambda: [tiny])
+    # The provenance read at save time would be "later": the record must say
+    # the start's commit, which is the one both reads agree on here.
+    monkeypatch.setattr("cnnlab.results.git_commit", lambda: "later")
+    monkeypatch.setattr(record, "git_commit", lambda: "start")
+    assert record.run_missing(root=tmp_path, checkpoints=tmp_path / "ck") == 1
+    assert RunResult.load(tiny.path("cpu", tmp_path)).provenance["git_commit"] == "start"
+
+    # HEAD moves (or the tree turns dirty) while the run trains: not saved.
+    tiny.path("cpu", tmp_path).unlink()
+    reads = iter(["start", "moved"])
+    monkeypatch.setattr(record, "git_commit", lambda: next(reads))
+    with pytest.raises(record.ProvenanceChanged, match="not saved") as err:
+        record.run_missing(root=tmp_path, checkpoints=tmp_path / "ck")
+    assert "\n" not in str(err.value)
+    assert not tiny.path("cpu", tmp_path).exists()
+    # The finished run is kept in its checkpoint, and saves from it later.
+    assert (tmp_path / "ck" / (tiny.path("cpu", tmp_path).stem + ".pt")).exists()
+    monkeypatch.setattr(record, "git_commit", lambda: "start")
+    assert record.run_missing(root=tmp_path, checkpoints=tmp_path / "ck") == 1

@@ -84,13 +84,9 @@ def test_run_summary_says_when_nothing_is_recorded(tmp_path):
 
 def test_run_summary_puts_the_report_beside_the_record(tmp_path):
     for seed, acc in ((42, 0.97), (43, 0.98)):
-        fake_run("lenet", seed, acc, steps=(125, 250), epochs=5).save(
-            tmp_path / f"lenet-cpu-seed{seed}.json")
-    # fake runs are 1 epoch: make them full (5 epochs of 50 steps)
-    for p in tmp_path.glob("*.json"):
-        r = RunResult.load(p)
-        r.train_loss = r.train_loss * 5
-        r.save(p)
+        r = fake_run("lenet", seed, acc, steps=(125, 250), epochs=5)
+        r.train_loss = r.train_loss * 5  # fake runs are 1 epoch: make them 5 of 50 steps
+        r.save(tmp_path / f"lenet-cpu-seed{seed}.json")
     text = run_summary("lenet", tmp_path)
     # mean(97, 98) = 97.50, sample std sqrt(0.5) = 0.71; the report's LeNet row
     # (cnnlab/report.py): 97.44% in 40.02 s.
