@@ -282,13 +282,20 @@ def decode_predictions(text: str, expected: int | None = None) -> np.ndarray:
     return classes
 
 
+# What git_commit() ignores: the records themselves change no code, and a
+# recording that replaces a committed record must not call its own next run dirty.
+NOT_CODE = ":(exclude)results"
+
+
 def git_commit() -> str | None:
-    """The commit of the cnnlab checkout, with '+dirty' if files changed."""
+    """The commit of the cnnlab checkout, with '+dirty' if files changed
+    (records under results/ are not code, and are not counted)."""
     repo = Path(__file__).resolve().parent.parent
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, text=True,
                                 capture_output=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no",
+                                "--", ".", NOT_CODE],
                                cwd=repo, text=True, capture_output=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None

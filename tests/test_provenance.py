@@ -201,6 +201,13 @@ def test_provenance_carries_the_commit_and_the_dirty_mark(checkout):
     assert _probe(checkout) == [head, head]  # clean: the bare commit
     (checkout / "new-result.json").write_text("{}")  # untracked files change no code
     assert _probe(checkout) == [head, head]
+    (checkout / "results").mkdir()  # a committed record, then replaced: no code changed
+    (checkout / "results" / "run.json").write_text("{}")
+    _git(checkout, "add", ".")
+    _git(checkout, "commit", "-q", "-m", "a record")
+    head = _git(checkout, "rev-parse", "HEAD")
+    (checkout / "results" / "run.json").write_text('{"again": 1}')
+    assert _probe(checkout) == [head, head]
     (checkout / "README.md").write_text("a course, edited\n")  # a tracked file changes
     assert _probe(checkout) == [head + "+dirty"] * 2
     _git(checkout, "commit", "-q", "-am", "second")
@@ -227,7 +234,8 @@ def test_a_run_records_this_checkouts_commit(small):
                         val_images=10, test_images=10), small, progress=False)
     p = r.provenance
     head = _git(REPO, "rev-parse", "HEAD")
-    dirty = _git(REPO, "status", "--porcelain", "--untracked-files=no") != ""
+    dirty = _git(REPO, "status", "--porcelain", "--untracked-files=no", "--", ".",
+                 ":(exclude)results") != ""
     assert p["git_commit"] == head + ("+dirty" if dirty else "")
     assert p["split_sha256"] == split_fingerprint()
     assert p["device"] == "cpu" and p["torch"] == torch.__version__
