@@ -127,6 +127,9 @@ def _add_training_args(p: argparse.ArgumentParser) -> None:
                    help=f"input upsampling factor (default "
                         f"{_builder_default('resnet18', 'upsample')}: 28 px -> 56 px; "
                         f"1 keeps 28 px)")
+    p.add_argument("--batch-norm", action="store_true", default=None,
+                   help="googlenet: batch norm after every conv, no LRN (torchvision's "
+                        "variant; default: the paper's net, without BN)")
     p.add_argument("--device", default=d.device,
                    help="cpu, cuda, cuda:N or mps (default: the best there is)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
@@ -180,7 +183,7 @@ def _check_repeats(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
 
 def _config(args: argparse.Namespace, model: str, seed: int | None = None) -> TrainConfig:
     """The TrainConfig of one run: ``model`` with ``seed`` (default: --seed)."""
-    options = {name: getattr(args, name) for name in ("shortcut", "upsample")
+    options = {name: getattr(args, name) for name in ("shortcut", "upsample", "batch_norm")
                if getattr(args, name) is not None}
     return TrainConfig(model=model, epochs=args.epochs, batch_size=args.batch_size,
                        lr=args.lr, seed=args.seed if seed is None else seed,

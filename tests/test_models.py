@@ -154,6 +154,26 @@ def test_builders_take_channels_and_classes(name):
         assert model(torch.randn(2, 3, 28, 28)).shape == (2, 7)
 
 
+def test_googlenet_batch_norm_variant_is_torchvisions_unit_everywhere():
+    plain, bn = get_model("googlenet"), get_model("googlenet", batch_norm=True)
+    convs = [m for m in bn.modules() if isinstance(m, nn.Conv2d)]
+    norms = [m for m in bn.modules() if isinstance(m, nn.BatchNorm2d)]
+    # One BN per conv, of the conv's width; no conv keeps a bias; no LRN left.
+    assert [c.out_channels for c in convs] == [b.num_features for b in norms]
+    assert all(c.bias is None for c in convs) and all(b.eps == 0.001 for b in norms)
+    assert not any(isinstance(m, nn.LocalResponseNorm) for m in bn.modules())
+    assert sum(isinstance(m, nn.LocalResponseNorm) for m in plain.modules()) == 2
+    # Each conv trades its bias (cout) for BN's weight and bias (2 cout):
+    # cout more parameters per conv, over the 57 convs (3 in the stem, 6 in
+    # each of the 9 modules).
+    assert len(convs) == 3 + 6 * 9
+    widths = sum(c.out_channels for c in convs)
+    assert count_parameters(bn) == GOOGLENET + widths
+    # The same shapes, layer for layer: the option changes the units only.
+    x = torch.randn(2, 1, 28, 28)
+    assert bn.eval()(x).shape == plain.eval()(x).shape == (2, 10)
+
+
 def test_dropout_argument_reaches_the_layers():
     model = get_model("googlenet", dropout=0.4)
     rates = {m.p for m in model.modules() if isinstance(m, nn.Dropout)}

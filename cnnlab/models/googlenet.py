@@ -8,8 +8,14 @@ normalisation in the stem. Unlike the paper: no auxiliary classifiers,
 and a global average pool, since the last maps are 1x1 at 56 px, not 7x7:
 the pools here use ``ceil_mode`` without padding, so 56 -> 28 -> 14 -> 7
 -> 3 -> 1 (the paper's padded pools would give 7 -> 4 -> 2).
+
+``googlenet(batch_norm=True)`` is the variant torchvision builds: every
+conv without bias and followed by batch norm (Ioffe & Szegedy, 2015, who
+added BN to this network), and no local response normalisation, which BN
+replaces. Chapter 6 trains both to see whether BN ends the slow start.
 """
 from collections import OrderedDict
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
@@ -21,6 +27,17 @@ def conv_relu(cin: int, cout: int, kernel: int, stride: int = 1) -> nn.Sequentia
                          nn.ReLU(inplace=True))
 
 
+def conv_bn_relu(cin: int, cout: int, kernel: int, stride: int = 1) -> nn.Sequential:
+    """Conv without bias, batch norm, ReLU: torchvision's ``BasicConv2d``
+    (BN's shift makes a bias redundant; eps 0.001 as torchvision's)."""
+    return nn.Sequential(nn.Conv2d(cin, cout, kernel, stride, padding=kernel // 2,
+                                   bias=False),
+                         nn.BatchNorm2d(cout, eps=0.001), nn.ReLU(inplace=True))
+
+
+ConvBlock = Callable[[int, int, int], nn.Module]  # (cin, cout, kernel[, stride])
+
+
 class Inception(nn.Module):
     """Four parallel branches concatenated on the channel axis.
 
@@ -28,15 +45,16 @@ class Inception(nn.Module):
     """
 
     def __init__(self, cin: int, c1x1: int, c3x3_reduce: int, c3x3: int,
-                 c5x5_reduce: int, c5x5: int, pool_proj: int) -> None:
+                 c5x5_reduce: int, c5x5: int, pool_proj: int,
+                 conv: ConvBlock = conv_relu) -> None:
         super().__init__()
-        self.branch1 = conv_relu(cin, c1x1, 1)
-        self.branch2 = nn.Sequential(conv_relu(cin, c3x3_reduce, 1),
-                                     conv_relu(c3x3_reduce, c3x3, 3))
-        self.branch3 = nn.Sequential(conv_relu(cin, c5x5_reduce, 1),
-                                     conv_relu(c5x5_reduce, c5x5, 5))
+        self.branch1 = conv(cin, c1x1, 1)
+        self.branch2 = nn.Sequential(conv(cin, c3x3_reduce, 1),
+                                     conv(c3x3_reduce, c3x3, 3))
+        self.branch3 = nn.Sequential(conv(cin, c5x5_reduce, 1),
+                                     conv(c5x5_reduce, c5x5, 5))
         self.branch4 = nn.Sequential(nn.MaxPool2d(3, 1, padding=1),
-                                     conv_relu(cin, pool_proj, 1))
+                                     conv(cin, pool_proj, 1))
         self.out_channels = c1x1 + c3x3 + c5x5 + pool_proj
 
     def forward(self, x: Tensor) -> Tensor:
@@ -64,9 +82,9 @@ def _pool() -> nn.MaxPool2d:
     return nn.MaxPool2d(3, 2, ceil_mode=True)
 
 
-def _group(*names: str, pool: bool = False) -> nn.Sequential:
+def _group(*names: str, conv: ConvBlock, pool: bool = False) -> nn.Sequential:
     """Inception modules named as in the paper's Table 1, then a max-pool if asked."""
-    layers = [(name, Inception(*INCEPTION[name])) for name in names]
+    layers = [(name, Inception(*INCEPTION[name], conv=conv)) for name in names]
     return nn.Sequential(OrderedDict(layers + ([("pool", _pool())] if pool else [])))
 
 
@@ -74,22 +92,26 @@ class GoogLeNet(nn.Module):
     """Stem, nine Inception modules with pools between, global pool, FC."""
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10,
-                 dropout: float = 0.2, upsample: int = 2) -> None:
+                 dropout: float = 0.2, upsample: int = 2,
+                 conv: ConvBlock = conv_relu) -> None:
         super().__init__()
         self.input_shape = (in_channels, 28, 28)
         self.upsample = nn.Upsample(scale_factor=upsample, mode="bilinear")
+        # BN normalises every conv's output, so the LRN layers go with it.
+        lrn = nn.Identity if conv is conv_bn_relu else lambda: nn.LocalResponseNorm(5)
         self.stem = nn.Sequential(
-            conv_relu(in_channels, 64, 7, stride=2), _pool(),  # (N, 64, 14, 14)
-            nn.LocalResponseNorm(5),
-            conv_relu(64, 64, 1),
-            conv_relu(64, 192, 3),
-            nn.LocalResponseNorm(5), _pool(),                  # (N, 192, 7, 7)
+            conv(in_channels, 64, 7, stride=2), _pool(),  # (N, 64, 14, 14)
+            lrn(),
+            conv(64, 64, 1),
+            conv(64, 192, 3),
+            lrn(), _pool(),                               # (N, 192, 7, 7)
         )
         # Each module under the paper's name, so traces and parameter names
         # read inception3.3a, ..., inception5.5b.
-        self.inception3 = _group("3a", "3b", pool=True)                  # (N, 480, 3, 3)
-        self.inception4 = _group("4a", "4b", "4c", "4d", "4e", pool=True)  # (N, 832, 1, 1)
-        self.inception5 = _group("5a", "5b")                             # (N, 1024, 1, 1)
+        self.inception3 = _group("3a", "3b", conv=conv, pool=True)    # (N, 480, 3, 3)
+        self.inception4 = _group("4a", "4b", "4c", "4d", "4e", conv=conv,
+                                 pool=True)                          # (N, 832, 1, 1)
+        self.inception5 = _group("5a", "5b", conv=conv)               # (N, 1024, 1, 1)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(1024, num_classes)
@@ -101,7 +123,11 @@ class GoogLeNet(nn.Module):
         return self.fc(self.dropout(x))
 
 
-def googlenet(in_channels: int = 1, num_classes: int = 10,
-              dropout: float = 0.2, upsample: int = 2) -> GoogLeNet:
-    """GoogLeNet at 56 px (5,977,530 parameters at 1 channel, 10 classes)."""
-    return GoogLeNet(in_channels, num_classes, dropout, upsample)
+def googlenet(in_channels: int = 1, num_classes: int = 10, dropout: float = 0.2,
+              upsample: int = 2, batch_norm: bool = False) -> GoogLeNet:
+    """GoogLeNet at 56 px (5,977,530 parameters at 1 channel, 10 classes).
+
+    ``batch_norm=True``: torchvision's variant, BN after every conv and no LRN.
+    """
+    conv = conv_bn_relu if batch_norm else conv_relu
+    return GoogLeNet(in_channels, num_classes, dropout, upsample, conv)
