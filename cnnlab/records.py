@@ -14,9 +14,10 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .plots import smooth
-from .record import EXPERIMENTS, FULL_RUNS, experiment_runs
+from .record import EXPERIMENTS, FULL_RUNS, Planned, config_mismatch, experiment_runs
 from .report import REPORT
-from .results import RESULTS_DIR, RunResult, cpu_share, provenance_line, recorded_runs
+from .results import (RESULTS_DIR, ResultFormatError, RunResult, cpu_share, provenance_line,
+                      plain, recorded_runs, skip_note)
 
 
 @dataclass(frozen=True)
@@ -76,10 +77,12 @@ def run_summary(model: str, folder: str | Path | None = None) -> str:
              "|---|---|---|---|---|"]
     seconds = statistics.mean(r.train_seconds for r in runs)
     speed = statistics.mean(r.images_per_second for r in runs)
+    devices = sorted({plain(f"{r.provenance.get('device_name', '?')} "
+                            f"({r.provenance.get('device', '?')}, "
+                            f"{r.provenance.get('cpu_threads', '?')} threads)")
+                      for r in runs})
     lines.append(f"| cnnlab, recorded | {accuracy_spread(runs).text()} | {seconds:,.0f} "
-                 f"| {speed:,.0f} | {first.provenance.get('device_name', '?')} "
-                 f"({first.provenance.get('device', '?')}, "
-                 f"{first.provenance.get('cpu_threads', '?')} threads) |")
+                 f"| {speed:,.0f} | {'; '.join(devices)} |")
     if report is not None:
         lines.append(f"| the report | {report.test_accuracy:.2f} | (see below) "
                      f"| | NVIDIA GeForce MX250 (laptop GPU) |")
@@ -105,7 +108,7 @@ def shared_note(runs: list[RunResult]) -> str:
         return ""
     busy, quiet, unknown = [], [], []
     for r in cpu:
-        name = f"{r.model} (seed {r.config.get('seed')})"
+        name = plain(f"{r.model} (seed {r.config.get('seed')})")
         share = cpu_share(r)
         load = (r.provenance.get("load_average") or [None] * 3)[2]
         threads = r.provenance.get("cpu_threads", 1)
@@ -192,10 +195,27 @@ def experiment_arms(name: str, root: Path = RESULTS_DIR,
     """The arms of experiment ``name`` with the runs recorded for each."""
     arms = []
     for arm, planned in experiment_runs(name).items():
-        found = [RunResult.load(p.path(device, root)) for p in planned
-                 if p.path(device, root).exists()]
+        found = [r for p in planned if (r := _planned_record(p, device, root))]
         arms.append(Arm(arm, tuple(found), len(planned), planned[0].command()))
     return arms
+
+
+def _planned_record(p: Planned, device: str, root: Path) -> RunResult | None:
+    """The record of the planned run ``p``, or None (with a one-line note if a
+    file is there but cannot count: unreadable, or another run's config)."""
+    path = p.path(device, root)
+    if not path.exists() and not path.is_symlink():
+        return None
+    try:
+        r = RunResult.load(path)
+    except (ResultFormatError, OSError) as err:
+        skip_note(path, str(err).removeprefix(f"{path}: "))
+        return None
+    mismatch = config_mismatch(r, p)
+    if mismatch:
+        skip_note(path, f"not this arm's run ({mismatch})")
+        return None
+    return r
 
 
 def experiment_table(arms: list[Arm]) -> str:

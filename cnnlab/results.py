@@ -386,10 +386,38 @@ def seed_summary_table(results: list[RunResult]) -> str:
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
 
 
+def skip_note(path: Path, why: str) -> None:
+    """Say, in one line on stderr, that a page left out the file at ``path``."""
+    print(f"note: left out {path}: {why}", file=sys.stderr)
+
+
+def run_key(r: RunResult) -> str:
+    """What makes two records the same run: model and whole config (seed,
+    recipe, budget, device and speed switches)."""
+    return json.dumps([r.model, r.config], sort_keys=True, default=str)
+
+
 def load_runs(folder: str | Path | None = None) -> list[RunResult]:
-    """Every RunResult JSON under ``folder`` (default: the repository's results/runs)."""
+    """Every RunResult JSON under ``folder`` (default: the repository's results/runs).
+
+    A file that is not a readable cnnlab result is left out with a one-line
+    note naming it, so one stray file never stops a page; a second copy of
+    the same run (``run_key``) counts once, and is noted too.
+    """
     folder = Path(folder) if folder is not None else RESULTS_DIR / "runs"
-    return [RunResult.load(p) for p in sorted(folder.glob("*.json"))]
+    runs: dict[str, tuple[Path, RunResult]] = {}
+    for path in sorted(folder.glob("*.json")):
+        try:
+            r = RunResult.load(path)
+        except (ResultFormatError, OSError) as err:
+            skip_note(path, str(err).removeprefix(f"{path}: "))
+            continue
+        key = run_key(r)
+        if key in runs:
+            skip_note(path, f"the same run as {runs[key][0].name}, counted once")
+            continue
+        runs[key] = path, r
+    return [r for _, r in runs.values()]
 
 
 def is_full_run(r: RunResult) -> bool:
@@ -413,10 +441,22 @@ def short_commit(commit: str | None) -> str:
     return sha[:12] + ("+dirty" if dirty else "")
 
 
+def plain(value: Any) -> str:
+    """A record's field as text that Markdown shows as written: HTML and the
+    characters that make links, code, emphasis or table cells are escaped, so
+    a record never puts markup on a page."""
+    text = str(value)
+    for char, escaped in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;")):
+        text = text.replace(char, escaped)
+    for char in "\\`*[]|":
+        text = text.replace(char, "\\" + char)
+    return " ".join(text.split())  # no line break can end a table row
+
+
 def provenance_line(r: RunResult) -> str:
-    """Where and when a result came from, in one line."""
+    """Where and when a result came from, in one line of Markdown (fields escaped)."""
     p = r.provenance
     commit = short_commit(p.get("git_commit"))
-    return (f"{r.model}: recorded {p.get('date', '?')[:10]} on {p.get('device_name', '?')} "
-            f"({p.get('device', '?')}), torch {p.get('torch', '?')}, seed "
-            f"{r.config.get('seed')}, commit {commit}")
+    return plain(f"{r.model}: recorded {str(p.get('date', '?'))[:10]} on "
+                 f"{p.get('device_name', '?')} ({p.get('device', '?')}), torch "
+                 f"{p.get('torch', '?')}, seed {r.config.get('seed')}, commit {commit}")

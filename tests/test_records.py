@@ -68,7 +68,8 @@ def test_experiment_arms_read_the_planned_files(tmp_path):
     planned = experiment_runs("dropout")
     p = planned["dropout 0.4"][1]  # seed 43
     p.path("cpu", tmp_path).parent.mkdir(parents=True)
-    fake_run("googlenet", seed=43, acc=0.97).save(p.path("cpu", tmp_path))
+    config = {k: v for k, v in vars(p.config).items() if k not in ("model", "seed")}
+    fake_run("googlenet", seed=43, acc=0.97, **config).save(p.path("cpu", tmp_path))
     arms = {a.name: a for a in experiment_arms("dropout", root=tmp_path)}
     assert [r.config["seed"] for r in arms["dropout 0.4"].runs] == [43]
     assert arms["dropout 0.2"].runs == ()
