@@ -20,11 +20,12 @@ import signal
 import sys
 import threading
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Iterator
 
 from .data import N_TRAIN
-from .files import PathError, check_writable, clash
+from .files import PathError, check_room, check_writable, clash
 from .models import DEFAULT_DROPOUT, MODELS, check_model_name, list_models
 from .models.resnet import SHORTCUTS
 from .results import RunResult
@@ -134,6 +135,10 @@ def _add_training_args(p: argparse.ArgumentParser) -> None:
                    help="cpu, cuda, cuda:N or mps (default: the best there is)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--replace", action="store_true",
+                   help="let a result replace one of another run (another model, seed, "
+                        "recipe or budget) at its --out path; a rerun of the same run "
+                        "replaces its own result without it")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -181,10 +186,28 @@ def _check_repeats(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
                          f"each trains once into its own result file, so give each once")
 
 
+# The builder options the command line sets, by flag.
+OPTION_FLAGS = {"shortcut": "--shortcut", "upsample": "--upsample",
+                "batch_norm": "--batch-norm"}
+
+
+def _takes(model: str) -> set[str]:
+    return set(inspect.signature(MODELS[model]).parameters)
+
+
 def _config(args: argparse.Namespace, model: str, seed: int | None = None) -> TrainConfig:
     """The TrainConfig of one run: ``model`` with ``seed`` (default: --seed)."""
-    options = {name: getattr(args, name) for name in ("shortcut", "upsample", "batch_norm")
+    options = {name: getattr(args, name) for name in OPTION_FLAGS
                if getattr(args, name) is not None}
+    # Said in flags: TrainConfig's own message names builder arguments,
+    # some of which (activation, say) have no flag.
+    for name, flag in [(n, OPTION_FLAGS[n]) for n in options] + (
+            [("dropout", "--dropout")] if args.dropout is not None else []):
+        if name not in _takes(model) or DEFAULT_DROPOUT.get(model, 0) is None:
+            users = [m for m in MODELS if name in _takes(m)
+                     and (name != "dropout" or DEFAULT_DROPOUT[m] is not None)]
+            raise ValueError(f"{flag} does not apply to {model}; it applies to "
+                             f"{', '.join(users)}")
     return TrainConfig(model=model, epochs=args.epochs, batch_size=args.batch_size,
                        lr=args.lr, seed=args.seed if seed is None else seed,
                        dropout=args.dropout, options=options,
@@ -207,22 +230,92 @@ def _result_path(out: Path | None, model: str, device: str, seed: int) -> Path:
     the folder ``--out`` (default: DEFAULT_OUT)."""
     if out is not None and out.suffix.lower() == ".json":  # Result.JSON too
         return out
+    if out is not None and out.suffix and not out.is_dir():  # never make new.txt a folder
+        raise PathError(f"--out {out}: a result file's name ends in .json, and {out} is "
+                        f"not a folder; give a name ending in .json, or a folder")
     return (out or DEFAULT_OUT) / f"{model}-{device.replace(':', '')}-seed{seed}.json"
 
 
-def _check_replaceable(out: Path) -> None:
-    """A file already at ``out`` is replaced only if it is a cnnlab result (a
-    rerun); anything else there is someone's data."""
-    if out.is_file():
-        try:
-            RunResult.load(out)
-        except (ValueError, OSError) as err:
-            why = str(err).removeprefix(f"{out}: ")
-            raise PathError(f"--out {out}: {why}; the result would replace it. Choose "
-                            f"another name, or move that file first.") from None
+# What makes two results the same run, so that one may replace the other:
+# the model and everything that shapes its training and its scores (not the
+# device or the speed switches, which change only how fast it ran).
+SAME_RUN_FIELDS = ("epochs", "batch_size", "lr", "weight_decay", "seed", "dropout",
+                   "options", "eval_every", "eval_subset", "max_steps", "val_images",
+                   "test_images")
 
 
-def _check_train_paths(args: argparse.Namespace, out: Path) -> None:
+def _run_words(model: str, config: dict) -> str:
+    """A run in a few words: 'lenet, seed 42, 5 epochs' (and a step budget)."""
+    budget = f", {config.get('max_steps')} steps" if config.get("max_steps") else ""
+    return f"{model}, seed {config.get('seed')}, {config.get('epochs')} epochs{budget}"
+
+
+def _check_replaceable(out: Path, config: TrainConfig, replace: bool) -> None:
+    """A file already at ``out`` is replaced only by a rerun of the same run
+    (``SAME_RUN_FIELDS``), or with ``--replace``; anything that is not a
+    cnnlab result is someone's data, and is never replaced."""
+    if not out.is_file():
+        return
+    try:
+        old = RunResult.load(out)
+    except (ValueError, OSError) as err:
+        why = str(err).removeprefix(f"{out}: ")
+        raise PathError(f"--out {out}: {why}; the result would replace it. Choose "
+                        f"another name, or move that file first.") from None
+    new = asdict(config)
+    differ = [name for name in SAME_RUN_FIELDS if old.config.get(name) != new[name]]
+    if old.model != config.model:
+        differ.insert(0, "model")
+    if differ and not replace:
+        raise PathError(f"--out {out} holds another run ({_run_words(old.model, old.config)}"
+                        f"; its {', '.join(differ)} differ from this run's: "
+                        f"{_run_words(config.model, new)}). Pass --replace to replace it, "
+                        f"or choose another --out.")
+
+
+def _bytes_written(config: TrainConfig) -> tuple[int, int]:
+    """About how many bytes the result and one checkpoint of ``config`` take:
+    the result's per-step losses, and the checkpoint's weights with AdamW's
+    two moments (float32), each with a margin."""
+    import torch
+
+    from .models import count_parameters, get_model
+
+    with torch.device("meta"):  # shapes only: nothing is allocated
+        parameters = count_parameters(get_model(config.model, **config.model_kwargs()))
+    steps = config.epochs * -(-N_TRAIN // config.batch_size)
+    steps = min(steps, config.max_steps or steps)
+    result = 2**16 + 32 * steps  # ~25 bytes of JSON per loss, predictions 13 KB
+    checkpoint = 3 * 4 * parameters + 2**20 + 16 * steps
+    return result, checkpoint
+
+
+def _check_room(outs: list[Path], config_of: list[TrainConfig],
+                checkpoint: Path | None) -> None:
+    """Before training: each disk has room for what the runs write on it. A
+    checkpoint needs room for two copies (the next save is written whole
+    before it replaces the last), less the one already there."""
+    need: dict[int, tuple[Path, str, int]] = {}  # per disk: a path, its flag, bytes
+
+    def add(path: Path, flag: str, n: int) -> None:
+        folder = path.parent
+        while not folder.exists():
+            folder = folder.parent
+        disk = os.stat(folder).st_dev
+        _, _, before = need.get(disk, (path, flag, 0))
+        need[disk] = (path, flag, before + n)
+
+    for out, config in zip(outs, config_of):
+        add(out, "--out", _bytes_written(config)[0])
+    if checkpoint is not None:  # train: one run
+        one = _bytes_written(config_of[0])[1]
+        there = checkpoint.stat().st_size if checkpoint.is_file() else 0
+        add(checkpoint, "--checkpoint", max(2 * one - there, one))
+    for path, flag, n in need.values():
+        check_room(path, n, flag)
+
+
+def _check_train_paths(args: argparse.Namespace, out: Path, config: TrainConfig) -> None:
     """Before anything loads: --out and --checkpoint can be written, are not the
     same file, and a checkpoint already there is resumed, not overwritten."""
     if args.resume and args.checkpoint is None:
@@ -234,10 +327,12 @@ def _check_train_paths(args: argparse.Namespace, out: Path) -> None:
         raise PathError(f"--out {given}: not a folder, and not a .json file that a "
                         f"result could replace; give a folder or a name ending in .json")
     check_writable(out, "--out")
-    _check_replaceable(out)
+    _check_replaceable(out, config, args.replace)
+    if args.checkpoint is not None:
+        check_writable(args.checkpoint, "--checkpoint")
+    _check_room([out], [config], args.checkpoint)
     if args.checkpoint is None:
         return
-    check_writable(args.checkpoint, "--checkpoint")
     if clash(out, args.checkpoint):
         raise PathError(f"--out {args.out} and --checkpoint {args.checkpoint} collide (the "
                         f"result would go to {out}); give them different names.")
@@ -247,16 +342,19 @@ def _check_train_paths(args: argparse.Namespace, out: Path) -> None:
                         f"otherwise choose another path to start afresh.")
 
 
-def _check_compare_paths(args: argparse.Namespace, outs: list[Path]) -> None:
+def _check_compare_paths(args: argparse.Namespace, runs: list[tuple[TrainConfig, Path]]
+                         ) -> None:
     """compare writes several files, so --out must be a folder that takes them."""
     folder = args.out
     if folder.suffix.lower() == ".json" or (folder.exists() and not folder.is_dir()):
         raise PathError(f"--out {folder}: compare writes one result per run, a table "
                         f"and two plots, so --out is a folder, e.g. results/")
+    outs = [out for _, out in runs]
     for path in outs + [folder / name for name in COMPARE_FILES]:
         check_writable(path, "--out")
-    for path in outs:
-        _check_replaceable(path)
+    for config, path in runs:
+        _check_replaceable(path, config, args.replace)
+    _check_room(outs, [config for config, _ in runs], None)
     for name in COMPARE_FILES:  # the table and plots of an earlier compare, or none
         path = folder / name
         if path.is_file() and not _written_by_compare(path):
@@ -299,7 +397,7 @@ def _run(args: argparse.Namespace) -> None:
     if args.command == "train":
         config = _config(args, args.model)
         out = _result_path(args.out, args.model, device, args.seed)
-        _check_train_paths(args, out)
+        _check_train_paths(args, out, config)
         _train(args, config, out)
     elif args.command == "compare":
         from .plots import bar_figure, comparison_figure, save_figure
@@ -308,7 +406,7 @@ def _run(args: argparse.Namespace) -> None:
         runs = [(_config(args, m, seed), _result_path(args.out, m, device, seed))
                 for m in args.models or list_models()
                 for seed in args.seeds or [args.seed]]  # a bad option fails here
-        _check_compare_paths(args, [out for _, out in runs])
+        _check_compare_paths(args, runs)
         results = [_train(args, config, out) for config, out in runs]
         table = markdown_table(results)
         if args.seeds and len(args.seeds) > 1:
@@ -392,36 +490,45 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _check_repeats(parser, args)
+    return run_with_one_line_errors(parser.prog, lambda: _run(args),
+                                    lambda err: _stopped_line(err, args))
+
+
+def run_with_one_line_errors(prog: str, action: Callable[[], int | None],
+                             stopped: Callable[[KeyboardInterrupt], str]) -> int:
+    """Run ``action`` and turn whatever it raises into one line on stderr and
+    the exit code (module docstring); ``stopped`` words a stop by a signal.
+    The recorder's CLI (``python -m cnnlab.record``) goes through here too."""
     debug = bool(os.environ.get("CNNLAB_DEBUG"))
     try:
         with _stop_signals_as_ctrl_c():
-            _run(args)
+            return action() or 0
     except KeyboardInterrupt as err:
         if debug:
             raise
         # A further Ctrl-C would interrupt the line itself (a traceback instead).
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
-            print(f"{parser.prog}: {_stopped_line(err, args)}", file=sys.stderr)
+            print(f"{prog}: {stopped(err)}", file=sys.stderr)
         finally:
             signal.signal(signal.SIGINT, previous)  # main may be called in a process
         return 128 + getattr(err, "signum", signal.SIGINT)  # that goes on (_exit: not)
     except (ValueError, OSError) as err:  # refused input: a flag, path, file, the data
         if debug:
             raise
-        parser.error(_error_line(err))
+        print(f"{prog}: error: {_error_line(err)}", file=sys.stderr)
+        raise SystemExit(2) from None  # as argparse exits for a bad flag
     except RuntimeError as err:  # divergence, out of memory, compile, a size too small
         if debug:
             raise
-        print(f"{parser.prog}: error: {_error_line(err)}", file=sys.stderr)
+        print(f"{prog}: error: {_error_line(err)}", file=sys.stderr)
         return 1
     except Exception as err:  # a bug in cnnlab: still one line, and how to see more
         if debug:
             raise
-        print(f"{parser.prog}: internal error: {type(err).__name__}: {_error_line(err)} "
+        print(f"{prog}: internal error: {type(err).__name__}: {_error_line(err)} "
               f"(CNNLAB_DEBUG=1 shows the traceback; please report it)", file=sys.stderr)
         return 1
-    return 0
 
 
 def _exit(code: int) -> None:

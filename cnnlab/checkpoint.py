@@ -9,8 +9,10 @@ Python, NumPy and torch (CPU and CUDA). It is written atomically
 from __future__ import annotations
 
 import io
+import math
 import random
 from contextlib import contextmanager
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -18,6 +20,7 @@ import numpy as np
 import torch
 
 from .files import atomic_write
+from .results import check_field_types
 
 try:
     import fcntl
@@ -155,3 +158,49 @@ def load_checkpoint(path: str | Path, config: dict[str, Any]) -> dict[str, Any]:
                               + "; ".join(differ) + f"). Resume with the same settings, "
                               f"or {fresh[0].lower()}{fresh[1:]}")
     return state
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # True is not step 1
+
+
+def restore_problem(state: dict[str, Any], total_steps: int, batch_size: int,
+                    history_cls: type) -> str | None:
+    """What makes a checkpoint unusable for a run of ``total_steps`` steps of
+    batch ``batch_size`` (a field of the wrong type or out of range, a NaN
+    loss or weight), naming the field; None when it can be restored.
+
+    ``history_cls``: the dataclass the checkpoint's history must fit.
+    """
+    step, micro = state["step"], state["micro_batch"]
+    if not _is_int(step) or step < 0:
+        return f"step must be a whole number of steps done, got {step!r}"
+    if step > total_steps:
+        return None  # the caller says how to continue it (raise --epochs)
+    if not _is_int(micro) or not 1 <= micro <= batch_size:
+        return f"micro_batch must be an integer in 1..{batch_size}, got {micro!r}"
+    losses = state["train_loss"]
+    if not isinstance(losses, list) or len(losses) != step:
+        n = len(losses) if isinstance(losses, list) else type(losses).__name__
+        return f"train_loss must hold one loss per step done ({step}), got {n}"
+    if not all(isinstance(v, float) and math.isfinite(v) for v in losses):
+        return "train_loss holds a NaN, infinite or non-number loss"
+    history = state["history"]
+    if not isinstance(history, dict) or set(history) - {f.name for f in fields(history_cls)}:
+        return "history is not a cnnlab history"
+    try:
+        check_field_types(history_cls, history, "history.")
+    except ValueError as err:
+        return str(err)
+    scores = history.get("val_loss", []) + history.get("val_accuracy", [])
+    if any(not math.isfinite(v) for v in scores):
+        return "history holds a NaN or infinite validation score"
+    if any(v > step for v in history.get("val_step", [])):
+        return f"history has a validation point after step {step}, where it stopped"
+    weights = state["model_state"]
+    if not isinstance(weights, dict) or not all(torch.is_tensor(v) for v in weights.values()):
+        return "model_state is not a set of weight tensors"
+    for name, tensor in weights.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            return f"model_state.{name} holds NaN or infinite weights"
+    return None

@@ -28,6 +28,7 @@ import json
 import logging
 import math
 import os
+import stat
 import zlib
 from dataclasses import dataclass
 from functools import lru_cache
@@ -105,11 +106,24 @@ def _cache_error(where: Path, err: OSError) -> DataCacheError:
         f"CNNLAB_DATA=~/.cache/cnnlab-data")
 
 
+def _regular(path: Path) -> bool:
+    """Whether ``path`` is a regular file (after links). A FIFO in its place
+    would make open() wait forever for a writer; a device could be endless."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
 def _read_stamp(root: Path) -> dict[str, int] | None:
     """The CRC-32 of each file from the stamp, if the stamp is whole and names
     exactly the MD5s and sizes in FILES; else None."""
+    path = root / "MNIST" / STAMP_NAME
+    if not _regular(path):
+        return None
     try:
-        stamp = json.loads((root / "MNIST" / STAMP_NAME).read_bytes())
+        with open(path, "rb") as f:
+            stamp = json.loads(f.read(64 * 1024))  # a stamp is 1 KB
         files = stamp["files"]
         if (stamp["format"] != STAMP_FORMAT
                 or {n: (f["md5"], f["size"]) for n, f in files.items()}
@@ -134,7 +148,9 @@ def _write_bytes(path: Path, data: bytes) -> None:
 
 
 def _read_whole(path: Path, spec: MnistFile) -> bytearray | None:
-    """The bytes of ``path`` if it exists with exactly ``spec.size`` bytes."""
+    """The bytes of ``path`` if it is a regular file of exactly ``spec.size`` bytes."""
+    if not _regular(path):
+        return None
     try:
         with open(path, "rb") as f:
             buf = bytearray(spec.size)
@@ -166,18 +182,25 @@ def _restore_hint(src: Path) -> str:
 
 def _decompress_verified(src: Path, spec: MnistFile) -> bytes:
     """The decompressed bytes of ``src``, but only if they check out."""
-    if not src.is_file():
+    if not _regular(src):
+        what = "not a regular file" if src.exists() else "missing"
         raise DataIntegrityError(
-            f"{src.name}: missing from {src.parent}. Expected MD5 {spec.md5} "
+            f"{src.name}: {what} in {src.parent}. Expected MD5 {spec.md5} "
             f"of the decompressed file. {_restore_hint(src)}")
     try:
+        # Streamed with a limit: a file that decompresses to more than the
+        # real one (a gzip bomb, say) is stopped one byte past its size.
         with gzip.open(src, "rb") as f:
-            data = f.read()
+            data = f.read(spec.size + 1)
     except (OSError, EOFError) as err:  # gzip.BadGzipFile is an OSError
         raise DataIntegrityError(
             f"{src.name}: cannot be decompressed ({err}); the file is "
             f"truncated or corrupted. Expected MD5 {spec.md5} of "
             f"{spec.size} decompressed bytes. {_restore_hint(src)}") from err
+    if len(data) > spec.size:
+        raise DataIntegrityError(
+            f"{src.name}: decompresses to more than the {spec.size} bytes of the real "
+            f"file, so it is not MNIST (stopped reading there). {_restore_hint(src)}")
     actual = hashlib.md5(data).hexdigest()
     if actual != spec.md5 or len(data) != spec.size:
         raise DataIntegrityError(

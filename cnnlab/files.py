@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import shutil
 import socket
 import tempfile
 from contextlib import contextmanager
@@ -125,12 +126,13 @@ def check_writable(path: str | Path, what: str = "output") -> Path:
     if path.exists() and not path.is_file():
         raise PathError(f"{what} {path}: is a device or special file; give the "
                         f"path of a regular file")
+    folder = _nearest_folder(path)
+    if _read_only_mount(folder):
+        raise PathError(f"{what} {path}: {folder} is on a read-only filesystem; give "
+                        f"a path on a disk that can be written")
     if path.is_file() and not os.access(path, os.W_OK):  # replacing it would ignore that
         raise PathError(f"{what} {path}: the file is read-only; make it writable "
                         f"(chmod u+w) if it may be replaced, or give another path")
-    folder = path.parent
-    while not folder.exists():  # created later: its nearest existing parent decides
-        folder = folder.parent
     if not folder.is_dir():
         raise PathError(f"{what} {path}: {folder} is a file, not a folder")
     try:  # the only sure test: root ignores permission bits, not a read-only disk
@@ -140,6 +142,38 @@ def check_writable(path: str | Path, what: str = "output") -> Path:
         raise PathError(f"{what} {path}: cannot write in {folder} "
                         f"({err.strerror or err})") from None
     return path
+
+
+def _nearest_folder(path: Path) -> Path:
+    """The folder ``path`` goes in, or its nearest parent that exists (the
+    folders between are created later)."""
+    folder = path.parent
+    while not folder.exists():
+        folder = folder.parent
+    return folder
+
+
+def _read_only_mount(folder: Path) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):  # no statvfs (Windows): the write test decides
+        return False
+
+
+def check_room(path: str | Path, need: int, what: str = "output") -> None:
+    """Raise PathError unless the disk that ``path`` goes on has ``need`` bytes
+    free: checked before training, so a full disk costs seconds, not a run."""
+    path = Path(path)
+    folder = _nearest_folder(path)
+    free = shutil.disk_usage(folder).free
+    if free < need:
+        raise PathError(f"{what} {path}: {_size(free)} free on its disk, and this run "
+                        f"writes about {_size(need)} there; free some space or give a "
+                        f"path on another disk")
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:,.1f} MB" if n >= 2**20 else f"{n / 2**10:,.0f} KB"
 
 
 def clash(a: str | Path, b: str | Path) -> bool:

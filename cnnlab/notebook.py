@@ -73,3 +73,70 @@ def show_experiment(name: str):
         display(experiment_figure(arms, title=experiment_title(name)))
     display(Markdown(verdict(arms)))
     return arms
+
+
+def _test_digits():
+    """The test split's images and labels as NumPy arrays."""
+    from .data import load_mnist
+
+    test = load_mnist().test
+    return test.images.numpy(), test.labels.numpy()
+
+
+def _no_predictions(model: str) -> None:
+    from IPython.display import Markdown, display
+
+    display(Markdown(f"No recorded full run of `{model}` keeps its predictions yet (the "
+                     f"records made before records kept them do not). `make record-cpu` "
+                     f"records the seeds that do; this cell then shows them."))
+
+
+def show_confusion(model: str):
+    """The confusion matrix of ``model``'s recorded run (from its stored
+    predictions), or a line saying no record keeps them yet."""
+    from IPython.display import display
+
+    from .mistakes import confusion_figure, recorded_predictions
+
+    p = recorded_predictions(model)
+    if p is None:
+        _no_predictions(model)
+        return None
+    display(confusion_figure(p, _test_digits()[1]))
+    return p
+
+
+def show_misread(model: str, n: int = 30):
+    """The first ``n`` test digits ``model``'s recorded run misreads."""
+    from IPython.display import display
+
+    from .mistakes import misread_figure, recorded_predictions
+
+    p = recorded_predictions(model)
+    if p is None:
+        _no_predictions(model)
+        return None
+    images, labels = _test_digits()
+    display(misread_figure(p, images, labels, n))
+    return p
+
+
+def show_overlap(models: list[str]):
+    """The comparison of mistakes across ``models``: how many each gets wrong,
+    how many fool them all (and which), and a majority vote against the best."""
+    from IPython.display import Markdown, display
+
+    from .mistakes import fooled_all_figure, overlap, overlap_text, recorded_predictions
+
+    images, labels = _test_digits()
+    found = [p for m in models if (p := recorded_predictions(m)) is not None]
+    missing = [m for m in models if m not in {p.model for p in found}]
+    o = overlap(found, labels) if len(found) >= 2 else None
+    if o is None:
+        display(Markdown(overlap_text(overlap(found, labels), missing, len(labels))
+                         if found else "No record keeps its predictions yet."))
+        return None
+    display(Markdown(overlap_text(o, missing, len(labels))))
+    if len(o.by_all):
+        display(fooled_all_figure(o, found, images, labels))
+    return o

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -263,11 +262,6 @@ def _dirty_refusal(commit: str | None = None) -> str | None:
             f"must name a clean commit. Commit or stash them, then run again.")
 
 
-def _stop_on_signal(signum, frame) -> None:
-    # SIGTERM/SIGHUP become Ctrl-C, so train() saves its checkpoint first.
-    raise KeyboardInterrupt
-
-
 class ProvenanceChanged(RuntimeError):
     """HEAD moved, or the tree became dirty, while a run trained."""
 
@@ -327,6 +321,7 @@ def run_missing(root: Path = RESULTS_DIR, checkpoints: Path = CACHE / "checkpoin
     moves or the tree becomes dirty before it ends, the record is not saved
     (ProvenanceChanged) and the checkpoint keeps the finished run.
     """
+    from .checkpoint import CheckpointError
     from .train import train
 
     device = _device()
@@ -347,7 +342,12 @@ def run_missing(root: Path = RESULTS_DIR, checkpoints: Path = CACHE / "checkpoin
         print(f"{time.strftime('%H:%M:%S')} {out.relative_to(root)}: start"
               f"{' (resuming)' if ckpt.exists() else ''} at commit {commit}; rerun "
               f"alone with: {p.command()}", flush=True)
-        model, result = train(p.config, progress=False, checkpoint=ckpt, resume=True)
+        try:
+            model, result = train(p.config, progress=False, checkpoint=ckpt, resume=True)
+        except CheckpointError as err:  # the recorder's own file: say how to clear it
+            raise CheckpointError(f"{err} (The recorder keeps this checkpoint for "
+                                  f"{out.name}; delete {ckpt} to train that run "
+                                  f"afresh.)") from None
         now = git_commit()
         if now != commit and not allow_dirty:
             raise ProvenanceChanged(
@@ -370,9 +370,10 @@ def run_missing(root: Path = RESULTS_DIR, checkpoints: Path = CACHE / "checkpoin
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cnnlab.record",
-                                     description="Record the planned runs.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    from .__main__ import _Parser, run_with_one_line_errors
+
+    parser = _Parser(prog="python -m cnnlab.record", description="Record the planned runs.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     sub.add_parser("status", help="what is recorded, what is missing")
     sub.add_parser("oom", help="bug 3: train AlexNet-large under a 2 GiB memory cap")
     p = sub.add_parser("run", help="run what is missing")
@@ -381,13 +382,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--allow-dirty", action="store_true",
                    help="record from a checkout with uncommitted changes")
     args = parser.parse_args(argv)
+    # The main CLI's one-line errors: SIGTERM and SIGHUP stop a run as
+    # Ctrl-C does (its checkpoint saved; `record oom`'s child ended).
+    return run_with_one_line_errors(parser.prog, lambda: _command(args), _stopped_line)
 
+
+def _stopped_line(err: KeyboardInterrupt) -> str:
+    from .train import TrainingInterrupted
+
+    if isinstance(err, TrainingInterrupted):
+        return f"{err}; the next 'run' resumes it"
+    return "stopped; nothing was in progress that a checkpoint keeps"
+
+
+def _command(args: argparse.Namespace) -> int:
     if args.command == "status":
+        device = _device()  # a bad CNNLAB_DEVICE: one line, before anything prints
         rows = status()
         for p, state in rows:
             word = state if state in ("done", "missing") else "redo"
             why = "" if word == state else f"  ({state})"
-            print(f"{word:7} {p.folder}/{p.filename(_device())}"
+            print(f"{word:7} {p.folder}/{p.filename(device)}"
                   f"  [{p.experiment}: {', '.join(p.arms)}]{why}")
         print(f"{sum(s == 'done' for _, s in rows)} of {len(rows)} recorded")
         return 0
@@ -425,14 +440,8 @@ def main(argv: list[str] | None = None) -> int:
     import logging
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     pidfile.write_text(str(os.getpid()))
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _stop_on_signal)
     try:
         ran = run_missing(allow_dirty=args.allow_dirty)
-    except KeyboardInterrupt:
-        print(f"{time.strftime('%H:%M:%S')} stopped; the checkpoint keeps the run in "
-              f"progress, and the next 'run' resumes it", flush=True)
-        return 130
     except ProvenanceChanged as err:
         print(f"{time.strftime('%H:%M:%S')} cnnlab.record: {err}", flush=True)
         return 2

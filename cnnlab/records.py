@@ -88,12 +88,36 @@ def run_summary(model: str, folder: str | Path | None = None) -> str:
                      f"| | NVIDIA GeForce MX250 (laptop GPU) |")
     lines.append("")
     if report is not None:
+        lines += [report_position(model, runs), ""]
         lines += [f"The report's time, {report.seconds:,.0f} s, is not comparable "
                   f"with ours: another machine, and the report does not say what its "
                   f"timer covered. Ours counts the training steps only.", ""]
     lines += [f"Provenance: {provenance_line(r)}." for r in runs]
     lines += ["", shared_note(runs)]
     return "\n".join(lines).rstrip()
+
+
+def report_position(model: str, runs: list[RunResult]) -> str:
+    """One sentence: where the report's single test accuracy falls against
+    the range of our seeds of ``model`` ('' when the report has no row)."""
+    report = REPORT.get(model)
+    if report is None or not runs:
+        return ""
+    values = sorted(100 * r.test_accuracy for r in runs)
+    lo, hi, theirs = values[0], values[-1], report.test_accuracy
+    seeds = ", ".join(str(r.config.get("seed")) for r in runs)
+    if len(values) == 1:
+        gap = theirs - lo
+        return (f"The report's {theirs:.2f}% is {abs(gap):.2f} points "
+                f"{'above' if gap > 0 else 'below'} our one seed ({seeds}: {lo:.2f}%); one "
+                f"seed cannot say whether that gap is more than seed-to-seed noise.")
+    where = (f"inside the range of our {len(values)} seeds ({seeds}: {lo:.2f} to {hi:.2f}%)"
+             if lo <= theirs <= hi else
+             f"{theirs - hi:.2f} points above the best of our {len(values)} seeds "
+             f"({seeds}: {lo:.2f} to {hi:.2f}%)" if theirs > hi else
+             f"{lo - theirs:.2f} points below the worst of our {len(values)} seeds "
+             f"({seeds}: {lo:.2f} to {hi:.2f}%)")
+    return f"The report's single run, {theirs:.2f}%, lies {where}."
 
 
 def shared_note(runs: list[RunResult]) -> str:

@@ -39,8 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .checkpoint import (CheckpointError, checkpoint_lock, load_checkpoint, rng_states, save_checkpoint,
-                         set_rng_states)
+from .checkpoint import (CheckpointError, checkpoint_lock, load_checkpoint, restore_problem,
+                         rng_states, save_checkpoint, set_rng_states)
 from .data import DeviceBatches, MnistSplits, Split, load_mnist, preprocess
 from .files import check_writable
 from .models import (DEFAULT_DROPOUT, MODELS, check_model_name, count_parameters, eval_mode,
@@ -152,6 +152,15 @@ def resolve_device(name: str | None = None) -> torch.device:
         raise ValueError(f"device {name!r}{source} is not available on this machine; "
                          f"use cpu{', cuda' if available['cuda'] else ''}"
                          f"{', mps' if available['mps'] else ''}")
+    if device.type == "cpu":  # one CPU device: cpu:0 is cpu, cpu:1 names nothing
+        if device.index not in (None, 0):
+            raise ValueError(f"device {name!r}{source}: there is one CPU device; use cpu")
+        return torch.device("cpu")
+    if device.type == "cuda" and device.index is not None:
+        count = torch.cuda.device_count()
+        if device.index >= count:
+            raise ValueError(f"device {name!r}{source}: this machine has {count} GPU(s), "
+                             f"cuda:0 to cuda:{count - 1}")
     return device
 
 
@@ -670,7 +679,8 @@ def _train(config: TrainConfig, data: MnistSplits | None, progress: bool | None,
                         acc = _validate(model, val if whole else val_between, state,
                                         at_epoch_end, amp, channels_last)
                         if whole and checkpoint is not None:
-                            _save(checkpoint, config, model, optimizer, state)
+                            _save_or_warn(checkpoint, config, model, optimizer, state,
+                                          at_last)
                         bar.point(state, acc, config.eval_every)
                         watch.start()
                 if state.step == total:
@@ -724,7 +734,11 @@ def _resume(path: str | Path, config: TrainConfig, model: nn.Module,
     order, the random generators and ``state``."""
     saved = load_checkpoint(path, asdict(config))
     step, total = saved["step"], len(state.losses)
-    if not isinstance(step, int) or not 0 <= step <= total:
+    problem = restore_problem(saved, total, config.batch_size, History)
+    if problem:
+        raise CheckpointError(f"{path}: the checkpoint cannot be restored: {problem}. "
+                              f"Pass another --checkpoint path to start afresh.")
+    if step > total:
         raise CheckpointError(f"{path}: the checkpoint is at step {step}, beyond "
                               f"this run's {total} steps; raise --epochs (or --max-steps) to "
                               f"continue it.")
@@ -758,6 +772,21 @@ def _save(path: str | Path, config: TrainConfig, model: nn.Module,
         "history": asdict(state.history),
         "generator_state": state.epoch_start, "rng": rng_states(),
     })
+
+
+def _save_or_warn(path: str | Path, config: TrainConfig, model: nn.Module,
+                  optimizer: torch.optim.Optimizer, state: RunState, at_last: bool) -> None:
+    """``_save``; but the last save of a finished run may fail (a full disk)
+    without failing the run: its result is worth more than its checkpoint,
+    and is returned to be saved. Earlier saves fail the run, as they must."""
+    try:
+        _save(path, config, model, optimizer, state)
+    except OSError as err:
+        if not at_last:
+            raise
+        log.warning("the run finished, but its last checkpoint could not be written "
+                    "(%s: %s); the previous one stays at %s, and the result is kept",
+                    path, err.strerror or err, path)
 
 
 def _validate(model: nn.Module, split: Split, state: RunState, at_epoch_end: bool,

@@ -308,3 +308,50 @@ def test_the_cli_reports_an_unwritable_cache_in_one_line(tmp_path, monkeypatch, 
     assert err.count("\n") == 1 and "Traceback" not in err
     assert "Set CNNLAB_DATA to a writable folder" in err and "Not a directory" in err
     assert not (tmp_path / "r.json").exists()
+
+
+@pytest.mark.parametrize("which", ["a data file", "the stamp"])
+def test_a_pipe_in_the_cache_is_never_opened_and_is_replaced(root, built, which):
+    """A FIFO in a file's place: open() would wait forever for a writer."""
+    path = raw(root, LABELS) if which == "a data file" else stamp_path(root)
+    path.unlink()
+    os.mkfifo(path)
+    prepare_mnist(root)  # returns: the pipe is read as "not a good file"
+    assert path.is_file()
+    if which == "a data file":
+        assert path.read_bytes() == raw(built, LABELS).read_bytes()
+
+
+def test_a_gzip_bomb_is_stopped_one_byte_past_the_real_size(tmp_path, monkeypatch):
+    """A vendored file replaced by one that decompresses to far more than the
+    real file is refused, having decompressed no more than the real size."""
+    import gzip
+
+    source = tmp_path / "src"
+    shutil.copytree(data.VENDORED_DIR, source)
+    spec = next(s for s in FILES if s.name == LABELS)  # 60,008 bytes decompressed
+    bomb = source / f"{LABELS}.gz"
+    with gzip.open(bomb, "wb") as f:  # 100 MB of zeros, 100 KB on disk
+        for _ in range(100):
+            f.write(bytes(2**20))
+    asked = []
+    real_open = gzip.open
+
+    class Counting:
+        def __init__(self, *args, **kwargs):
+            self.f = real_open(*args, **kwargs)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def read(self, size=-1):
+            asked.append(size)
+            return self.f.read(size)
+
+    monkeypatch.setattr(data.gzip, "open", Counting)
+    with pytest.raises(DataIntegrityError, match="decompresses to more than the 60008"):
+        data._decompress_verified(bomb, spec)
+    assert asked == [spec.size + 1]  # one bounded read, never read() of it all

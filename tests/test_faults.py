@@ -131,6 +131,13 @@ TRAIN = ["train", "lenet", "--device", "cpu", "--quiet"]
     (TRAIN + ["--shortcut", "skip"], "--shortcut: invalid choice: 'skip'"),
     (["train", "vgg16"], "unknown model 'vgg16'; choose one of: lenet"),
     (TRAIN + ["--device", "tpu"], "unknown device 'tpu'"),
+    (TRAIN + ["--device", "cpu:1"], "device 'cpu:1': there is one CPU device; use cpu"),
+    (TRAIN + ["--batch-norm"], "--batch-norm does not apply to lenet; it applies to "
+                               "googlenet"),
+    (TRAIN + ["--shortcut", "zero_pad"], "--shortcut does not apply to lenet; it applies "
+                                         "to resnet18"),
+    (TRAIN + ["--dropout", "0.3"], "--dropout does not apply to lenet; it applies to "
+                                   "alexnet"),
     (TRAIN + ["--resume"], "--resume needs --checkpoint PATH"),
     (["shapes", "lenet", "--size", str(MAX_SIZE + 1)], "--size: expected an integer"),
 ])
@@ -157,7 +164,7 @@ def test_path_out_is_a_device(capsys, tiny):
 
 @pytest.mark.parametrize("out, checkpoint", [
     ("run.json", "./run.json"),  # one file
-    ("run.pt", "run.pt"),        # --out without .json is a folder: it would hold run.pt/
+    ("runs", "runs"),            # --out without .json is a folder: it would hold runs/
     ("a.json", "a.json/run.pt"),  # the checkpoint would make a folder of the result's name
 ])
 def test_path_out_and_checkpoint_collide(out, checkpoint, tmp_path, capsys, tiny,
@@ -183,6 +190,54 @@ def test_path_out_is_someone_elses_file(tmp_path, capsys, tiny):
     assert "the result would replace it" in err
     assert out.read_text() == '{"name": "my-package", "version": "1.0"}'
     assert tiny["loads"] == 0
+
+
+def _recorded(folder: Path, **config) -> Path:
+    """A hand-made 5-epoch result of LeNet (seed 42 unless given) in ``folder``."""
+    r = hand_made_result()
+    r.config = asdict(TrainConfig(**config))
+    path = folder / f"lenet-cpu-seed{r.config['seed']}.json"
+    return r.save(path)
+
+
+@pytest.mark.parametrize("flags, differ", [
+    (["--max-steps", "2"], "its max_steps differ"),          # a short run
+    (["--seed", "7"], "its seed differ"),                     # another seed
+    (["--lr", "0.01", "--epochs", "2"], "its epochs, lr differ"),  # another recipe
+])
+def test_path_a_different_run_never_replaces_a_result(flags, differ, tmp_path, capsys,
+                                                      tiny):
+    kept = _recorded(tmp_path)
+    before = kept.read_bytes()
+    code, err = cli(capsys, *TRAIN, *flags, "--out", kept)
+    line = one_line(err)
+    assert code == 2 and differ in line and "Pass --replace" in line
+    assert "(lenet, seed 42, 5 epochs;" in line  # both runs named
+    assert kept.read_bytes() == before and tiny["loads"] == 0
+
+
+def test_path_a_short_run_into_the_records_folder_is_refused(tmp_path, capsys, tiny):
+    """`train --max-steps 2 --out keep/` where keep/ holds the seed-42 record."""
+    kept = _recorded(tmp_path)
+    code, err = cli(capsys, *TRAIN, "--max-steps", "2", "--out", tmp_path)
+    assert code == 2 and "holds another run" in one_line(err)
+    # compare, as `make record` runs it, is refused the same way
+    code, err = cli(capsys, "compare", "lenet", "--seeds", "42", "--max-steps", "2",
+                    "--device", "cpu", "--quiet", "--out", tmp_path)
+    assert code == 2 and "holds another run" in one_line(err)
+    assert RunResult.load(kept).epochs_run == hand_made_result().epochs_run
+
+
+def test_path_replace_lets_a_different_run_replace_a_result(tmp_path, capsys, tiny):
+    kept = _recorded(tmp_path)
+    code, err = cli(capsys, *TRAIN, "--max-steps", "1", "--out", kept, "--replace")
+    assert code == 0 and RunResult.load(kept).config["max_steps"] == 1
+
+
+def test_path_out_with_another_extension_is_never_made_a_folder(tmp_path, capsys, tiny):
+    code, err = cli(capsys, *TRAIN, "--out", tmp_path / "new.txt")
+    assert code == 2 and "a result file's name ends in .json" in one_line(err)
+    assert not (tmp_path / "new.txt").exists() and tiny["loads"] == 0
 
 
 def test_path_checkpoint_is_a_folder(tmp_path, capsys, tiny):
@@ -475,6 +530,17 @@ def _broken(state: dict, change: str) -> dict | bytes:
         state["train_loss"] = state["train_loss"][:1]
     elif change == "step beyond the run":
         state["step"] = 10 ** 6
+    elif change == "step True":  # bool is an int in Python: True would be step 1
+        state["step"] = True
+    elif change.startswith("micro_batch "):
+        state["micro_batch"] = eval(change.split(" ", 1)[1])  # -5, 0, 'big', 2.5
+    elif change == "NaN losses":
+        state["train_loss"] = [float("nan")] * len(state["train_loss"])
+    elif change == "history of the wrong type":
+        state["history"] = state["history"] | {"val_accuracy": "high"}
+    elif change == "NaN weights":
+        state["model_state"] = {k: v * float("nan") if v.is_floating_point() else v
+                                for k, v in state["model_state"].items()}
     return state
 
 
@@ -490,6 +556,17 @@ def _broken(state: dict, change: str) -> dict | bytes:
     ("wrong weights", "the checkpoint cannot be restored"),
     ("losses cut short", "the checkpoint cannot be restored"),
     ("step beyond the run", "beyond this run's"),
+    ("step True", "cannot be restored: step must be a whole number of steps done, got True"),
+    # 1 up to the run's batch, the CLI's default (the report's 128).
+    ("micro_batch -5", f"cannot be restored: micro_batch must be an integer in "
+                       f"1..{TrainConfig().batch_size}, got -5"),
+    ("micro_batch 0", f"micro_batch must be an integer in 1..{TrainConfig().batch_size}, "
+                      f"got 0"),
+    ("micro_batch 'big'", "micro_batch must be an integer in 1..128, got 'big'"),
+    ("micro_batch 2.5", "micro_batch must be an integer in 1..128, got 2.5"),
+    ("NaN losses", "cannot be restored: train_loss holds a NaN"),
+    ("history of the wrong type", "history.val_accuracy must be a list of numbers"),
+    ("NaN weights", "holds NaN or infinite weights"),
 ])
 def test_checkpoint_file_is_refused_by_name(change, words, checkpoint_state, tmp_path,
                                             capsys, tiny):
@@ -599,7 +676,7 @@ def test_disk_full_when_saving_the_result(a_result, tmp_path, capsys, tiny, monk
     out = a_result.save(tmp_path / "r.json")  # the previous run's result
     previous = out.read_bytes()
     monkeypatch.setattr(files, "_fsync", _enospc)  # the disk fills as the file is written
-    code, err = cli(capsys, *TRAIN, "--max-steps", "1", "--out", out)
+    code, err = cli(capsys, *TRAIN, "--max-steps", "1", "--out", out, "--replace")
     assert code == 2 and f"{out}: No space left on device" in one_line(err)
     assert out.read_bytes() == previous and temp_files(tmp_path) == []
 
@@ -614,11 +691,43 @@ def test_disk_full_at_the_second_checkpoint_keeps_the_first(tmp_path, capsys, ti
             _enospc(path)
 
     monkeypatch.setattr(files, "_fsync", fill_up_at_second_save)
-    code, err = cli(capsys, *TRAIN, "--epochs", "2", "--checkpoint", ck,
+    # Three epochs: the second save is not the last (that one may fail alone,
+    # test_disk_full_at_the_last_checkpoint_keeps_the_result).
+    code, err = cli(capsys, *TRAIN, "--epochs", "3", "--checkpoint", ck,
                     "--out", tmp_path / "r.json")
     assert code == 2 and f"{ck}: No space left on device" in one_line(err)
     assert torch.load(ck, weights_only=True)["step"] == TINY_TRAIN // BATCH  # epoch 1
     assert temp_files(tmp_path) == [] and not (tmp_path / "r.json").exists()
+
+
+def test_disk_full_at_the_last_checkpoint_keeps_the_result(tmp_path, capsys, caplog, tiny,
+                                                          monkeypatch):
+    """The run is done when its last checkpoint meets a full disk: the result
+    is saved first, and the line says what was kept."""
+    ck, out, saves = tmp_path / "run.pt", tmp_path / "r.json", []
+
+    def fill_up_at_the_last_save(path):
+        saves.append(path)
+        if path.name.startswith(f".{ck.name}.") and len(saves) == 2:  # epoch 2 of 2
+            _enospc(path)
+
+    monkeypatch.setattr(files, "_fsync", fill_up_at_the_last_save)
+    code, err = cli(capsys, *TRAIN, "--epochs", "2", "--checkpoint", ck, "--out", out)
+    assert code == 0 and RunResult.load(out).epochs_run == 2  # the whole run, saved
+    said = caplog.text
+    assert "the run finished, but its last checkpoint could not be written" in said
+    assert "No space left on device" in said and "the result is kept" in said
+    assert torch.load(ck, weights_only=True)["step"] == TINY_TRAIN // BATCH  # epoch 1
+
+
+def test_disk_too_small_is_refused_before_training(tmp_path, capsys, tiny, monkeypatch):
+    import collections
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(files.shutil, "disk_usage", lambda path: usage(10**9, 10**9, 10**4))
+    code, err = cli(capsys, *TRAIN, "--out", tmp_path / "r.json")
+    line = one_line(err)
+    assert code == 2 and "--out" in line and "10 KB free on its disk" in line
+    assert tiny["loads"] == 0 and not (tmp_path / "r.json").exists()
 
 
 def test_disk_full_when_saving_a_plot(a_result, tmp_path, monkeypatch):
@@ -665,16 +774,29 @@ SANDBOX = textwrap.dedent("""
                 f.flush()
     except OSError:
         pass
-    train.load_mnist = lambda root=None: tiny_data()
-    cases["full"] = run(*cpu, "--checkpoint", full / "run.pt", "--out", full / "r.json")
+    steps = []
+    def load_tiny(root=None):
+        steps.append("load")
+        return tiny_data()
+    train.load_mnist = load_tiny
+    # --replace: the result there is another run's, and this case is about room.
+    cases["full"] = run(*cpu, "--checkpoint", full / "run.pt", "--out", full / "r.json",
+                        "--replace")
     cases["full"]["files"] = sorted(p.name for p in full.iterdir())
     cases["full"]["kept"] = (full / "r.json").read_text() == previous
-    # A disk that fills in the middle of the write: 200 kB left for a LeNet
-    # checkpoint of about 540 kB (44,426 weights and AdamW's two moments, float32).
+    cases["full"]["loaded"] = len(steps)
+    # 200 kB left for a LeNet checkpoint of about 540 kB (44,426 weights and
+    # AdamW's two moments, float32): refused before training ...
     (full / "filler").unlink()
     stat = os.statvfs(full)
     with open(full / "filler", "wb") as f:
         f.write(b"x" * max(0, stat.f_bavail * stat.f_frsize - 200_000))
+    cases["room"] = run(*cpu, "--checkpoint", full / "run.pt", "--out", full / "r2.json")
+    cases["room"]["loaded"] = len(steps)
+    # ... and, with that check off (as if the disk filled during training),
+    # the write that meets the full disk fails whole, in one line.
+    import cnnlab.__main__ as cli_module
+    cli_module._check_room = lambda *args: None
     cases["half"] = run(*cpu, "--checkpoint", full / "run.pt", "--out", full / "r2.json")
     cases["half"]["files"] = sorted(p.name for p in full.iterdir())
     print(json.dumps(cases))
@@ -705,7 +827,9 @@ def sandbox(tmp_path_factory) -> dict:
 
 def test_disk_read_only_out_folder(sandbox):
     case = sandbox["ro_out"]
-    assert case["code"] == 2 and "(Read-only file system)" in one_line(case["err"])
+    line = one_line(case["err"])
+    assert case["code"] == 2 and "is on a read-only filesystem" in line
+    assert "chmod" not in line  # no permission bit can make a read-only disk writable
 
 
 def test_disk_read_only_data_cache(sandbox):
@@ -716,15 +840,29 @@ def test_disk_read_only_data_cache(sandbox):
 
 def test_disk_full_tmpfs(sandbox):
     case = sandbox["full"]
-    assert case["code"] == 2 and "run.pt: No space left on device" in one_line(case["err"])
+    line = one_line(case["err"])
+    assert case["code"] == 2 and "free on its disk, and this run writes about" in line
+    assert case["loaded"] == 0  # refused before the data loaded, let alone training
     assert case["kept"]  # the previous result, byte for byte
     assert case["files"] == ["filler", "r.json"]  # no checkpoint, no temporary file
 
 
+def test_disk_with_room_for_one_checkpoint_but_not_two_is_refused_first(sandbox):
+    case = sandbox["room"]
+    line = one_line(case["err"])
+    assert case["code"] == 2 and line.startswith("python -m cnnlab: error: --checkpoint")
+    assert "run.pt: 195 KB free on its disk" in line or "KB free on its disk" in line
+    assert case["loaded"] == 0
+
+
 def test_disk_fills_in_the_middle_of_a_checkpoint_write(sandbox):
+    """The run's one checkpoint save is its last: the checkpoint is lost whole
+    (no partial file), the result is kept, and the line says so."""
     case = sandbox["half"]
-    assert case["code"] == 2 and "run.pt: No space left on device" in one_line(case["err"])
-    assert case["files"] == ["filler", "r.json"]  # no checkpoint, no temporary file
+    line = one_line(case["err"])
+    assert case["code"] == 0 and "last checkpoint could not be written" in line
+    assert "No space left on device" in line and "the result is kept" in line
+    assert case["files"] == ["filler", "r.json", "r2.json"]  # no checkpoint, no temp file
 
 
 # --- Concurrent writers to one file ------------------------------------------

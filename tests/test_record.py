@@ -205,3 +205,43 @@ def test_a_record_names_the_commit_training_started_from_or_is_not_saved(
     assert (tmp_path / "ck" / (tiny.path("cpu", tmp_path).stem + ".pt")).exists()
     monkeypatch.setattr(record, "git_commit", lambda: "start")
     assert record.run_missing(root=tmp_path, checkpoints=tmp_path / "ck") == 1
+
+
+def test_status_with_a_bad_device_is_one_line(monkeypatch, capsys):
+    monkeypatch.setenv("CNNLAB_DEVICE", "tpu")
+    with pytest.raises(SystemExit) as exit_:
+        record.main(["status"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert "CNNLAB_DEVICE" in err
+
+
+def test_sigterm_ends_the_oom_childs_too(monkeypatch, tmp_path, capsys):
+    """`record oom` trains in a child process; stopped, it must not leave the
+    child running (an orphan holding 1.6 GB)."""
+    import os
+    import signal
+    import subprocess
+    import threading
+
+    children = []
+
+    def slow_child_run(model, batch, cap):  # the real code path: subprocess.run
+        real_popen = subprocess.Popen
+
+        class Recorded(real_popen):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                children.append(self)
+        monkeypatch.setattr(subprocess, "Popen", Recorded)
+        subprocess.run(["sleep", "60"])
+
+    monkeypatch.setattr(record, "git_commit", lambda: "abc")
+    monkeypatch.setattr("cnnlab.memory.train_under_memory_cap", slow_child_run)
+    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.start()
+    code = record.main(["oom"])
+    timer.join()
+    assert code == 128 + signal.SIGTERM
+    assert children and all(c.poll() is not None for c in children)  # none left running
+    assert capsys.readouterr().err.count("\n") == 1

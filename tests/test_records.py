@@ -169,3 +169,18 @@ def test_partial_spread_says_how_many_seeds_of_the_plan():
     assert Spread((97.0,)).text(planned=3) == "97.00 (1 of 3 seeds)"
     assert Spread((97.0, 97.2, 97.4)).text(planned=3) == "97.20 ± 0.20 (3 seeds)"
 
+
+
+@pytest.mark.parametrize("accs, words", [
+    # The report's LeNet: 97.44% (cnnlab/report.py).
+    ((97.0, 98.0), "lies inside the range of our 2 seeds (42, 43: 97.00 to 98.00%)"),
+    ((97.5, 98.0), "lies 0.06 points below the worst of our 2 seeds"),   # 97.50 - 97.44
+    ((96.0, 97.0), "lies 0.44 points above the best of our 2 seeds"),    # 97.44 - 97.00
+    ((97.0,), "is 0.44 points above our one seed (42: 97.00%); one seed cannot say"),
+])
+def test_report_position_says_where_the_reports_number_falls(accs, words):
+    from cnnlab.records import report_position
+
+    runs = [fake_run("lenet", 42 + i, a / 100) for i, a in enumerate(accs)]
+    assert words in report_position("lenet", runs)
+    assert report_position("vgg", runs) == ""  # no report row, no sentence

@@ -157,7 +157,7 @@ def test_nan_loss_stops_at_that_step_and_keeps_old_result(small, tmp_path, monke
         fit(TrainConfig(epochs=1, **CFG), small, progress=False)
     calls["n"] = 0
     code = main(["train", "lenet", "--device", "cpu", "--max-steps", "20", "--quiet",
-                 "--out", str(out)])
+                 "--out", str(out), "--replace"])  # another budget than the kept run
     assert code == 1 and "at step 12" in capsys.readouterr().err
     assert out.read_bytes() == previous
 

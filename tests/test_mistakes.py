@@ -1,0 +1,77 @@
+"""What the networks get wrong: computed from stored predictions, checked by hand."""
+import numpy as np
+
+from cnnlab.mistakes import (Predictions, confusion_figure, confusion_matrix,
+                             majority_vote, misread_figure, overlap,
+                             recorded_predictions)
+from cnnlab.data import load_mnist
+
+
+def preds(model, classes, labels=None):
+    return Predictions(model, 42, np.array(classes, dtype=np.uint8), None)
+
+
+def test_confusion_matrix_counts_each_image_once_where_it_belongs():
+    labels = np.array([0, 0, 1, 7, 7, 7])
+    predicted = np.array([0, 6, 1, 7, 1, 1])
+    m = confusion_matrix(predicted, labels)
+    assert m.sum() == len(labels) and np.trace(m) == 3  # 0, 1 and one 7 right
+    assert m[0, 6] == 1 and m[7, 1] == 2 and m[7, 7] == 1  # row: true, column: predicted
+
+
+def test_majority_vote_breaks_ties_with_the_most_accurate_voter():
+    labels = np.array([1, 2, 3, 4])
+    a = preds("a", [1, 2, 3, 0])  # 3 of 4 right: the most accurate
+    b = preds("b", [1, 2, 0, 0])
+    c = preds("c", [1, 9, 0, 4])
+    d = preds("d", [5, 9, 3, 4])
+    vote = majority_vote([d, c, b, a], labels)  # the order given does not matter
+    # image 0: 1,1,1,5 -> 1; image 1: 2,2,9,9 tie -> a's 2; image 2: 3,0,0,3 tie
+    # -> a's 3; image 3: 0,0,4,4 tie -> a's 0 (the tie goes to a, right or not).
+    assert vote.tolist() == [1, 2, 3, 0]
+
+
+def test_overlap_is_what_every_network_gets_wrong():
+    labels = np.array([0, 1, 2, 3, 4])
+    a, b, c = preds("a", [9, 1, 9, 3, 4]), preds("b", [9, 9, 9, 3, 4]), preds("c", [9, 1, 2, 9, 4])
+    o = overlap([a, b, c], labels)
+    assert o.wrong["a"].tolist() == [0, 2] and o.wrong["b"].tolist() == [0, 1, 2]
+    assert o.by_all.tolist() == [0]  # only image 0 fools all three
+    # vote: image 0 -> 9 (wrong), 1 -> 1, 2 -> 9 (a and b), 3 -> 3, 4 -> 4
+    assert o.vote_wrong.tolist() == [0, 2]
+    table = o.table(len(labels))
+    assert "| b | 3 | 40.00 |" in table and "| all 3 wrong on the same digit | 1 |" in table
+
+
+def test_a_recorded_networks_predictions_give_its_recorded_accuracy():
+    p = recorded_predictions("lenet")
+    labels = load_mnist().test.labels.numpy()
+    assert p is not None and len(p.classes) == len(labels)
+    assert (p.classes == labels).mean() == p.record.test_accuracy
+    assert len(p.wrong(labels)) == round((1 - p.record.test_accuracy) * len(labels))
+
+
+def test_figures_show_the_mistakes():
+    p = recorded_predictions("lenet")
+    data = load_mnist().test
+    labels, images = data.labels.numpy(), data.images.numpy()
+    fig = confusion_figure(p, labels)
+    wrong = len(p.wrong(labels))
+    assert f"{wrong} of 10,000 test digits wrong" in fig.axes[0].get_title()
+    grid = misread_figure(p, images, labels, n=12)
+    titles = [ax.get_title() for ax in grid.axes if ax.get_title()]
+    first = p.wrong(labels)[0]
+    assert len(titles) == 12 and titles[0] == f"{labels[first]} → {p.classes[first]}"
+
+
+def test_overlap_text_says_what_the_vote_does_and_who_is_missing():
+    from cnnlab.mistakes import overlap_text
+
+    labels = np.array([0, 1, 2, 3, 4])
+    a, b, c = preds("a", [9, 1, 9, 3, 4]), preds("b", [9, 9, 9, 3, 4]), preds("c", [9, 1, 2, 9, 4])
+    text = overlap_text(overlap([a, b, c], labels), ["d"], len(labels))
+    # a and c each get 2 wrong (a is first); the vote gets 2 wrong too: a tie.
+    assert "The majority vote gets as many wrong as the best single network, a (2 against 2" in text
+    assert "1 digits fool every network here" in text and "predictions: d." in text
+    one = overlap_text(overlap([a], labels), ["b", "c"], len(labels))
+    assert one.startswith("Fewer than two networks") and "Missing: b, c." in one
