@@ -18,17 +18,16 @@ import math
 import os
 import signal
 import sys
-import threading
-from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 from .data import N_TRAIN
 from .files import PathError, check_room, check_writable, clash
 from .models import DEFAULT_DROPOUT, MODELS, check_model_name, list_models
 from .models.resnet import SHORTCUTS
 from .results import RunResult
+from .stop import stop_signals_as_ctrl_c, stopped_line
 from .train import MAX_SEED, TrainConfig
 
 # Bounds that catch typos (--epochs 50000) before hours are spent on them.
@@ -433,50 +432,6 @@ def _run(args: argparse.Namespace) -> None:
         print(format_shapes(rows))
 
 
-class _Stopped(KeyboardInterrupt):
-    """SIGTERM or SIGHUP, raised wherever the program is, as Ctrl-C would be."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-def _raise_stopped(signum: int, frame) -> None:
-    raise _Stopped(signum)
-
-
-@contextmanager
-def _stop_signals_as_ctrl_c() -> Iterator[None]:
-    """SIGTERM and SIGHUP stop a run as Ctrl-C does: the checkpoint is saved first.
-    (Unhandled, they would kill the process and lose the epoch in progress.)"""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # only the main thread can set signal handlers
-        return
-    names = [n for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
-    previous = {getattr(signal, n): signal.signal(getattr(signal, n), _raise_stopped)
-                for n in names}
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-
-
-def _stopped_line(err: KeyboardInterrupt, args: argparse.Namespace) -> str:
-    """One line: what stopped the program and what keeps the run."""
-    from .train import TrainingInterrupted
-
-    if isinstance(err, TrainingInterrupted):  # it says at which step, and what was saved
-        return str(err)
-    signum = getattr(err, "signum", signal.SIGINT)
-    how = ("interrupted (Ctrl-C)" if signum == signal.SIGINT
-           else f"stopped by {signal.Signals(signum).name}")
-    where = getattr(args, "checkpoint", None)
-    if where is not None and where.exists():
-        return f"{how}; the checkpoint {where} keeps the run (continue with --resume)"
-    return f"{how}; nothing saved"
-
-
 def _error_line(err: BaseException) -> str:
     """One line for an error: an OSError's file and reason, else its meaningful line."""
     from .train import one_line
@@ -491,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _check_repeats(parser, args)
     return run_with_one_line_errors(parser.prog, lambda: _run(args),
-                                    lambda err: _stopped_line(err, args))
+                                    lambda err: stopped_line(err, getattr(args, "checkpoint", None)))
 
 
 def run_with_one_line_errors(prog: str, action: Callable[[], int | None],
@@ -501,7 +456,7 @@ def run_with_one_line_errors(prog: str, action: Callable[[], int | None],
     The recorder's CLI (``python -m cnnlab.record``) goes through here too."""
     debug = bool(os.environ.get("CNNLAB_DEBUG"))
     try:
-        with _stop_signals_as_ctrl_c():
+        with stop_signals_as_ctrl_c():
             return action() or 0
     except KeyboardInterrupt as err:
         if debug:

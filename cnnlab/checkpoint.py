@@ -5,22 +5,29 @@ history so far, the data order's generator state and the random states of
 Python, NumPy and torch (CPU and CUDA). It is written atomically
 (``cnnlab.files.atomic_write``) and read with
 ``torch.load(weights_only=True)``, which refuses arbitrary pickled code.
+
+``save_run`` and ``restore_run`` are what the training loop calls;
+``check_checkpoint_path`` and ``checkpoint_lock`` guard the path before a
+run starts; ``restore_problem`` checks every field before anything is used.
 """
 from __future__ import annotations
 
 import io
+import logging
 import math
 import random
 from contextlib import contextmanager
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 import torch
 
-from .files import atomic_write
+from .files import atomic_write, check_writable
 from .results import check_field_types
+
+log = logging.getLogger("cnnlab")
 
 try:
     import fcntl
@@ -204,3 +211,95 @@ def restore_problem(state: dict[str, Any], total_steps: int, batch_size: int,
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             return f"model_state.{name} holds NaN or infinite weights"
     return None
+
+
+@contextmanager
+def claim_checkpoint(path: str | Path | None, resume: bool) -> Iterator[None]:
+    """Hold the checkpoint ``path`` for one run (``with`` block): it can be
+    written, one already there is continued (``resume``), never overwritten,
+    and no other run uses it meanwhile (``checkpoint_lock``). None: no
+    checkpoint, nothing to hold."""
+    if resume and path is None:
+        raise ValueError("resume=True needs the checkpoint path to resume from")
+    if path is None:
+        yield
+        return
+    check_writable(path, "checkpoint")  # before the lock file beside it
+    with checkpoint_lock(path):
+        check_checkpoint_path(path, resume)
+        yield
+
+
+def check_checkpoint_path(path: str | Path, resume: bool) -> None:
+    """Before anything runs: the checkpoint can be written, and a checkpoint
+    already there is continued (resume), never overwritten."""
+    check_writable(path, "checkpoint")
+    if Path(path).exists() and not resume:
+        raise CheckpointError(f"{path}: a file is already there. If it is this run's "
+                              f"checkpoint, continue it with resume=True (--resume); "
+                              f"otherwise choose another path to start afresh.")
+
+
+def save_run(path: str | Path, config: dict[str, Any], model: torch.nn.Module,
+             optimizer: torch.optim.Optimizer, step: int, micro_batch: int,
+             losses: list[float], history: dict[str, Any], generator_state: torch.Tensor,
+             last: bool = False) -> None:
+    """Write everything ``restore_run`` needs to continue bit for bit.
+
+    ``last``: the save of a finished run, which may fail (a full disk)
+    without failing the run: its result is worth more than its checkpoint.
+    Earlier saves fail the run, as they must.
+    """
+    try:
+        save_checkpoint(path, {
+            "config": config, "step": step, "micro_batch": micro_batch,
+            "model_state": model.state_dict(), "optimizer_state": optimizer.state_dict(),
+            "train_loss": losses, "history": history,
+            "generator_state": generator_state, "rng": rng_states(),
+        })
+    except OSError as err:
+        if not last:
+            raise
+        log.warning("the run finished, but its last checkpoint could not be written "
+                    "(%s: %s); the previous one stays at %s, and the result is kept",
+                    path, err.strerror or err, path)
+
+
+@dataclass
+class Restored:
+    """What ``restore_run`` hands back to the loop."""
+
+    step: int                     # steps done
+    micro: int                    # micro-batch size reached
+    losses: list[float]           # one per step done
+    history: dict[str, Any]       # the History's fields
+    generator_state: torch.Tensor  # the data order of the epoch in progress
+
+
+def restore_run(path: str | Path, config: dict[str, Any], total_steps: int,
+                batch_size: int, history_cls: type, model: torch.nn.Module,
+                optimizer: torch.optim.Optimizer) -> Restored:
+    """Load the checkpoint at ``path`` into ``model``, ``optimizer`` and the
+    random generators, once every field is checked (``restore_problem``);
+    CheckpointError, naming the file and the field, when it cannot be."""
+    saved = load_checkpoint(path, config)
+    step = saved["step"]
+    problem = restore_problem(saved, total_steps, batch_size, history_cls)
+    if problem:
+        raise CheckpointError(f"{path}: the checkpoint cannot be restored: {problem}. "
+                              f"Pass another --checkpoint path to start afresh.")
+    if step > total_steps:
+        raise CheckpointError(f"{path}: the checkpoint is at step {step}, beyond this "
+                              f"run's {total_steps} steps; raise --epochs (or --max-steps) "
+                              f"to continue it.")
+    try:
+        model.load_state_dict(saved["model_state"])
+        optimizer.load_state_dict(saved["optimizer_state"])
+        set_rng_states(saved["rng"])
+    except (RuntimeError, KeyError, TypeError, ValueError, IndexError) as err:
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        why = lines[0] if lines else type(err).__name__  # torch's first line says it
+        raise CheckpointError(f"{path}: the checkpoint cannot be restored ({why}). Pass "
+                              f"another --checkpoint path to start afresh.") from None
+    return Restored(step, saved["micro_batch"], saved["train_loss"], saved["history"],
+                    saved["generator_state"])

@@ -19,6 +19,9 @@ The data flow, top to bottom of this file:
 4. ``DeviceBatches`` keeps a whole split on the training device and slices
    batches from a seeded permutation; ``preprocess`` scales and normalises
    there. ``classic_loaders`` offers the usual Dataset/DataLoader view.
+5. ``check_data`` checks all three splits against a model before step 1
+   (``DataError``, ``PixelDtypeError``, ``ShapeMismatchError``), so a wrong
+   dtype or shape is named before training, not deep inside it.
 """
 from __future__ import annotations
 
@@ -36,7 +39,7 @@ from pathlib import Path
 from typing import Iterator
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from .files import atomic_write
 
@@ -425,3 +428,84 @@ def classic_loaders(batch_size: int = 128, seed: int = 42, num_workers: int = 0,
                        num_workers=num_workers),
             DataLoader(val, 1000, num_workers=num_workers),
             DataLoader(test, 1000, num_workers=num_workers))
+
+
+# ---------------------------------------------------------------- checks
+
+class ShapeMismatchError(ValueError):
+    """The data's shape does not fit the model."""
+
+
+class PixelDtypeError(ValueError):
+    """The images are not uint8 pixels (0-255), which the training loop expects."""
+
+
+def check_input_shape(model: nn.Module, batch: Tensor, name: str = "model") -> None:
+    """Raise ShapeMismatchError unless ``batch`` is (N, *model.input_shape)."""
+    expected = tuple(getattr(model, "input_shape", ()))
+    actual = tuple(batch.shape[1:])
+    if not expected or actual == expected:
+        return
+    want = "(N, " + ", ".join(map(str, expected)) + ")"
+    got = "(N, " + ", ".join(map(str, actual)) + ")"
+    c, h, w = expected
+    if len(actual) == 1 and actual[0] == c * h * w:
+        hint = f"the images are flattened; reshape them with x.view(-1, {c}, {h}, {w})"
+    elif len(actual) == 3 and actual[0] != c:
+        hint = (f"the images have {actual[0]} channels; convert them, or build the "
+                f"model with in_channels={actual[0]}")
+    else:
+        hint = f"resize or crop the images to {h}x{w}"
+    raise ShapeMismatchError(f"{name} expects images of shape {want} "
+                             f"(channels, height, width), got {got}: {hint}")
+
+
+def check_images(images: Tensor, name: str = "model") -> None:
+    """Raise PixelDtypeError unless ``images`` are uint8 pixels (0-255)."""
+    if images.dtype != torch.uint8:
+        raise PixelDtypeError(
+            f"{name} trains on uint8 images with pixels 0-255 (as MNIST ships them), got "
+            f"dtype {images.dtype}: scaling happens on the device. If your images are "
+            f"floats in [0, 1], pass (images * 255).round().to(torch.uint8).")
+
+
+class DataError(ValueError):
+    """Training data that cannot be used: empty, mismatched, or labels out of range."""
+
+
+# MNIST's ten digits: every model is built with ten outputs (TrainConfig
+# leaves num_classes at the builders' default).
+NUM_CLASSES = 10
+
+
+def check_data(data: MnistSplits, model: nn.Module, name: str = "model") -> None:
+    """Check all three splits before step 1, naming the split at fault.
+
+    Each must be non-empty, with one label per image, uint8 images of the
+    shape ``model`` takes, and int64 labels 0-9. Raises DataError,
+    PixelDtypeError or ShapeMismatchError.
+    """
+    for split_name, split in (("train", data.train), ("validation", data.val),
+                              ("test", data.test)):
+        where = f"the {split_name} split"
+        images, labels = split.images, split.labels
+        if not (isinstance(images, Tensor) and isinstance(labels, Tensor)):
+            raise DataError(f"{where}: images and labels must be torch tensors, got "
+                            f"{type(images).__name__} and {type(labels).__name__}")
+        if images.ndim == 0 or len(images) == 0:
+            raise DataError(f"{where} is empty; it needs at least one image")
+        if labels.ndim != 1 or len(labels) != len(images):
+            raise DataError(f"{where} has {len(images)} images but labels of shape "
+                            f"{tuple(labels.shape)}; give one label per image")
+        try:
+            check_images(images, name)
+            check_input_shape(model, preprocess(images[:1]), name)
+        except ValueError as err:  # the same error, with the split named
+            raise type(err)(f"{where}: {err}") from None
+        if labels.dtype != torch.int64:
+            raise DataError(f"{where}: labels must be int64 class numbers, got "
+                            f"{labels.dtype}; convert them with labels.long()")
+        low, high = int(labels.min()), int(labels.max())
+        if low < 0 or high >= NUM_CLASSES:
+            raise DataError(f"{where}: labels must be 0-{NUM_CLASSES - 1}, found "
+                            f"{low if low < 0 else high}")

@@ -52,6 +52,7 @@ output, each twice) where autograd keeps about two, and can land above.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -256,3 +257,52 @@ def train_under_memory_cap(model: str, batch_size: int,
     tail = (done.stderr.strip().splitlines() or ["(nothing)"])[-1]
     return {"batch_size": batch_size, "outcome": f"child exited {done.returncode}",
             "error": tail}
+
+
+# ------------------------------------------------ a training run's peak
+
+def _reset_peak_rss() -> bool:
+    """Restart the process's peak-RSS count (Linux), so that a run's peak is
+    its own and not that of an earlier run in the same process."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # 5: reset the peak resident set size (VmHWM)
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss_since_reset() -> int | None:
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def reset_peak_memory(device: torch.device) -> bool:
+    """Start a training run's peak-memory count on ``device``. Returns whether
+    a CPU run's peak RSS could be reset (Linux); elsewhere ``peak_memory``
+    falls back to the process's peak since it started."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    return device.type == "cpu" and _reset_peak_rss()
+
+
+def peak_memory(device: torch.device, rss_reset: bool) -> tuple[int | None, str]:
+    """The run's peak memory in bytes, and what the number measures."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device), "cuda_max_memory_allocated"
+    if device.type == "mps":
+        return torch.mps.driver_allocated_memory(), "mps_driver_allocated"
+    peak = _peak_rss_since_reset() if rss_reset else None
+    if peak is not None:  # the whole process's peak during this run
+        return peak, "process_peak_rss_during_run"
+    # Elsewhere ru_maxrss (KiB on Linux): the peak since the process started,
+    # which may be an earlier run's in the same process.
+    import resource  # Unix only
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss * (1 if sys.platform == "darwin" else 1024), "process_peak_rss"

@@ -388,11 +388,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _stopped_line(err: KeyboardInterrupt) -> str:
-    from .train import TrainingInterrupted
+    from .stop import TrainingInterrupted, stopped_line
 
     if isinstance(err, TrainingInterrupted):
         return f"{err}; the next 'run' resumes it"
-    return "stopped; nothing was in progress that a checkpoint keeps"
+    return stopped_line(err)
 
 
 def _command(args: argparse.Namespace) -> int:

@@ -72,7 +72,6 @@ def run_summary(model: str, folder: str | Path | None = None) -> str:
                "It is too slow for the CPU plan; a GPU session records it "
                "(`bash benchmarks/gpu_session.sh record`).")
         return f"No full run of `{model}` is recorded yet. {how}"
-    first = runs[0]
     lines = ["| | test accuracy (%) | training time (s) | images/s | device |",
              "|---|---|---|---|---|"]
     seconds = statistics.mean(r.train_seconds for r in runs)

@@ -190,7 +190,7 @@ def test_result_file_survives_a_killed_writer(small, tmp_path):
 
 def test_float_images_are_refused_with_a_fix(small):
     from cnnlab.data import MnistSplits, Split
-    from cnnlab.train import PixelDtypeError
+    from cnnlab.data import PixelDtypeError
 
     floats = Split(small.train.images.float() / 255, small.train.labels)
     with pytest.raises(PixelDtypeError, match="uint8 images.*got dtype torch.float32"):

@@ -7,10 +7,9 @@ from dataclasses import asdict
 import pytest
 import torch
 
-from cnnlab.data import MnistSplits, Split
+from cnnlab.data import MnistSplits, ShapeMismatchError, Split, check_input_shape
 from cnnlab.results import FORMAT_VERSION, ResultFormatError, RunResult
-from cnnlab.train import (ShapeMismatchError, TrainConfig, check_input_shape, fit,
-                          resolve_device, set_seed)
+from cnnlab.train import TrainConfig, fit, resolve_device, set_seed
 from cnnlab.models import get_model
 
 
@@ -227,7 +226,7 @@ def test_the_troubleshooting_page_quotes_the_pixel_dtype_error_as_raised():
     import textwrap
     from pathlib import Path
 
-    from cnnlab.train import PixelDtypeError, check_images
+    from cnnlab.data import PixelDtypeError, check_images
 
     with pytest.raises(PixelDtypeError) as err:
         check_images(torch.zeros(2, 28, 28), "lenet")

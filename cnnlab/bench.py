@@ -1,0 +1,78 @@
+"""Time on the device, and the progress bar: what a training run's clock needs.
+
+On a GPU, work is queued and runs later: a timer must wait for the device
+to catch up (``sync``) before it reads the clock, or it measures only how
+fast Python queued the work.
+"""
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import torch
+
+if TYPE_CHECKING:
+    from .train import History, RunState
+
+
+def sync(device: torch.device) -> None:
+    """Wait until ``device`` has finished the work queued on it (CUDA; a no-op elsewhere)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class Stopwatch:
+    """Training time, wall clock and CPU, added to a History; paused to validate."""
+
+    def __init__(self, device: torch.device, history: History) -> None:
+        self.device, self.history = device, history
+        self.started: tuple[float, float] | None = None
+
+    def start(self) -> None:
+        sync(self.device)
+        self.started = time.perf_counter(), time.process_time()
+
+    def elapsed(self) -> float:
+        """Wall seconds since ``start``, once the device has caught up."""
+        sync(self.device)
+        return time.perf_counter() - self.started[0]
+
+    def stop(self) -> None:
+        if self.started is None:  # already stopped
+            return
+        sync(self.device)
+        wall, cpu = self.started
+        self.history.train_seconds += time.perf_counter() - wall
+        if self.history.cpu_seconds is not None:
+            self.history.cpu_seconds += time.process_time() - cpu
+        self.started = None
+
+
+class ProgressBar:
+    """A progress bar with the loss and validation accuracy, or nothing.
+
+    ``enabled`` None: a bar only for runs long enough to need one.
+    """
+
+    def __init__(self, total: int, enabled: bool | None, desc: str, done: int = 0) -> None:
+        self.bar = None
+        if enabled or (enabled is None and total >= 200):
+            from tqdm.auto import tqdm
+            # A redraw at most every second: frequent redraws cost real time per step.
+            self.bar = tqdm(total=total, initial=done, desc=desc, unit="step",
+                            mininterval=1.0)
+
+    def step(self) -> None:
+        if self.bar is not None:
+            self.bar.update()
+
+    def point(self, state: "RunState", accuracy: float, window: int) -> None:
+        """Show the mean loss of the last ``window`` steps and the accuracy."""
+        if self.bar is not None:
+            recent = state.losses[max(0, state.step - window):state.step]
+            self.bar.set_postfix(loss=f"{recent.mean().item():.4f}",
+                                 val_acc=f"{accuracy:.4f}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
