@@ -59,14 +59,14 @@ record: $(STAMP)
 	$(PY) -m cnnlab compare --seeds 42 43 44 --out results/runs
 
 # The recorded CPU runs (results/runs and results/experiments, the plan in
-# cnnlab/record.py): whatever is missing trains in the background, each run
+# cnnlab/plan.py): whatever is missing trains in the background, each run
 # resuming from its checkpoint in .cache/checkpoints; runs already recorded
 # are skipped. Needs a clean commit (records name it). Log: .cache/record.log.
 record-cpu: $(STAMP)
-	$(PY) -m cnnlab.record run --background
+	$(PY) -m cnnlab record run --background
 
 record-status: $(STAMP)
-	$(PY) -m cnnlab.record status
+	$(PY) -m cnnlab record status
 
 clean:
 	rm -rf _build .cache/book-test

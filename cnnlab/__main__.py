@@ -26,7 +26,7 @@ from .data import N_TRAIN
 from .files import PathError, check_room, check_writable, clash
 from .models import DEFAULT_DROPOUT, MODELS, check_model_name, list_models
 from .models.resnet import SHORTCUTS
-from .results import RunResult
+from .results import RunResult, result_filename
 from .stop import stop_signals_as_ctrl_c, stopped_line
 from .train import MAX_SEED, TrainConfig
 
@@ -146,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("train", help="train one model, save its RunResult JSON")
+    p.set_defaults(run=_cmd_train)
     p.add_argument("model", type=_model_name, help=", ".join(list_models()))
     _add_training_args(p)
     p.add_argument("--checkpoint", type=_path, default=None,
@@ -154,10 +155,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="continue from --checkpoint if it exists")
     p.add_argument("--out", type=_path, default=None,
-                   help="result file (.json), or a folder for MODEL-DEVICE-seedSEED.json "
-                        f"(default: {DEFAULT_OUT}/)")
+                   help="result file (.json), or a folder for a file named for the run, "
+                        f"e.g. lenet-cpu-seed42.json (default: {DEFAULT_OUT}/)")
 
     p = sub.add_parser("compare", help="train several models; table and plots")
+    p.set_defaults(run=_cmd_compare)
     p.add_argument("models", nargs="*", type=_model_name, help="default: all six")
     _add_training_args(p)
     p.add_argument("--seeds", type=_int_in(0, MAX_SEED), nargs="+", default=None,
@@ -166,12 +168,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"output folder (default: {DEFAULT_OUT}/)")
 
     p = sub.add_parser("summary", help="torchinfo summary of a model")
+    p.set_defaults(run=_cmd_summary)
     p.add_argument("model", type=_model_name)
 
     p = sub.add_parser("shapes", help="layer-by-layer output shapes")
+    p.set_defaults(run=_cmd_shapes)
     p.add_argument("model", type=_model_name)
     p.add_argument("--size", type=_int_in(1, MAX_SIZE), default=28,
                    help="input size in pixels")
+
+    from . import recorder
+    p = sub.add_parser("record", help="record the planned runs (results/): status, run, oom")
+    recorder.add_arguments(p, parser_class=_Parser)
     return parser
 
 
@@ -224,15 +232,15 @@ def _path(text: str) -> Path:
     return Path(text)
 
 
-def _result_path(out: Path | None, model: str, device: str, seed: int) -> Path:
-    """``--out`` itself if it names a .json file, else a file named for the run in
-    the folder ``--out`` (default: DEFAULT_OUT)."""
+def _result_path(out: Path | None, config: TrainConfig, device: str) -> Path:
+    """``--out`` itself if it names a .json file, else a file named for the run
+    (``results.result_filename``) in the folder ``--out`` (default: DEFAULT_OUT)."""
     if out is not None and out.suffix.lower() == ".json":  # Result.JSON too
         return out
     if out is not None and out.suffix and not out.is_dir():  # never make new.txt a folder
         raise PathError(f"--out {out}: a result file's name ends in .json, and {out} is "
                         f"not a folder; give a name ending in .json, or a folder")
-    return (out or DEFAULT_OUT) / f"{model}-{device.replace(':', '')}-seed{seed}.json"
+    return (out or DEFAULT_OUT) / result_filename(config, device)
 
 
 # What makes two results the same run, so that one may replace the other:
@@ -388,48 +396,59 @@ def _train(args: argparse.Namespace, config: TrainConfig, out: Path) -> RunResul
     return result
 
 
-def _run(args: argparse.Namespace) -> None:
-    """Do what ``args`` asks; errors propagate to ``main``."""
-    if args.command in ("train", "compare"):
-        from .train import resolve_device
-        device = str(resolve_device(args.device))  # fail before loading anything
-    if args.command == "train":
-        config = _config(args, args.model)
-        out = _result_path(args.out, args.model, device, args.seed)
-        _check_train_paths(args, out, config)
-        _train(args, config, out)
-    elif args.command == "compare":
-        from .plots import bar_figure, comparison_figure, save_figure
-        from .results import atomic_write_text, markdown_table, seed_summary_table
+def _device(args: argparse.Namespace) -> str:
+    from .train import resolve_device
+    return str(resolve_device(args.device))  # fails before anything loads
 
-        runs = [(_config(args, m, seed), _result_path(args.out, m, device, seed))
-                for m in args.models or list_models()
-                for seed in args.seeds or [args.seed]]  # a bad option fails here
-        _check_compare_paths(args, runs)
-        results = [_train(args, config, out) for config, out in runs]
-        table = markdown_table(results)
-        if args.seeds and len(args.seeds) > 1:
-            table += "\n\n" + seed_summary_table(results)
-        atomic_write_text(args.out / "comparison.md", table + "\n")
-        save_figure(comparison_figure(results), args.out / "comparison_curves.png")
-        save_figure(bar_figure(results), args.out / "comparison_bars.png")
-        print(table)
-    elif args.command == "summary":
-        from torchinfo import summary
 
-        from .models import get_model
-        print(summary(get_model(args.model), input_size=(1, 1, 28, 28),
-                      col_names=("output_size", "num_params", "mult_adds"), verbose=0))
-    elif args.command == "shapes":
-        from .models import get_model
-        from .shapes import format_shapes, trace_shapes
-        try:
-            rows = trace_shapes(get_model(args.model), args.size)
-        except RuntimeError as err:  # a map shrinks to nothing, or a layer's size is fixed
-            raise ValueError(f"argument --size: {args.model} cannot take {args.size} x "
-                             f"{args.size} images ({_error_line(err)}); its inputs are "
-                             f"MNIST's 28 x 28, so try --size 28") from None
-        print(format_shapes(rows))
+def _cmd_train(args: argparse.Namespace) -> None:
+    """python -m cnnlab train MODEL: one run, its result saved as JSON."""
+    config = _config(args, args.model)
+    out = _result_path(args.out, config, _device(args))
+    _check_train_paths(args, out, config)
+    _train(args, config, out)
+
+
+def _cmd_compare(args: argparse.Namespace) -> None:
+    """python -m cnnlab compare: several runs, a Markdown table and two plots."""
+    from .plots import bar_figure, comparison_figure, save_figure
+    from .results import atomic_write_text, markdown_table, seed_summary_table
+
+    device = _device(args)
+    configs = [_config(args, m, seed) for m in args.models or list_models()
+               for seed in args.seeds or [args.seed]]  # a bad option fails here
+    runs = [(c, _result_path(args.out, c, device)) for c in configs]
+    _check_compare_paths(args, runs)
+    results = [_train(args, config, out) for config, out in runs]
+    table = markdown_table(results)
+    if args.seeds and len(args.seeds) > 1:
+        table += "\n\n" + seed_summary_table(results)
+    atomic_write_text(args.out / "comparison.md", table + "\n")
+    save_figure(comparison_figure(results), args.out / "comparison_curves.png")
+    save_figure(bar_figure(results), args.out / "comparison_bars.png")
+    print(table)
+
+
+def _cmd_summary(args: argparse.Namespace) -> None:
+    """python -m cnnlab summary MODEL: torchinfo's table."""
+    from torchinfo import summary
+
+    from .models import get_model
+    print(summary(get_model(args.model), input_size=(1, 1, 28, 28),
+                  col_names=("output_size", "num_params", "mult_adds"), verbose=0))
+
+
+def _cmd_shapes(args: argparse.Namespace) -> None:
+    """python -m cnnlab shapes MODEL: the output shape of every layer."""
+    from .models import get_model
+    from .shapes import format_shapes, trace_shapes
+    try:
+        rows = trace_shapes(get_model(args.model), args.size)
+    except RuntimeError as err:  # a map shrinks to nothing, or a layer's size is fixed
+        raise ValueError(f"argument --size: {args.model} cannot take {args.size} x "
+                         f"{args.size} images ({_error_line(err)}); its inputs are "
+                         f"MNIST's 28 x 28, so try --size 28") from None
+    print(format_shapes(rows))
 
 
 def _error_line(err: BaseException) -> str:
@@ -445,15 +464,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _check_repeats(parser, args)
-    return run_with_one_line_errors(parser.prog, lambda: _run(args),
-                                    lambda err: stopped_line(err, getattr(args, "checkpoint", None)))
+    stopped = getattr(args, "stopped", None) or (
+        lambda err: stopped_line(err, getattr(args, "checkpoint", None)))
+    return run_with_one_line_errors(parser.prog, lambda: args.run(args), stopped)
 
 
 def run_with_one_line_errors(prog: str, action: Callable[[], int | None],
                              stopped: Callable[[KeyboardInterrupt], str]) -> int:
     """Run ``action`` and turn whatever it raises into one line on stderr and
     the exit code (module docstring); ``stopped`` words a stop by a signal.
-    The recorder's CLI (``python -m cnnlab.record``) goes through here too."""
+    The recorder's CLI (``python -m cnnlab record``) goes through here too."""
     debug = bool(os.environ.get("CNNLAB_DEBUG"))
     try:
         with stop_signals_as_ctrl_c():

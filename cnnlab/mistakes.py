@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from matplotlib.figure import Figure
 
-from .records import device_runs
+from .findings import device_runs
 from .results import RunResult
 
 DIGITS = 10

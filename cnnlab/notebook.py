@@ -49,7 +49,7 @@ def show_recorded(model: str) -> RunResult | None:
     """
     from IPython.display import Markdown, display
 
-    from .records import curves_figure, device_runs, run_summary
+    from .findings import curves_figure, device_runs, run_summary
 
     display(Markdown(run_summary(model)))
     runs = device_runs(model)
@@ -64,7 +64,7 @@ def show_experiment(name: str):
     """Show an experiment: its table, its curves and what its seeds say."""
     from IPython.display import Markdown, display
 
-    from .records import (experiment_arms, experiment_figure, experiment_table,
+    from .findings import (experiment_arms, experiment_figure, experiment_table,
                           experiment_title, verdict)
 
     arms = experiment_arms(name)

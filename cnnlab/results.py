@@ -386,6 +386,27 @@ def seed_summary_table(results: list[RunResult]) -> str:
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
 
 
+def result_filename(config: Any, device: str) -> str:
+    """The one naming rule for result files (the CLI's and the recorder's):
+    ``MODEL[-OPTION_VALUE...][-dropout_D][-Nep][-Nsteps]-DEVICE-seedS.json``.
+
+    Options, a dropout set by hand, an epoch count other than the recipe's
+    and a step budget are in the name, so two different runs never share a
+    file; the report's recipe is just ``lenet-cpu-seed42.json``.
+    ``config`` is a ``TrainConfig``.
+    """
+    recipe = type(config).__dataclass_fields__["epochs"].default  # the report's 5
+    parts = [config.model]
+    parts += [k if v is True else f"{k}_{v}" for k, v in sorted(config.options.items())]
+    if config.dropout is not None:
+        parts.append(f"dropout_{config.dropout:g}")
+    if config.epochs != recipe:
+        parts.append(f"{config.epochs}ep")
+    if config.max_steps is not None:
+        parts.append(f"{config.max_steps}steps")
+    return "-".join(parts + [device.replace(":", ""), f"seed{config.seed}"]) + ".json"
+
+
 def skip_note(path: Path, why: str) -> None:
     """Say, in one line on stderr, that a page left out the file at ``path``."""
     print(f"note: left out {path}: {why}", file=sys.stderr)

@@ -372,8 +372,10 @@ def test_the_command_line_hands_every_flag_to_the_trainer(cli, tmp_path, capsys)
                                  device="cpu")
     assert kw["resume"] is True and str(kw["checkpoint"]) == str(ckpt)
     assert kw.get("progress") is False  # --quiet
-    # A folder for --out: the file is named for the model, the device and the seed.
-    assert RunResult.load(tmp_path / "resnet18-cpu-seed7.json").test_accuracy == 0.975
+    # A folder for --out: the file is named for the run (results.result_filename):
+    # its options, dropout, epochs other than 5 and step budget, device, seed.
+    name = "resnet18-shortcut_zero_pad-upsample_1-dropout_0.25-3ep-9steps-cpu-seed7.json"
+    assert RunResult.load(tmp_path / name).test_accuracy == 0.975
     assert "97.50%" in capsys.readouterr().out  # 100 x 0.975
     seen.clear()
     assert main(["train", "lenet", "--eval-all", "--device", "cpu", "--quiet",
@@ -391,7 +393,7 @@ def test_compare_trains_each_model_once_per_seed(cli, tmp_path):
         ("lenet", 3, 2), ("lenet", 4, 2), ("googlenet", 3, 2), ("googlenet", 4, 2)]
     for model in ("lenet", "googlenet"):
         for seed in (3, 4):
-            assert (tmp_path / f"{model}-cpu-seed{seed}.json").exists()
+            assert (tmp_path / f"{model}-2steps-cpu-seed{seed}.json").exists()
     table = (tmp_path / "comparison.md").read_text()
     assert table.count("| 97.50 | 1.0 |") == 4  # one row per run (100 x 0.975, 1.0 s)
     # and one per model over its seeds (two equal runs: std 0.00)

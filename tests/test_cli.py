@@ -62,8 +62,8 @@ def test_compare_writes_table_and_plots(tmp_path, capsys):
     runs, summary = table.split("\n\n")
     assert runs.count("| lenet |") == 2              # one row per seed
     assert "| lenet | 1,2 |" in summary              # and a row over the seeds
-    assert {p.name for p in tmp_path.glob("*.json")} == {"lenet-cpu-seed1.json",
-                                                         "lenet-cpu-seed2.json"}
+    assert {p.name for p in tmp_path.glob("*.json")} == {"lenet-2steps-cpu-seed1.json",
+                                                         "lenet-2steps-cpu-seed2.json"}
     # A floor: an empty or truncated PNG is well under 1 kB, a drawn plot well over.
     assert (tmp_path / "comparison_curves.png").stat().st_size > 1000
     assert (tmp_path / "comparison_bars.png").stat().st_size > 1000

@@ -11,8 +11,8 @@ from dataclasses import asdict
 
 import pytest
 
-from cnnlab.record import experiment_runs
-from cnnlab.records import experiment_arms, experiment_table, run_summary
+from cnnlab.plan import experiment_runs
+from cnnlab.findings import experiment_arms, experiment_table, run_summary
 from cnnlab.results import ResultFormatError, RunResult, load_runs
 
 

@@ -1,9 +1,9 @@
 """What the book says about recorded runs is computed from them, and says no more."""
 import pytest
 
-from cnnlab import records
-from cnnlab.record import experiment_runs
-from cnnlab.records import (Arm, Spread, curves_figure, experiment_arms,
+from cnnlab import findings
+from cnnlab.plan import experiment_runs
+from cnnlab.findings import (Arm, Spread, curves_figure, experiment_arms,
                             experiment_table, run_summary, verdict)
 from cnnlab.results import RunResult
 
@@ -52,11 +52,11 @@ def test_a_gap_between_one_and_two_spreads_is_not_called_a_difference():
     a, b = arm("A", [97.0, 97.2, 97.4]), arm("B", [96.9, 96.8, 97.0])
     gap, spread = a.spread.mean - b.spread.mean, max(a.spread.std, b.spread.std)
     assert spread < gap < 2 * spread
-    assert records.compare(a, b) == 0 and records.compare(b, a) == 0
+    assert findings.compare(a, b) == 0 and findings.compare(b, a) == 0
     assert "cannot tell the arms apart" in verdict([a, b])
     # Beyond twice the spread (0.75 against 0.20), they are told apart.
     c = arm("C", [97.45, 97.65, 97.85])  # mean 97.65, spread 0.20
-    assert records.compare(c, b) == 1 and records.compare(b, c) == -1
+    assert findings.compare(c, b) == 1 and findings.compare(b, c) == -1
 
 
 def test_no_verdict_before_every_seed_is_recorded():
@@ -106,7 +106,7 @@ def test_curves_mark_subset_points_hollow():
 
 
 def test_compare_follows_the_verdicts_rule_both_ways():
-    from cnnlab.records import compare
+    from cnnlab.findings import compare
 
     hi, lo = arm("A", [99.0, 99.1, 99.2]), arm("B", [98.0, 98.1, 98.2])
     assert (compare(hi, lo), compare(lo, hi)) == (1, -1)
@@ -120,7 +120,7 @@ def test_run_summary_for_a_gpu_only_model_does_not_promise_the_cpu_plan(tmp_path
 
 
 def test_shared_note_reads_the_cpu_share():
-    from cnnlab.records import shared_note
+    from cnnlab.findings import shared_note
     from cnnlab.results import cpu_share
 
     def run(cpu_seconds):
@@ -179,7 +179,7 @@ def test_partial_spread_says_how_many_seeds_of_the_plan():
     ((97.0,), "is 0.44 points above our one seed (42: 97.00%); one seed cannot say"),
 ])
 def test_report_position_says_where_the_reports_number_falls(accs, words):
-    from cnnlab.records import report_position
+    from cnnlab.findings import report_position
 
     runs = [fake_run("lenet", 42 + i, a / 100) for i, a in enumerate(accs)]
     assert words in report_position("lenet", runs)

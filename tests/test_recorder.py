@@ -1,73 +1,17 @@
-"""The recording plan: every run named once, its command reproduces its config."""
+"""The recorder: what it trains, what it saves, and what it refuses."""
 import base64
 
 import pytest
 
-from cnnlab import record
-from cnnlab.__main__ import _config, build_parser
-from cnnlab.record import EXPERIMENTS, experiment_runs, plan
-
-
-def test_full_runs_are_the_reports_recipe_and_named_as_the_cli_names_them():
-    full = [p for p in plan() if p.folder == "runs"]
-    names = {p.filename() for p in full}
-    # Three seeds of each of the five networks of the report.
-    assert {f"{m}-cpu-seed{s}.json" for s in (42, 43, 44)
-            for m in ("lenet", "alexnet", "resnet18", "mobilenet_v1", "googlenet")} == names
-    # ResNet-18 and GoogLeNet, furthest from the report's number, come before
-    # the two slowest networks.
-    order = [p.config.model for p in full]
-    assert order.index("googlenet") < order.index("mobilenet_v1") < order.index("alexnet")
-    for p in full:
-        c = p.config
-        # The report's recipe: 5 epochs, batch 128, AdamW lr 1e-3, all the data.
-        assert (c.epochs, c.batch_size, c.lr, c.max_steps, c.val_images,
-                c.test_images) == (5, 128, 1e-3, None, None, None)
-
-
-def test_every_run_has_its_own_file():
-    names = [p.filename() for p in plan()]
-    assert len(names) == len(set(names))
-
-
-@pytest.mark.parametrize("planned", plan(), ids=lambda p: p.filename())
-def test_the_printed_command_rebuilds_the_same_config(planned):
-    words = planned.command().split()
-    assert words[:4] == ["python", "-m", "cnnlab", "train"]
-    args = build_parser().parse_args(words[3:])
-    assert _config(args, args.model) == planned.config
-
-
-def test_each_experiment_has_three_seeds_per_arm_and_differs_in_one_setting():
-    five = {"shortcut", "input_size"}  # three seeds could not separate their arms
-    for name, exp in EXPERIMENTS.items():
-        arms = experiment_runs(name)
-        assert set(arms) == set(exp["arms"])
-        configs = []
-        for runs in arms.values():
-            seeds = sorted(p.config.seed for p in runs)
-            assert seeds == list(range(42, 47 if name in five else 45))
-            configs.append(runs[0].config)
-        # Arms share everything but the model options and dropout.
-        strip = [{**vars(c), "options": None, "dropout": None} for c in configs]
-        assert all(s == strip[0] for s in strip)
-        assert len({(str(c.options), c.dropout) for c in configs}) == len(configs)
-
-
-def test_the_bn_experiment_reuses_the_recorded_arm_without_bn():
-    arms = experiment_runs("batch_norm")
-    without, with_bn = arms.values()
-    dropout_02 = experiment_runs("dropout")["dropout 0.2"]
-    assert [p.filename() for p in without] == [p.filename() for p in dropout_02]
-    assert all(p.config.options == {"batch_norm": True} for p in with_bn)
-    assert with_bn[0].filename() == "googlenet-batch_norm-dropout_0.2-1ep-cpu-seed42.json"
-    assert with_bn[0].command().endswith("--dropout 0.2 --batch-norm")
+from cnnlab import recorder as record
+from cnnlab.__main__ import main
+from cnnlab.plan import plan
 
 
 def test_a_dirty_checkout_is_refused(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(record, "git_commit", lambda: "abc+dirty")
     monkeypatch.setattr(record, "CACHE", tmp_path)
-    assert record.main(["run"]) == 2
+    assert main(["record", "run"]) == 2
     err = capsys.readouterr().err
     assert "uncommitted changes" in err and err.count("\n") == 1
 
@@ -125,7 +69,7 @@ def test_a_record_in_the_way_stops_the_recorder_in_one_line(monkeypatch, tmp_pat
 
 def test_a_missing_run_is_trained_recorded_with_its_command_and_its_checkpoint_removed(
         monkeypatch, tmp_path):
-    from cnnlab.record import Planned
+    from cnnlab.plan import Planned
     from cnnlab.results import RunResult
     from cnnlab.train import TrainConfig
 
@@ -151,7 +95,7 @@ def test_a_record_keeps_its_predictions_and_weights_and_they_reproduce_it(
 
     from cnnlab.data import load_mnist
     from cnnlab.models import get_model
-    from cnnlab.record import Planned
+    from cnnlab.plan import Planned
     from cnnlab.results import ResultFormatError, RunResult
     from cnnlab.train import TrainConfig, evaluate
 
@@ -180,7 +124,7 @@ def test_a_record_keeps_its_predictions_and_weights_and_they_reproduce_it(
 
 def test_a_record_names_the_commit_training_started_from_or_is_not_saved(
         monkeypatch, tmp_path):
-    from cnnlab.record import Planned
+    from cnnlab.plan import Planned
     from cnnlab.results import RunResult
     from cnnlab.train import TrainConfig
 
@@ -210,7 +154,7 @@ def test_a_record_names_the_commit_training_started_from_or_is_not_saved(
 def test_status_with_a_bad_device_is_one_line(monkeypatch, capsys):
     monkeypatch.setenv("CNNLAB_DEVICE", "tpu")
     with pytest.raises(SystemExit) as exit_:
-        record.main(["status"])
+        main(["record", "status"])
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and err.count("\n") == 1 and "Traceback" not in err
     assert "CNNLAB_DEVICE" in err
@@ -240,7 +184,7 @@ def test_sigterm_ends_the_oom_childs_too(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr("cnnlab.memory.train_under_memory_cap", slow_child_run)
     timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGTERM))
     timer.start()
-    code = record.main(["oom"])
+    code = main(["record", "oom"])
     timer.join()
     assert code == 128 + signal.SIGTERM
     assert children and all(c.poll() is not None for c in children)  # none left running

@@ -1,6 +1,6 @@
 """What the recorded runs say: summaries, verdicts and figures the book shows.
 
-Everything here reads ``results/`` (the plan in ``cnnlab.record`` names the
+Everything here reads ``results/`` (the plan in ``cnnlab.plan`` names the
 files), so a page says exactly what is recorded, and says plainly what is
 not yet.
 """
@@ -14,7 +14,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .plots import smooth
-from .record import EXPERIMENTS, FULL_RUNS, Planned, config_mismatch, experiment_runs
+from .plan import EXPERIMENTS, FULL_RUNS, Planned, config_mismatch, experiment_runs
 from .report import REPORT
 from .results import (RESULTS_DIR, ResultFormatError, RunResult, cpu_share, provenance_line,
                       plain, recorded_runs, skip_note)
