@@ -251,10 +251,24 @@ def experiment_table(arms: list[Arm]) -> str:
                          f"| `{a.command}` |")
             continue
         each = ", ".join(f"{100 * r.test_accuracy:.2f}" for r in a.runs)
-        seconds = statistics.mean(r.train_seconds for r in a.runs)
-        lines.append(f"| {a.name} | {a.spread.text(a.planned)} | {each} | {seconds:,.0f} "
-                     f"| `{a.command}` |")
+        lines.append(f"| {a.name} | {a.spread.text(a.planned)} | {each} "
+                     f"| {_quiet_seconds(list(a.runs))} | `{a.command}` |")
     return "\n".join(lines)
+
+
+def _quiet_seconds(runs: list[RunResult]) -> str:
+    """Mean training time over the runs that had their cores to themselves
+    (a run that shared the CPU is slower than the CPU; its time is left out,
+    and the cell says how many were)."""
+    quiet = [r for r in runs if (cpu_share(r) or 1.0) >= 0.9]
+    if not quiet:
+        return "(every seed shared the CPU)"
+    text = f"{statistics.mean(r.train_seconds for r in quiet):,.0f}"
+    shared = len(runs) - len(quiet)
+    if shared:
+        text += (f" ({len(quiet)} of {len(runs)} seeds; {shared} that shared the CPU "
+                 f"left out)")
+    return text
 
 
 def compare(a: Arm, b: Arm) -> int | None:
@@ -333,3 +347,36 @@ def experiment_figure(arms: list[Arm], title: str = "") -> Figure:
 def experiment_title(name: str) -> str:
     """The experiment's title, from the plan."""
     return EXPERIMENTS[name]["title"]
+
+
+def first_epoch_ranking(recorded: dict[str, list[RunResult]]) -> str:
+    """Markdown: our networks ranked by validation accuracy after one epoch,
+    against the report's order (``REPORT_SPEED_TIERS``). Two networks are
+    called the other way round only when the seeds separate them (each has
+    two seeds or more, and the gap is over twice the larger spread)."""
+    from .report import REPORT_SPEED_TIERS
+
+    ours = {name: Spread(tuple(100 * r.epoch_val_accuracy[0] for r in runs))
+            for name, runs in recorded.items() if name in REPORT_SPEED_TIERS and runs}
+    if len(ours) < 2:
+        return ("Fewer than two networks have a recorded full run, so this page cannot "
+                "rank the curves yet.")
+    order = sorted(ours, key=lambda n: ours[n].mean, reverse=True)
+    text = ("Ours, by validation accuracy after one epoch (mean over seeds): "
+            + ", ".join(f"`{n}` {ours[n].text()}" for n in order) + ". ")
+    against = [(a, b) for a in order for b in order
+               if REPORT_SPEED_TIERS[a] > REPORT_SPEED_TIERS[b]
+               and order.index(a) < order.index(b)]
+    apart = [(a, b) for a, b in against if ours[a].n > 1 and ours[b].n > 1
+             and ours[a].mean - ours[b].mean > 2 * max(ours[a].std, ours[b].std)]
+    unsure = [(a, b) for a, b in against if (a, b) not in apart]
+    if apart:
+        text += ("Against the report's order, and beyond the spread of our seeds: "
+                 + "; ".join(f"`{a}` ahead of `{b}`" for a, b in apart) + ". ")
+    if unsure:
+        text += ("Our means also put " + "; ".join(f"`{a}` ahead of `{b}`" for a, b in unsure)
+                 + ", against the report's order, but the seeds cannot separate those "
+                   "(one seed, or a gap within twice the spread). ")
+    if not against:
+        text += "Among the recorded networks, this agrees with the report's order."
+    return text.strip()

@@ -184,3 +184,36 @@ def test_report_position_says_where_the_reports_number_falls(accs, words):
     runs = [fake_run("lenet", 42 + i, a / 100) for i, a in enumerate(accs)]
     assert words in report_position("lenet", runs)
     assert report_position("vgg", runs) == ""  # no report row, no sentence
+
+
+def test_experiment_time_leaves_out_a_seed_that_shared_the_cpu():
+    runs = [fake_run(seed=42 + i, acc=0.98, device="cpu") for i in range(3)]
+    for r, seconds, cpu in zip(runs, (200.0, 240.0, 640.0), (396.0, 470.0, 640.0)):
+        r.train_seconds, r.cpu_seconds = seconds, cpu
+        r.provenance["cpu_threads"] = 2
+    # CPU shares: 396 / (200 x 2) = 0.99, 470 / 480 = 0.98, 640 / 1280 = 0.5.
+    table = experiment_table([Arm("A", tuple(runs), 3, "cmd")])
+    assert "| 220 (2 of 3 seeds; 1 that shared the CPU left out) |" in table  # (200+240)/2
+
+
+def test_first_epoch_ranking_calls_an_order_only_where_seeds_separate_it():
+    from cnnlab.findings import first_epoch_ranking
+
+    def runs(model, accs):
+        out = []
+        for i, a in enumerate(accs):
+            r = fake_run(model, 42 + i, a / 100)
+            r.epoch_val_accuracy = [a / 100]
+            out.append(r)
+        return out
+
+    # The report: resnet18 in the fastest tier, lenet in the slowest.
+    apart = first_epoch_ranking({"lenet": runs("lenet", [98.0, 98.1]),
+                                 "resnet18": runs("resnet18", [90.0, 90.2])})
+    assert "beyond the spread of our seeds: `lenet` ahead of `resnet18`" in apart
+    one_seed = first_epoch_ranking({"lenet": runs("lenet", [98.0, 98.1]),
+                                    "resnet18": runs("resnet18", [90.0])})
+    assert "seeds cannot separate those" in one_seed and "beyond the spread" not in one_seed
+    agree = first_epoch_ranking({"lenet": runs("lenet", [90.0]),
+                                 "resnet18": runs("resnet18", [98.0])})
+    assert agree.endswith("this agrees with the report's order.")

@@ -10,9 +10,10 @@ the pools here use ``ceil_mode`` without padding, so 56 -> 28 -> 14 -> 7
 -> 3 -> 1 (the paper's padded pools would give 7 -> 4 -> 2).
 
 ``googlenet(batch_norm=True)`` is the variant torchvision builds: every
-conv without bias and followed by batch norm (Ioffe & Szegedy, 2015, who
-added BN to this network), and no local response normalisation, which BN
-replaces. Chapter 6 trains both to see whether BN ends the slow start.
+conv without bias and followed by batch norm (Ioffe & Szegedy, 2015), and
+no local response normalisation, which BN replaces. It is this network
+with BN, not the paper's BN-Inception, which also changed the modules.
+Chapter 6 trains both to see whether BN ends the slow start.
 """
 from collections import OrderedDict
 from typing import Callable
