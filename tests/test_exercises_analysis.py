@@ -533,15 +533,14 @@ def test_the_upsampling_check_imports_dynamo_before_its_time_limit_starts():
     import subprocess
     import sys
 
+    # (The check runs in a child process: the answer reports in what it prints.)
     code = ("import sys\n"
             "from cnnlab.exercises.resnet import check_smallest_upsample\n"
-            "seen = []\n"
             "def answer(min_size):\n"
-            "    seen.append('torch._dynamo' in sys.modules)\n"
+            "    print('torch._dynamo' in sys.modules)\n"
             # the right factors: layer4 is 1, 2, 4, 8 px at x1, x2, x4, x9 (x8: 7 px)
             "    return {1: 1, 2: 2, 4: 4, 8: 9}[min_size]\n"
-            "assert check_smallest_upsample(answer)\n"
-            "print(seen[0])\n")
+            "assert check_smallest_upsample(answer)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
-    assert out.splitlines()[-1] == "True", out
+    assert out.splitlines()[0] == "True", out

@@ -12,21 +12,56 @@ A checker never raises, so an untouched notebook runs top to bottom. It
 returns True only on a pass, which the tests use. It also never hangs: an
 answer that loops forever is stopped after a time limit and named as such.
 
+Where the system can fork (Linux, macOS), each check runs in a child
+process that the checker kills at the time limit: that also stops a loop
+inside C code (``sum(range(10**13))``), and whatever the answer does to
+the process (``sys.exit``, ``os._exit``, rebinding ``torch.allclose``)
+ends with the child instead of reaching the notebook.
+
 One module per chapter holds that chapter's checkers (``lenet``,
 ``resnet``, ...).
 """
 from __future__ import annotations
 
+import io
+import json
+import os
+import select
 import signal
 import sys
 import threading
+import time
+import warnings
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import Callable, Iterator, NoReturn
+
+import torch
 
 # Seconds a check may take before the answer is called stuck. The checks run
 # tiny inputs and take well under a second when the answer is right; the one
 # that trains a network passes a limit of its own.
 TIME_LIMIT = 30
+
+# Run each check in a forked child process where the system has fork;
+# elsewhere (Windows) in this process, under the SIGALRM limit where there is one.
+FORK = hasattr(os, "fork")
+
+# A ✗ line names what came back: a value is shown in at most SHOWN_CHARS
+# characters, the whole line in at most LINE_CHARS (an answer of a million
+# numbers once printed 7.9 MB).
+SHOWN_CHARS = 300
+LINE_CHARS = 1_000
+
+# Taken at import: the answer runs in the same process as the check and
+# could rebind torch.set_num_threads before the next check forks.
+_set_num_threads = torch.set_num_threads
+
+# True while a check runs in this process (in the child, or in-process where
+# there is no fork): a check that the answer calls runs inside it, under the
+# outer check's limit, without a limit or a process of its own.
+_running = False
+# When the time_limit armed in this process ends (time.monotonic()), or None.
+_deadline: float | None = None
 
 
 class CheckFailed(AssertionError):
@@ -39,10 +74,18 @@ def expect(condition: bool, message: str) -> None:
         raise CheckFailed(message)
 
 
+def shown(value: object, limit: int = SHOWN_CHARS) -> str:
+    """``repr(value)``, cut to ``limit`` characters (saying so) for a ✗ line."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... (cut: {len(text):,} characters)"
+
+
 def expect_equal(what: str, expected, got, hint: str = "") -> None:
     """Raise CheckFailed naming ``what``, the expected and the actual value."""
     if expected != got:
-        raise CheckFailed(f"{what}: expected {expected!r}, got {got!r}."
+        raise CheckFailed(f"{what}: expected {shown(expected)}, got {shown(got)}."
                           + (f" Hint: {hint}" if hint else ""))
 
 
@@ -59,10 +102,16 @@ def time_limit(seconds: float | None) -> Iterator[None]:
     """Raise TookTooLong in this thread after ``seconds`` (Unix main thread only).
 
     Python code is interrupted between two bytecodes, so a loop that never
-    ends is stopped; elsewhere (Windows, a worker thread) there is no limit.
+    ends is stopped (a loop inside C code is not: the forked check's own
+    limit stops that); elsewhere (Windows, a worker thread) there is no
+    limit. Inside another time_limit the outer one keeps its end: an inner
+    limit that would end later does nothing, one that ends sooner runs, and
+    the outer one's timer is set again for what is left of it after.
     """
+    global _deadline
     usable = hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
-    if seconds is None or not usable:
+    outer, end = _deadline, time.monotonic() + (seconds or 0)
+    if seconds is None or not usable or (outer is not None and outer <= end):
         yield
         return
 
@@ -89,12 +138,18 @@ def time_limit(seconds: float | None) -> Iterator[None]:
 
     previous, previous_trace = signal.signal(signal.SIGALRM, stop), sys.gettrace()
     signal.setitimer(signal.ITIMER_REAL, seconds)
+    _deadline = end
     try:
         yield
     finally:
+        # The tracer first: after the alarm it raises in any function called that
+        # is not the checkers' own, and signal.signal is one (in signal.py).
+        sys.settrace(previous_trace)  # a debugger's or coverage's tracer, if any
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
-        sys.settrace(previous_trace)  # a debugger's or coverage's tracer, if any
+        _deadline = outer
+        if outer is not None:  # the outer limit, for what is left of it
+            signal.setitimer(signal.ITIMER_REAL, max(outer - time.monotonic(), 0.001))
 
 
 def _importing(frame) -> bool:
@@ -112,28 +167,215 @@ def _is_checker(frame) -> bool:
     return frame.f_globals.get("__name__", "").startswith(("cnnlab.exercises", "contextlib"))
 
 
+# --- verdicts ------------------------------------------------------------------
+
+def _too_long(name: str, seconds: float) -> str:
+    return (f"✗ {name}: your code was still running after {seconds:g} s, far longer "
+            f"than a right answer takes: look for a loop that never ends.")
+
+
+def _bounded(line: str) -> str:
+    """``line`` cut to LINE_CHARS characters, saying that it was cut."""
+    if len(line) <= LINE_CHARS:
+        return line
+    return f"{line[:LINE_CHARS]}... (message cut: {len(line):,} characters in all)"
+
+
+def _message(err: BaseException) -> str:
+    """``str(err)``, or a stand-in when the answer's exception cannot say it."""
+    try:
+        return str(err)
+    except Exception:
+        return "(its message could not be shown)"
+
+
+def _verdict(name: str, check: Callable[[], None]) -> tuple[bool, str]:
+    """Run ``check``; True and the ✓ line, or False and the … or ✗ line.
+
+    The line is built here, before the caller's time limit ends: an
+    exception's message is the answer's code too, and may never return.
+    TookTooLong is left to the caller that set the limit.
+    """
+    try:
+        check()
+    except NotImplementedError:
+        return False, f"… {name}: not done yet (fill in the TODO cell, then run this again)"
+    except CheckFailed as err:
+        return False, _bounded(f"✗ {name}: {_message(err)}")
+    except Exception as err:  # the learner's code crashed: say where, don't crash
+        return False, _bounded(f"✗ {name}: your code raised {type(err).__name__}: "
+                               f"{_message(err)}")
+    return True, f"✓ {name}: passed"
+
+
+def _limited_verdict(name: str, check: Callable[[], None],
+                     seconds: float | None) -> tuple[bool, str]:
+    """``_verdict`` under ``time_limit(seconds)``, a stuck answer named as such."""
+    try:
+        with time_limit(seconds):
+            return _verdict(name, check)
+    except TookTooLong as err:
+        return False, _too_long(name, err.args[0] if err.args else seconds)
+
+
 def run_check(name: str, check: Callable[[], None],
               seconds: float | None = TIME_LIMIT) -> bool:
     """Run ``check`` and print the verdict; True only if it passed.
 
     ``seconds`` limits the whole check; None leaves the limits to the check.
+    A check run from inside a running check (an answer that calls a checker)
+    runs under the outer check's limit and in its process.
     """
+    if _running:
+        passed, line = _verdict(name, check)
+    elif FORK:
+        passed, line = _run_in_child(name, check, seconds)
+    else:
+        passed, line = _run_here(name, check, seconds)
+    print(line)
+    return passed
+
+
+def _run_here(name: str, check: Callable[[], None],
+              seconds: float | None) -> tuple[bool, str]:
+    """Run the check in this process, as where there is no fork."""
+    global _running
+    _running = True
     try:
-        with time_limit(seconds):
-            check()
-    except NotImplementedError:
-        print(f"… {name}: not done yet (fill in the TODO cell, then run this again)")
-        return False
-    except CheckFailed as err:
-        print(f"✗ {name}: {err}")
-        return False
-    except TookTooLong as err:
-        limit = err.args[0] if err.args else seconds
-        print(f"✗ {name}: your code was still running after {limit:g} s, far longer "
-              f"than a right answer takes: look for a loop that never ends.")
-        return False
-    except Exception as err:  # the learner's code crashed: say where, don't crash
-        print(f"✗ {name}: your code raised {type(err).__name__}: {err}")
-        return False
-    print(f"✓ {name}: passed")
-    return True
+        return _limited_verdict(name, check, seconds)
+    finally:
+        _running = False
+
+
+# --- the check in a child process ------------------------------------------------
+
+# How often the parent looks whether the child has ended (seconds).
+_POLL = 0.02
+
+
+def _run_in_child(name: str, check: Callable[[], None],
+                  seconds: float | None) -> tuple[bool, str]:
+    """Run the check in a forked child; kill it after ``seconds``.
+
+    The child sends back its verdict and what it printed, which is printed
+    here; a child that ends without a verdict gets a ✗ line saying how.
+    """
+    read_fd, write_fd = os.pipe()
+    with warnings.catch_warnings():  # Python 3.12+ warns when a process with
+        warnings.simplefilter("ignore", DeprecationWarning)  # threads (a Jupyter
+        pid = os.fork()                                       # kernel) forks
+    if pid == 0:
+        os.close(read_fd)
+        _child(name, check, write_fd)
+    os.close(write_fd)
+    status = None
+    try:
+        report, status = _collect(pid, read_fd, seconds)
+    finally:
+        os.close(read_fd)
+        if status is None:  # past the limit, or interrupted (Ctrl-C): end it
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+    if status is None:
+        return False, _too_long(name, seconds)
+    return _read_report(name, report, status)
+
+
+def _child(name: str, check: Callable[[], None], report_fd: int) -> NoReturn:
+    """In the child: run the check, send the report, and end without cleanup.
+
+    What the check prints goes to buffers, never to the parent's streams (in
+    Jupyter those write to the kernel's sockets, which belong to the parent).
+    """
+    global _running, _deadline
+    out, err = io.StringIO(), io.StringIO()
+    report: dict = {}
+    try:
+        sys.stdout, sys.stderr, sys.stdin = out, err, io.StringIO()
+        # GNU OpenMP hangs in a forked child whose parent used its threads;
+        # with one thread PyTorch never enters it (DataLoader workers do the same).
+        _set_num_threads(1)
+        # A limit armed in the parent has no timer here (timers do not fork).
+        _running, _deadline = True, None
+        # No limit of its own: the parent kills this process at the limit. A
+        # limit the check arms inside (the training check's) is named here.
+        report["passed"], report["line"] = _limited_verdict(name, check, None)
+    except BaseException as exc:  # sys.exit, KeyboardInterrupt: no verdict
+        report["ended"] = "SystemExit" if isinstance(exc, SystemExit) else type(exc).__name__
+    finally:
+        try:
+            report.update(out=out.getvalue(), err=err.getvalue())
+            data = json.dumps(report).encode()
+            while data:
+                data = data[os.write(report_fd, data):]
+        finally:
+            os._exit(0)  # no atexit handlers, no flushing of the parent's buffers
+
+
+def _collect(pid: int, read_fd: int, seconds: float | None) -> tuple[bytes, int | None]:
+    """What the child sent, and its wait status; None if still running after ``seconds``.
+
+    Reads while the child runs (a full pipe would block it), and watches the
+    child itself rather than the pipe: a process the answer started may hold
+    the pipe open after the child has ended.
+    """
+    deadline = None if seconds is None else time.monotonic() + seconds
+    chunks: list[bytes] = []
+    os.set_blocking(read_fd, False)
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            chunks += _drain(read_fd)
+            return b"".join(chunks), status
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            return b"".join(chunks), None
+        wait = _POLL if left is None else min(_POLL, left)
+        if select.select([read_fd], [], [], wait)[0]:
+            chunk = _drain(read_fd)
+            if chunk == [b""]:  # end of file: the child is ending
+                time.sleep(wait)
+            chunks += chunk
+
+
+def _drain(fd: int) -> list[bytes]:
+    """What can be read from the non-blocking ``fd`` now ([b""] at end of file)."""
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(fd, 1 << 16)
+        except BlockingIOError:
+            return chunks
+        chunks.append(chunk)
+        if not chunk:
+            return chunks
+
+
+def _read_report(name: str, report: bytes, status: int) -> tuple[bool, str]:
+    """Print what the child printed; its verdict, or a ✗ line for how it ended."""
+    try:
+        found = json.loads(report.decode())
+    except ValueError:  # nothing, or half a report: the process ended abruptly
+        found = {}
+    sys.stdout.write(found.get("out", ""))
+    sys.stderr.write(found.get("err", ""))
+    if "line" in found:
+        return bool(found["passed"]), found["line"]
+    ended = found.get("ended")
+    code = os.waitstatus_to_exitcode(status)
+    if ended == "SystemExit" or (ended is None and code >= 0):
+        return False, (f"✗ {name}: your code ended the process (sys.exit/os._exit) "
+                       f"before the check could finish; return the answer instead.")
+    if ended is not None:
+        return False, f"✗ {name}: your code raised {ended}, which stopped the check."
+    return False, (f"✗ {name}: the process running your code was killed by "
+                   f"{_signal_name(-code)} before the check could finish"
+                   + (" (out of memory?)" if -code == signal.SIGKILL else
+                      " (a crash inside native code?)") + ".")
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"

@@ -1,4 +1,13 @@
-"""Small helpers shared by the chapter checkers that run tensors."""
+"""Small helpers shared by the chapter checkers that run tensors.
+
+An answer's values are compared as plain values: a ``str`` or a tensor of a
+subclass of the learner's could make every comparison come out true (an
+``__eq__`` that always says yes, a ``__torch_function__`` that answers
+``torch.allclose`` itself), so ``plain_str`` and ``plain_tensor`` strip the
+subclass first. The torch functions a verdict rests on are taken at import
+(``allclose``, ``equal``), so that an answer that rebinds ``torch.allclose``
+cannot change the checker's.
+"""
 from __future__ import annotations
 
 import math
@@ -8,9 +17,36 @@ from typing import Iterator, TypeVar
 
 import torch
 
-from . import expect
+from . import expect, shown
 
 T = TypeVar("T")
+
+# The checkers' own references, taken at import (see the module's docstring).
+allclose = torch.allclose
+equal = torch.equal
+_as_subclass = torch.Tensor.as_subclass
+
+
+def plain_tensor(value: torch.Tensor) -> torch.Tensor:
+    """``value`` as a plain ``torch.Tensor`` (the same data, no subclass).
+
+    A subclass's ``__torch_function__`` sees every torch call on its tensors
+    and could answer ``allclose`` or ``equal`` with True; on the plain
+    tensor PyTorch's own functions run.
+    """
+    return _as_subclass(value, torch.Tensor)
+
+
+def tensor_answer(value: object, call: str) -> torch.Tensor:
+    """An answer that must be a tensor, as a plain one (CheckFailed if it is not one)."""
+    expect(isinstance(value, torch.Tensor),
+           f"{call} returned a {type(value).__name__}, not a tensor.")
+    return plain_tensor(value)
+
+
+def plain_str(value: str) -> str:
+    """``value`` as an exact ``str``: a subclass's ``__eq__`` could say yes to anything."""
+    return str.__str__(value)
 
 
 def given(answer: T | None) -> T:
@@ -46,11 +82,12 @@ def as_count(value: object, call: str, why: str = "") -> int:
     a float is not, even a whole one (256.0 usually means true division
     somewhere, which gives wrong sizes for odd inputs).
     """
-    if isinstance(value, torch.Tensor) and value.ndim == 0 and not (
-            value.is_floating_point() or value.dtype == torch.bool):
-        value = value.item()
+    if isinstance(value, torch.Tensor):
+        value = plain_tensor(value)
+        if value.ndim == 0 and not (value.is_floating_point() or value.dtype == torch.bool):
+            value = value.item()
     expect(isinstance(value, Integral) and not isinstance(value, bool),
-           f"{call} returned {value!r} ({type(value).__name__}); return an int"
+           f"{call} returned {shown(value)} ({type(value).__name__}); return an int"
            + (f" ({why})" if why else "") + ".")
     return int(value)
 
@@ -61,10 +98,12 @@ def as_real(value: object, call: str) -> float:
     Python, NumPy and 0-d tensor numbers of any precision are accepted; compare
     the result with ``close`` so that a float32 computation passes too.
     """
-    if isinstance(value, torch.Tensor) and value.ndim == 0 and value.dtype != torch.bool:
-        value = value.item()
+    if isinstance(value, torch.Tensor):
+        value = plain_tensor(value)
+        if value.ndim == 0 and value.dtype != torch.bool:
+            value = value.item()
     expect(isinstance(value, Real) and not isinstance(value, bool),
-           f"{call} returned {value!r} ({type(value).__name__}); return a number.")
+           f"{call} returned {shown(value)} ({type(value).__name__}); return a number.")
     return float(value)
 
 

@@ -16,8 +16,8 @@ import math
 from collections.abc import Sequence
 from typing import Callable
 
-from . import expect, expect_equal, run_check
-from ._harness import as_count, as_real, given
+from . import expect, expect_equal, run_check, shown
+from ._harness import as_count, as_real, given, plain_str
 
 CHAPTER = "chapter 7 (Comparing the five nets)"
 # A right answer takes microseconds on these lists; a few seconds are plenty
@@ -119,7 +119,7 @@ def _early_stop_cases() -> list[tuple[str, Sequence[float], int]]:
 
 def _as_epochs(got: object, call: str) -> tuple[int, int]:
     expect(isinstance(got, (tuple, list)) and len(got) == 2,
-           f"{call} returned {got!r}; return a pair (stop epoch, kept epoch).")
+           f"{call} returned {shown(got)}; return a pair (stop epoch, kept epoch).")
     return (as_count(got[0], f"{call}[0], the stop epoch"),
             as_count(got[1], f"{call}[1], the kept epoch"))
 
@@ -262,14 +262,16 @@ def _pareto_hint(got: list[str], rows: Sequence[Row]) -> str:
 
 def _as_names(got: object, call: str, rows: Sequence[Row]) -> list[str]:
     expect(isinstance(got, (list, tuple)) and all(isinstance(n, str) for n in got),
-           f"{call} returned {got!r}; return a list of model names.")
+           f"{call} returned {shown(got)}; return a list of model names.")
+    # Exact strs: a subclass's __eq__ could say yes to every name.
+    got = [plain_str(n) for n in got]
     names = [r[0] for r in rows]
     unknown = [n for n in got if n not in names]
     if unknown:
-        expect(False, f"{call} returned {unknown[0]!r}, which is not a row of the table; "
+        expect(False, f"{call} returned {shown(unknown[0])}, which is not a row of the table; "
                       f"return the names, the first item of each row.")
-    expect(len(set(got)) == len(got), f"{call} returned {list(got)}: a name twice.")
-    return list(got)
+    expect(len(set(got)) == len(got), f"{call} returned {shown(got)}: a name twice.")
+    return got
 
 
 def _check_real_rows(rows: object) -> list[Row]:

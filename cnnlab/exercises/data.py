@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from . import expect, expect_equal, run_check
-from ._harness import given, quiet_torch
+from ._harness import allclose, equal, given, plain_tensor, quiet_torch
 from ..data import MEAN, STD, preprocess, split_indices
 
 CHAPTER = "chapter 1 (Data)"
@@ -73,7 +73,8 @@ def _check_normalise(normalise: Callable[[Tensor], Tensor] | None) -> None:
         got = normalise(images)
         expect(isinstance(got, Tensor),
                f"for {what}, normalise returned a {type(got).__name__}, not a tensor.")
-        expect(torch.equal(images, original),
+        got = plain_tensor(got)
+        expect(equal(images, original),
                f"normalise changed the uint8 batch it was given ({what}); work on a "
                f"float copy (images.float() makes one).")
         expect_equal(f"dtype for {what}", torch.float32, got.dtype,
@@ -82,7 +83,7 @@ def _check_normalise(normalise: Callable[[Tensor], Tensor] | None) -> None:
                      tuple(expected.shape), tuple(got.shape),
                      "the model wants (N, 1, H, W): add the channel axis with "
                      ".unsqueeze(1).")
-        if not torch.allclose(got, expected, atol=NORMALISE_ATOL, rtol=0):
+        if not allclose(got, expected, atol=NORMALISE_ATOL, rtol=0):
             worst = (got - expected).abs().nan_to_num(float("inf")).max().item()
             expect(False,
                    f"values differ from cnnlab.data.preprocess for {what} (largest "
@@ -105,6 +106,8 @@ SPLIT_CASES = [(60_000, 12_000, 42), (100, 20, 0), (10, 3, 7)]
 
 
 def _as_index_list(value: object, what: str) -> list[int]:
+    if isinstance(value, Tensor):
+        value = plain_tensor(value)
     expect(isinstance(value, Tensor) and value.ndim == 1
            and not value.is_floating_point(),
            f"{what} must be a 1-D tensor of integer indices, got "
@@ -121,7 +124,7 @@ def _check_split(split: Callable[[int, int, int], tuple[Tensor, Tensor]] | None)
         state = torch.get_rng_state()
         try:
             result = split(n, n_val, seed)
-            changed = not torch.equal(state, torch.get_rng_state())
+            changed = not equal(state, torch.get_rng_state())
         finally:
             torch.set_rng_state(state)  # whatever the answer did, undo it
         expect(isinstance(result, tuple) and len(result) == 2,
@@ -201,7 +204,7 @@ def _one_epoch(batches: Callable, images: Tensor, labels: Tensor, batch_size: in
         expect(isinstance(item, (tuple, list)) and len(item) == 2
                and all(isinstance(t, Tensor) for t in item),
                f"{call}: batch {i} is not an (images, labels) pair of tensors.")
-        x, y = item
+        x, y = (plain_tensor(t) for t in item)
         expect(tuple(x.shape[1:]) == (28, 28) and len(x) == len(y),
                f"{call}: batch {i} has images of shape {tuple(x.shape)} and labels of "
                f"shape {tuple(y.shape)}; expected (B, 28, 28) and (B,), the raw slices "

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from . import expect, expect_equal, run_check
-from ._harness import as_count, given, quiet_torch
+from ._harness import allclose, as_count, given, quiet_torch, tensor_answer
 from ..models import count_parameters
 from ..models.googlenet import INCEPTION, Inception
 
@@ -145,12 +145,13 @@ def _check_same_function(block_cls: type) -> None:
         conv.weight.copy_(source.weight)
         conv.bias.copy_(source.bias)
     x = torch.randn(2, row[0], 6, 6)
-    got, expected = module(x), oracle(x)
+    expected = oracle(x)
+    got = tensor_answer(module(x), f"{name}(x)")
     widths = {"1x1": row[1], "3x3": row[3], "5x5": row[5], "pool": row[6]}
     start, wrong = 0, []
     for branch, width in widths.items():
         part = slice(start, start + width)
-        if not torch.allclose(got[:, part], expected[:, part], atol=1e-5):
+        if not allclose(got[:, part], expected[:, part], atol=1e-5):
             wrong.append(f"{branch} (channels {start}:{start + width})")
         start += width
     expect(not wrong,
@@ -170,7 +171,7 @@ def _check_inception(block_cls: type) -> None:
                f"{name} returned a {type(module).__name__}, not an nn.Module.")
         x = torch.randn(1, row[0], size, size)
         try:
-            out = module.eval()(x)
+            out = tensor_answer(module.eval()(x), f"{name}(x)")
         except RuntimeError as err:
             if "Sizes of tensors must match" not in str(err):
                 raise

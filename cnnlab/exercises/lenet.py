@@ -3,13 +3,15 @@
 * ``check_flatten_size``: the learner's ``flatten_size(input_size, padding)``
   against the numel of the package LeNet's ``features`` output, measured.
 * ``check_conv_output_size``: the learner's ``conv_output_size(size, kernel,
-  stride, padding)`` against the output of a real ``nn.Conv2d``.
+  stride, padding)`` against a real convolution's output (``F.conv2d``, what
+  ``nn.Conv2d`` runs).
 * ``check_trace``: the learner's forward-hook shape tracer against
   ``cnnlab.shapes.trace_shapes`` on three models.
 """
 from __future__ import annotations
 
 import math
+from contextlib import suppress
 from functools import cache
 from typing import Callable
 
@@ -17,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import expect, expect_equal, run_check
-from ._harness import as_count, given, quiet_torch
+from . import expect, expect_equal, run_check, shown
+from ._harness import as_count, equal, given, plain_str, quiet_torch
 from ..models import get_model
 from ..shapes import receptive_fields, trace_shapes
 
@@ -52,9 +54,9 @@ def _check_flatten_size(flatten_size: Callable[..., int] | None) -> None:
     flatten_size = given(flatten_size)
     for size, padding in FLATTEN_CASES:
         call = f"flatten_size({size}, padding={padding})"
+        expected = _measured_flatten(size, padding)  # first: the answer runs after
         got = flatten_size(size, padding=padding)
         got = as_count(got, call, "a size is a whole number: use // for the division")
-        expected = _measured_flatten(size, padding)
         if got != expected:
             side = size + 2 * padding
             sides = [side]
@@ -89,11 +91,17 @@ CONV_CASES = [(28, 5, 1, 0), (28, 3, 1, 1), (224, 11, 4, 2), (56, 3, 2, 1),
               (6, 3, 2, 0), (10, 1, 1, 0), (9, 4, 3, 1), (32, 7, 2, 3)]
 
 
+# Taken at import: an answer that patches nn.Conv2d.forward (or F.conv2d)
+# cannot change the oracle's convolution.
+_conv2d = F.conv2d
+
+
 def _measured_conv(size: int, kernel: int, stride: int, padding: int) -> int:
-    """The oracle: the side of a real nn.Conv2d's output."""
+    """The oracle: the side of a real convolution's output (what nn.Conv2d runs)."""
     with quiet_torch():
-        conv = nn.Conv2d(1, 1, kernel, stride=stride, padding=padding)
-        return conv(torch.zeros(1, 1, size, size)).shape[-1]
+        out = _conv2d(torch.zeros(1, 1, size, size), torch.zeros(1, 1, kernel, kernel),
+                      stride=stride, padding=padding)
+        return out.shape[-1]
 
 
 # The usual slips, each as the formula it amounts to, and what to tell the learner.
@@ -128,9 +136,9 @@ def _check_conv_output_size(conv_output_size: Callable[..., int] | None) -> None
     conv_output_size = given(conv_output_size)
     for size, kernel, stride, padding in CONV_CASES:
         call = f"conv_output_size({size}, {kernel}, stride={stride}, padding={padding})"
+        expected = _measured_conv(size, kernel, stride, padding)  # first: the answer runs after
         got = conv_output_size(size, kernel, stride=stride, padding=padding)
         got = as_count(got, call, "a size is a whole number: use // for the division")
-        expected = _measured_conv(size, kernel, stride, padding)
         if got != expected:
             expect_equal(f"{call} (what nn.Conv2d gives)", expected, got,
                          _conv_hint(conv_output_size) + f"; see {CHAPTER}, 'The shape trace'.")
@@ -185,9 +193,9 @@ def _as_records(got: object, what: str) -> list[tuple[str, tuple]]:
     for i, item in enumerate(got):
         expect(isinstance(item, (tuple, list)) and len(item) == 2
                and isinstance(item[0], str) and isinstance(item[1], (tuple, list)),
-               f"trace on {what}: entry {i} is {item!r}; each entry should be a "
+               f"trace on {what}: entry {i} is {shown(item)}; each entry should be a "
                f"(name, shape) pair, e.g. ('features.0', (6, 24, 24)).")
-        records.append((item[0], tuple(int(s) for s in item[1])))
+        records.append((plain_str(item[0]), tuple(int(s) for s in item[1])))
     return records
 
 
@@ -259,7 +267,7 @@ def _check_trace_on(trace: Callable, what: str, model: nn.Module, size: int) -> 
     leaves = {n for n, m in model.named_modules() if next(m.children(), None) is None}
     before = {k: v.clone() for k, v in model.state_dict().items()}
     got = _as_records(trace(model, size), what)
-    changed = [k for k, v in model.state_dict().items() if not torch.equal(before[k], v)]
+    changed = [k for k, v in model.state_dict().items() if not equal(before[k], v)]
     expect(not changed,
            f"trace changed {len(changed)} of {what}'s buffers or weights (e.g. "
            f"{changed[:1]}): in training mode every BatchNorm updates its running "
@@ -381,8 +389,8 @@ def _check_slow_start(slow_start: Callable[[str], int | None] | None) -> None:
     where = f"See {CHAPTER}, 'Why later networks use ReLU'."
     for activation in ("sigmoid", "relu"):
         call = f"slow_start({activation!r})"
+        losses = _losses(activation)  # first: the answer runs after
         got = slow_start(activation)
-        losses = _losses(activation)
         right = {_first_below(losses, strict) for strict in (False, True)}
         if got is None:
             expect(right == {None}, f"{call} returned None, but the moving average falls "
@@ -402,6 +410,14 @@ def _check_slow_start(slow_start: Callable[[str], int | None] | None) -> None:
 
 def check_slow_start(slow_start: Callable[[str], int | None] | None) -> bool:
     """Check ``slow_start(activation)`` by training both LeNets the same way (seconds)."""
+    if slow_start is not None:
+        # The oracle's runs train here, not in the check's child process, so that
+        # the cache keeps them for the next run of this check; a failure here
+        # comes back in the check, which trains again and reports it.
+        with suppress(Exception):
+            for activation in ("sigmoid", "relu"):
+                _losses(activation)
+
     def check() -> None:
         with torch.random.fork_rng(devices=[]):  # training seeds torch: keep the notebook's
             _check_slow_start(slow_start)

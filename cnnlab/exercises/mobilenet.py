@@ -16,7 +16,8 @@ from torch import Tensor, nn
 from torchinfo import summary
 
 from . import expect, expect_equal, run_check
-from ._harness import as_count, as_real, close, given, quiet_torch
+from ._harness import (allclose, as_count, as_real, close, equal, given, plain_tensor,
+                       quiet_torch, tensor_answer)
 from ..models import count_parameters
 from ..models.mobilenet import DepthwiseSeparable
 
@@ -148,8 +149,9 @@ def _check_same_function(block: nn.Module, cin: int, cout: int, stride: int) -> 
     oracle.pointwise[0].weight.copy_(convs[(1, 1)].weight)
     oracle.pointwise[1].load_state_dict(bn_pw.state_dict())
     x = torch.randn(2, cin, 9, 9)
-    got, expected = block.eval()(x), oracle.eval()(x)
-    expect(torch.allclose(got, expected, atol=1e-5),
+    expected = oracle.eval()(x)
+    got = tensor_answer(block.eval()(x), f"{name}(x)")
+    expect(allclose(got, expected, atol=1e-5),
            f"with the same weights, {name}'s output differs from the package's "
            f"DepthwiseSeparable by up to {(got - expected).abs().max().item():.3g}. The "
            f"order is: depthwise 3x3 conv -> BN -> ReLU -> pointwise 1x1 conv -> BN -> "
@@ -165,7 +167,7 @@ def _check_depthwise_separable(block_cls: type) -> None:
                f"{name} returned a {type(block).__name__}, not an nn.Module.")
         _check_convs(block, cin, cout, stride)
         x = torch.randn(2, cin, size, size)
-        out = block.eval()(x)
+        out = tensor_answer(block.eval()(x), f"{name}(x)")
         expected = tuple(DepthwiseSeparable(cin, cout, stride).eval()(x).shape)
         expect_equal(f"output shape of {name} for an input of shape {tuple(x.shape)}",
                      expected, tuple(out.shape),
@@ -255,7 +257,8 @@ def _recompute_batches() -> list[Tensor]:
 
 
 def _bn_buffers(model: nn.Module) -> list[tuple[Tensor, Tensor]]:
-    return [(m.running_mean.clone(), m.running_var.clone())
+    # plain_tensor: the answer could have set the buffers' __class__ to a subclass.
+    return [(plain_tensor(m.running_mean).clone(), plain_tensor(m.running_var).clone())
             for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
 
 
@@ -272,7 +275,7 @@ def _check_recompute_bn(recompute: Callable[[nn.Module, list], None] | None) -> 
     with torch.enable_grad():  # as in a notebook: the learner's code decides
         recompute(model, batches)
     where = f"See {CHAPTER}, 'Run it yourself: training live' (the update_bn cells)."
-    changed = [k for k, v in model.named_parameters() if not torch.equal(v, weights[k])]
+    changed = [k for k, v in model.named_parameters() if not equal(v, weights[k])]
     expect(not changed, f"recompute_bn_stats changed {len(changed)} weights (e.g. "
                         f"{changed[0] if changed else ''}); only the running statistics may "
                         f"change: no optimiser step, no backward pass. {where}")
