@@ -277,9 +277,9 @@ MUTATIONS = [
       "expected = macs[1] / macs[0]",
       "the mult-adds checker expects standard / separable"),
     # --- command line ---------------------------------------------------------------
-    M("cli-file-without-seed", "cnnlab/__main__.py",
-      "-seed{seed}.json",
-      ".json",
+    M("cli-file-without-seed", "cnnlab/results.py",
+      'device.replace(":", ""), f"seed{config.seed}"]',
+      'device.replace(":", "")]',
       "result files not named by seed: compare --seeds overwrites them"),
     M("cli-resume-dropped", "cnnlab/__main__.py",
       'resume=getattr(args, "resume", False))',

@@ -12,7 +12,13 @@ in the same process on the same device.
 Prints a table: time, images/s, test accuracy, the speed-up over (a), the
 achieved FLOP/s (FLOPs of one training step counted with
 ``torch.utils.flop_counter``) and its share of the device's peak where the
-peak is known.
+peak is known. Images/s and the speed-up are at steady state: the first
+step, with its one-off costs (torch.compile, cudnn's autotuning), is shown
+apart ("first step s").
+
+With ``--json`` the rows are written after each model, so a run cut short
+keeps every model it finished; a variant that fails is a row with its
+error, and the others go on.
 
     python benchmarks/speed.py                          # LeNet, 5 epochs
     python benchmarks/speed.py --models all --max-steps 300 --ablate
@@ -21,6 +27,7 @@ peak is known.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 from dataclasses import replace
@@ -33,7 +40,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from cnnlab.data import classic_loaders
 from cnnlab.models import get_model, list_models
 from cnnlab.results import atomic_write_text, provenance
-from cnnlab.train import TrainConfig, fit, resolve_device, set_seed
+from cnnlab.bench import sync
+from cnnlab.train import TrainConfig, fit, one_line, resolve_device, set_seed
 
 # Dense bf16 tensor-core peaks from the vendors' data sheets (FLOP/s).
 PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L4": 121e12, "T4": 65e12}
@@ -62,9 +70,8 @@ def classic_fit(config: TrainConfig) -> dict:
                                   weight_decay=config.weight_decay)
     train, _, test = classic_loaders(config.batch_size, seed=config.seed)
     limit = config.max_steps or config.epochs * len(train)
-    steps, images, running = 0, 0, 0.0
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    steps, images, running, first = 0, 0, 0.0, None
+    sync(device)
     start = time.perf_counter()
     model.train()
     while steps < limit:
@@ -76,16 +83,19 @@ def classic_fit(config: TrainConfig) -> dict:
             optimizer.step()
             running += loss.item()  # the usual running loss: a sync per step
             steps, images = steps + 1, images + len(y)
+            if first is None:  # as cnnlab does: the first step apart
+                first = (time.perf_counter() - start, len(y))
             if steps == limit:
                 break
     seconds = time.perf_counter() - start
+    steady = (images - first[1]) / (seconds - first[0]) if steps > 1 else images / seconds
     model.eval()
     correct = 0
     with torch.no_grad():
         for x, y in test:
             correct += (model(x.to(device)).argmax(1).cpu() == y).sum().item()
-    return {"seconds": seconds, "images_per_s": images / seconds,
-            "test_accuracy": correct / len(test.dataset), "first_step_s": None}
+    return {"seconds": seconds, "images_per_s": steady,
+            "test_accuracy": correct / len(test.dataset), "first_step_s": first[0]}
 
 
 def variants(config: TrainConfig, device: torch.device, ablate: bool) -> dict:
@@ -102,23 +112,72 @@ def variants(config: TrainConfig, device: torch.device, ablate: bool) -> dict:
     return runs
 
 
+def attempt(model: str, variant: str, run) -> dict:
+    """One timed variant: its row, or a row with the error (the others go on)."""
+    try:
+        row = {"model": model, "variant": variant, "error": None, **run()}
+        print(f"{model} / {variant}: {row['images_per_s']:,.0f} images/s, first step "
+              f"{row['first_step_s']:.2f} s", flush=True)
+        return row
+    except Exception as err:  # noqa: BLE001 - recorded, not raised: the session goes on
+        print(f"{model} / {variant} failed: {type(err).__name__}: {one_line(err)}",
+              flush=True)
+        return {"model": model, "variant": variant,
+                "error": f"{type(err).__name__}: {one_line(err)}"}
+
+
+def cnnlab_fit(config: TrainConfig) -> dict:
+    """A cnnlab run's timing and scores, as a row."""
+    r = fit(config, progress=False)
+    return {"seconds": r.train_seconds, "images_per_s": r.images_per_second,
+            "test_accuracy": r.test_accuracy, "first_step_s": r.first_step_seconds,
+            "amp_dtype": r.config.get("amp_dtype"),
+            "peak_memory_bytes": r.peak_memory_bytes}
+
+
 def measure(name: str, args: argparse.Namespace, device: torch.device) -> list[dict]:
     config = TrainConfig(model=name, epochs=args.epochs, max_steps=args.max_steps,
                          device=args.device)
     flops_per_image = train_step_flops(name) / 128
     peak = device_peak(provenance(device)["device_name"])
-    rows = [{"model": name, "variant": "classic DataLoader", **classic_fit(config)}]
+    rows = [attempt(name, "classic DataLoader", lambda: classic_fit(config))]
     for label, cfg in variants(config, device, args.ablate).items():
-        r = fit(cfg, progress=False)
-        rows.append({"model": name, "variant": label, "seconds": r.train_seconds,
-                     "images_per_s": r.images_per_second,
-                     "test_accuracy": r.test_accuracy,
-                     "first_step_s": r.first_step_seconds})
+        rows.append(attempt(name, label, lambda cfg=cfg: cnnlab_fit(cfg)))
+    base = rows[0].get("images_per_s")
     for row in rows:
-        row["speedup"] = rows[0]["seconds"] / row["seconds"]
-        row["tflop_per_s"] = flops_per_image * row["images_per_s"] / 1e12
-        row["peak_share"] = None if peak is None else row["tflop_per_s"] * 1e12 / peak
+        if row["error"] is None:
+            row["speedup"] = None if base is None else row["images_per_s"] / base
+            row["tflop_per_s"] = flops_per_image * row["images_per_s"] / 1e12
+            row["peak_share"] = None if peak is None else row["tflop_per_s"] * 1e12 / peak
     return rows
+
+
+def write_json(path: Path, prov: dict, args: argparse.Namespace, rows: list[dict],
+               models: list[str]) -> None:
+    """The rows so far, atomically: a run cut short keeps what it finished."""
+    done = sorted({r["model"] for r in rows}, key=models.index)
+    record = {"provenance": prov, "epochs": args.epochs, "max_steps": args.max_steps,
+              "models_done": done, "models_left": [m for m in models if m not in done],
+              "rows": rows}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(record, indent=1) + "\n")
+
+
+def print_table(rows: list[dict]) -> None:
+    print("| model | loop | train s | first step s | images/s | speed-up | test % "
+          "| GFLOP/s | % of peak |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        if r["error"] is not None:
+            print(f"| {r['model']} | {r['variant']} | failed: {r['error']} "
+                  f"| | | | | | |")
+            continue
+        first = "" if r["first_step_s"] is None else f"{r['first_step_s']:.2f}"
+        share = "n/a" if r["peak_share"] is None else f"{100 * r['peak_share']:.1f}"
+        speedup = "n/a" if r["speedup"] is None else f"{r['speedup']:.2f}x"
+        print(f"| {r['model']} | {r['variant']} | {r['seconds']:.1f} | {first} "
+              f"| {r['images_per_s']:,.0f} | {speedup} "
+              f"| {100 * r['test_accuracy']:.2f} | {1000 * r['tflop_per_s']:,.1f} | {share} |")
 
 
 def main() -> None:
@@ -132,30 +191,31 @@ def main() -> None:
     parser.add_argument("--ablate", action="store_true",
                         help="also time each optimisation switched off (compile on)")
     parser.add_argument("--json", type=Path, default=None, help="write the rows here")
+    parser.add_argument("--compile-backend", default=None,
+                        help="torch.compile's backend (default: inductor); aot_eager "
+                             "for a quick dry run on a CPU")
     args = parser.parse_args()
+    if args.compile_backend:
+        torch.compile = functools.partial(torch.compile, backend=args.compile_backend)
     models = list_models() if args.models == ["all"] else args.models
+    unknown = [m for m in models if m not in list_models()]
+    if unknown:
+        parser.error(f"unknown model {unknown[0]!r}; the models are: all, "
+                     f"{', '.join(list_models())}")
     device = resolve_device(args.device)
     prov = provenance(device)
 
-    rows = [row for name in models for row in measure(name, args, device)]
+    rows: list[dict] = []
+    for name in models:
+        rows += measure(name, args, device)
+        if args.json:  # after each model: a run cut short keeps what it finished
+            write_json(args.json, prov, args, rows, models)
     print(f"device: {prov['device_name']} ({device}), torch {prov['torch']}, "
           f"{prov['cpu_threads']} CPU threads, commit {prov['git_commit']}")
     budget = f"{args.max_steps} steps" if args.max_steps else f"{args.epochs} epochs"
-    print(f"recipe: batch 128, AdamW 1e-3, seed 42, {budget}; time = training steps only")
-    print("| model | loop | train s | first step s | images/s | speed-up | test % "
-          "| GFLOP/s | % of peak |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        first = "" if r["first_step_s"] is None else f"{r['first_step_s']:.2f}"
-        share = "n/a" if r["peak_share"] is None else f"{100 * r['peak_share']:.1f}"
-        print(f"| {r['model']} | {r['variant']} | {r['seconds']:.1f} | {first} "
-              f"| {r['images_per_s']:,.0f} | {r['speedup']:.2f}x "
-              f"| {100 * r['test_accuracy']:.2f} | {1000 * r['tflop_per_s']:,.1f} | {share} |")
-    if args.json:
-        record = {"provenance": prov, "epochs": args.epochs, "max_steps": args.max_steps,
-                  "rows": rows}
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(args.json, json.dumps(record, indent=1) + "\n")
+    print(f"recipe: batch 128, AdamW 1e-3, seed 42, {budget}; time = training steps "
+          f"only; images/s and speed-up without the first step")
+    print_table(rows)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Time on the device, and the progress bar: what a training run's clock needs.
 
-On a GPU, work is queued and runs later: a timer must wait for the device
-to catch up (``sync``) before it reads the clock, or it measures only how
-fast Python queued the work.
+On a GPU (CUDA or Apple's MPS), work is queued and runs later: a timer must
+wait for the device to catch up (``sync``) before it reads the clock, or it
+measures only how fast Python queued the work.
 """
 from __future__ import annotations
 
@@ -15,10 +15,19 @@ if TYPE_CHECKING:
     from .train import History, RunState
 
 
+def runs_async(device: torch.device) -> bool:
+    """Whether work on ``device`` is queued and runs later (CUDA, MPS): reading a
+    value back from it then makes the CPU wait for the device (a host sync)."""
+    return device.type in ("cuda", "mps")
+
+
 def sync(device: torch.device) -> None:
-    """Wait until ``device`` has finished the work queued on it (CUDA; a no-op elsewhere)."""
+    """Wait until ``device`` has finished the work queued on it (CUDA, MPS; a
+    no-op on the CPU, whose work is done when the call returns)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
 
 
 class Stopwatch:

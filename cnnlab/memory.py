@@ -287,16 +287,21 @@ def reset_peak_memory(device: torch.device) -> bool:
     a CPU run's peak RSS could be reset (Linux); elsewhere ``peak_memory``
     falls back to the process's peak since it started."""
     if device.type == "cuda":
+        # In a fresh process CUDA starts lazily, at its first use; until then
+        # the allocator has no statistics to reset, and naming a device
+        # ("cuda:0") fails. Starting it here makes the reset safe.
+        torch.cuda.init()
         torch.cuda.reset_peak_memory_stats(device)
     return device.type == "cpu" and _reset_peak_rss()
 
 
 def peak_memory(device: torch.device, rss_reset: bool) -> tuple[int | None, str]:
-    """The run's peak memory in bytes, and what the number measures."""
+    """The run's peak memory in bytes since ``reset_peak_memory``, and what the
+    number measures (on MPS: the memory held now, as MPS keeps no peak)."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device), "cuda_max_memory_allocated"
-    if device.type == "mps":
-        return torch.mps.driver_allocated_memory(), "mps_driver_allocated"
+    if device.type == "mps":  # MPS keeps no peak: this is what it holds now
+        return torch.mps.driver_allocated_memory(), "mps_driver_allocated_current"
     peak = _peak_rss_since_reset() if rss_reset else None
     if peak is not None:  # the whole process's peak during this run
         return peak, "process_peak_rss_during_run"

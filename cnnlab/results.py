@@ -91,8 +91,8 @@ class RunResult:
     test_accuracy: float             # measured once, after training
     test_loss: float
     train_seconds: float             # training steps only, no evaluation
-    images_per_second: float
-    peak_memory_bytes: int | None
+    images_per_second: float         # at steady state: the first step left out
+    peak_memory_bytes: int | None    # training's peak, before the test pass
     peak_memory_kind: str            # what the number measures (device/host)
     provenance: dict[str, Any] = field(default_factory=dict)
     # The first step alone: it holds torch.compile's and cudnn's one-off

@@ -10,8 +10,11 @@ Why the step looks the way it does:
 * the per-batch loss is written into a tensor on the device and read only
   at logging points: a ``.item()`` per step would make the CPU wait for the
   GPU at every step;
-* on CUDA: bf16 autocast, channels_last, fused AdamW and cudnn.benchmark
-  (unless ``deterministic``); ``compile=True`` adds ``torch.compile``.
+* on CUDA: autocast (bf16 where the GPU has it natively, else fp16 with a
+  GradScaler), channels_last, fused AdamW and cudnn.benchmark (unless
+  ``deterministic``); ``compile=True`` adds ``torch.compile``;
+* nothing in a step reads a value back from the GPU (a host sync): the
+  loss is checked for NaN only at validation points on CUDA and MPS.
 
 Read ``train`` first: it is the whole run, top to bottom, and its loop
 calls ``train_step``, where the forward pass, ``loss.backward()`` and the
@@ -28,7 +31,7 @@ import logging
 import math
 import os
 import random
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -38,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .bench import ProgressBar, Stopwatch
+from .bench import ProgressBar, Stopwatch, runs_async
 from .checkpoint import claim_checkpoint, restore_run, save_run
 from .data import DeviceBatches, MnistSplits, Split, check_data, load_mnist
 from .memory import peak_memory, reset_peak_memory
@@ -78,10 +81,13 @@ class TrainConfig:
     val_images: int | None = None      # validate on the first N (None: all 12,000)
     test_images: int | None = None     # test on the first N (None: all 10,000)
     device: str | None = None          # None: cuda, then mps, then cpu
-    amp: bool | None = None            # bf16 autocast; None: on for CUDA only
+    amp: bool | None = None            # autocast; None: on for CUDA only. bf16 where
+    #                                    the hardware has it (CPU, MPS, CUDA capability
+    #                                    8.0+), else fp16 with a GradScaler (older GPUs)
     channels_last: bool | None = None  # NHWC memory layout; None: CUDA only
     compile: bool = False              # torch.compile the model
     deterministic: bool = False        # no cudnn.benchmark, deterministic kernels
+    #                                    where torch has them (warns where it has not)
 
     def __post_init__(self) -> None:
         # Types first: amp="no" is a true value, and would turn autocast on.
@@ -137,13 +143,17 @@ def train(config: TrainConfig, data: MnistSplits | None = None, *,
     ``resume``. ``resume``: continue from that checkpoint if it exists; the
     result is then bit-for-bit the one an uninterrupted run gives (on CPU).
     """
-    with claim_checkpoint(checkpoint, resume):  # checked, and held by this run alone
+    # claim_checkpoint: checked, and held by this run alone; restoring_global_modes:
+    # the cudnn and determinism settings this run makes are undone when it ends.
+    with claim_checkpoint(checkpoint, resume), restoring_global_modes():
         device = resolve_device(config.device)
-        amp = config.amp if config.amp is not None else device.type == "cuda"
+        amp = autocast_dtype(device, config.amp if config.amp is not None
+                             else device.type == "cuda")
+        scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 else None
         channels_last = (config.channels_last if config.channels_last is not None
                          else device.type == "cuda")
         set_seed(config.seed)
-        _set_cudnn_mode(device, config.deterministic)
+        _set_kernel_modes(device, config.deterministic)
         rss_reset = reset_peak_memory(device)
 
         # The model, the data on its device, the optimiser, the batches.
@@ -186,13 +196,16 @@ def train(config: TrainConfig, data: MnistSplits | None = None, *,
                     if channels_last:
                         x = x.contiguous(memory_format=torch.channels_last)
                     loss, state.micro = halve_on_oom(train_step, step_model, optimizer,
-                                                     x, y, state.micro, amp, state.step)
+                                                     x, y, state.micro, amp, state.step,
+                                                     scaler)
                     state.losses[state.step] = loss
                     state.step += 1
-                    if state.first_step_seconds is None:
+                    if state.first_step_seconds is None:  # one-off costs: kept apart
                         state.first_step_seconds = watch.elapsed()
+                        state.history.warmup_seconds += state.first_step_seconds
+                        state.history.warmup_images += len(y)
                     bar.step()
-                    if device.type != "cuda":  # free here; on a GPU it would sync
+                    if not runs_async(device):  # free here; on a GPU it would sync
                         _check_finite(state, per_epoch, config.lr)
                     at_epoch_end, at_last = state.step % per_epoch == 0, state.step == total
                     if at_epoch_end:  # the next epoch's order is drawn from here
@@ -218,11 +231,14 @@ def train(config: TrainConfig, data: MnistSplits | None = None, *,
         finally:
             guard.uninstall()
             bar.close()
+        watch.stop()  # restarted after the last validation: nothing more to time
 
+        # Training's peak memory (validation included), read before the test
+        # pass: its batches of 1,000 images are not training's.
+        peak = peak_memory(device, rss_reset)
         # The test set, once, after training.
         test_loss, test_acc, predicted = evaluate_with_predictions(
             model, test, amp=amp, channels_last=channels_last)
-        peak = peak_memory(device, rss_reset)
         result = _result(config, model, state, batches, (test_loss, test_acc), peak,
                          device, amp, channels_last)
         result.test_predictions = encode_predictions(predicted)
@@ -252,13 +268,18 @@ def fit(config: TrainConfig, data: MnistSplits | None = None, *,
 
 
 def train_step(model: nn.Module | Callable, optimizer: torch.optim.Optimizer, x: Tensor,
-               y: Tensor, micro_batch: int, amp: bool) -> Tensor:
+               y: Tensor, micro_batch: int, amp: bool | torch.dtype | None,
+               scaler: torch.amp.GradScaler | None = None) -> Tensor:
     """One optimiser step on the batch (x, y), in micro-batches if need be.
 
     Each micro-batch's mean loss is weighted by its share of the batch, so
     the summed gradients equal those of the whole batch's mean loss and the
     update is the same (up to float rounding; BatchNorm sees the smaller
     micro-batches, which is the one real difference).
+
+    ``amp``: the autocast dtype (True: bfloat16; False or None: off).
+    ``scaler``: a GradScaler, for float16, whose small range would round
+    small gradients to zero unless the loss is scaled up first.
     """
     optimizer.zero_grad(set_to_none=True)
     n = len(y)
@@ -269,26 +290,74 @@ def train_step(model: nn.Module | Callable, optimizer: torch.optim.Optimizer, x:
             loss = loss_fn(model(xs), ys)
         if len(ys) != n:
             loss = loss * (len(ys) / n)
-        loss.backward()
+        (loss if scaler is None else scaler.scale(loss)).backward()
         total += loss.detach()
-    optimizer.step()
+    _optimizer_step(optimizer, scaler)
     return total
 
 
+def _optimizer_step(optimizer: torch.optim.Optimizer,
+                    scaler: torch.amp.GradScaler | None) -> None:
+    """``optimizer.step()``, through the GradScaler if there is one (it skips
+    a step whose gradients overflowed, and adjusts its scale)."""
+    try:
+        if scaler is None:
+            optimizer.step()
+        else:
+            scaler.step(optimizer)
+            scaler.update()
+    except torch.cuda.OutOfMemoryError:
+        # Not retried with a smaller micro-batch: the step's memory is the
+        # weights and AdamW's two moments, which no batch size changes.
+        raise OptimizerOutOfMemoryError(
+            "out of memory in the optimiser step (AdamW's state is twice the model's "
+            "size), which a smaller micro-batch cannot shrink; try a smaller model or "
+            "close other programs on the GPU (nvidia-smi).") from None
+
+
 def evaluate(model: nn.Module, split: Split, batch_size: int = 1000,
-             amp: bool = False, channels_last: bool = False) -> tuple[float, float]:
+             amp: bool | torch.dtype | None = False,
+             channels_last: bool = False) -> tuple[float, float]:
     """Mean cross-entropy and accuracy (0-1) of ``model`` on ``split``."""
     loss, accuracy, _ = evaluate_with_predictions(model, split, batch_size, amp,
                                                   channels_last)
     return loss, accuracy
 
 
-@torch.no_grad()
 def evaluate_with_predictions(model: nn.Module, split: Split, batch_size: int = 1000,
-                              amp: bool = False, channels_last: bool = False
-                              ) -> tuple[float, float, Tensor]:
+                              amp: bool | torch.dtype | None = False,
+                              channels_last: bool = False) -> tuple[float, float, Tensor]:
     """``evaluate``, and the predicted class of every image of ``split``
-    (uint8, on the CPU): what a record keeps of the test pass."""
+    (uint8, on the CPU): what a record keeps of the test pass.
+
+    The split is moved to the model's device if it is elsewhere. On out of
+    memory the pass starts again with half the batch size.
+    """
+    split = split.to(device_of(model, split.images.device))
+    while True:
+        try:
+            return _evaluate_pass(model, split, batch_size, amp, channels_last)
+        except torch.cuda.OutOfMemoryError:
+            if batch_size <= 1:
+                raise
+        _free_cached_memory(split.images.device)  # after the except: its tensors are freed
+        batch_size //= 2
+        log.warning("out of memory while evaluating; trying again with batches of %d",
+                    batch_size)
+
+
+def device_of(model: nn.Module, default: torch.device) -> torch.device:
+    """The device of the model's first parameter (or buffer); ``default`` if it has none."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return default
+
+
+@torch.no_grad()
+def _evaluate_pass(model: nn.Module, split: Split, batch_size: int,
+                   amp: bool | torch.dtype | None, channels_last: bool
+                   ) -> tuple[float, float, Tensor]:
+    """One pass of ``evaluate_with_predictions``, with ``split`` on the model's device."""
     device = split.images.device
     loss_sum = torch.zeros((), device=device)
     predictions = []
@@ -307,8 +376,26 @@ def evaluate_with_predictions(model: nn.Module, split: Split, batch_size: int = 
     return loss_sum.item() / n, correct.item() / n, predicted.to("cpu", torch.uint8)
 
 
-def _autocast(device: torch.device, enabled: bool):
-    return torch.autocast(device.type, dtype=torch.bfloat16) if enabled else nullcontext()
+def _autocast(device: torch.device, amp: bool | torch.dtype | None):
+    """Autocast to ``amp`` (True: bfloat16), or nothing when it is False or None."""
+    if amp is None or amp is False:
+        return nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16 if amp is True else amp)
+
+
+def autocast_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
+    """The autocast dtype for ``device`` (None: autocast off).
+
+    bfloat16 where the hardware has it natively: CPUs, Apple GPUs (MPS) and
+    NVIDIA GPUs of compute capability 8.0 and up (A100, H100, RTX 30xx).
+    Older GPUs (V100, T4) only emulate it, slowly: float16 there, with a
+    GradScaler (its narrow range needs the loss scaled; see ``train_step``).
+    """
+    if not enabled:
+        return None
+    if device.type == "cuda" and torch.cuda.get_device_capability(device) < (8, 0):
+        return torch.float16
+    return torch.bfloat16
 
 
 def set_seed(seed: int) -> None:
@@ -359,6 +446,10 @@ class TrainingOutOfMemoryError(RuntimeError):
     """Out of memory even with a micro-batch of one image."""
 
 
+class OptimizerOutOfMemoryError(TrainingOutOfMemoryError):
+    """Out of memory in the optimiser step, which no micro-batch size changes."""
+
+
 class CompileError(RuntimeError):
     """torch.compile failed (at the model's first call, when it compiles)."""
 
@@ -382,6 +473,11 @@ class History:
     epoch_val_accuracy: list[float] = field(default_factory=list)
     epoch_val_loss: list[float] = field(default_factory=list)
     train_seconds: float = 0.0
+    # The first step of each process that trained the run, within
+    # train_seconds: one-off costs (torch.compile, cudnn's autotuning, the
+    # allocator's warm-up), left out of the result's images_per_second.
+    warmup_seconds: float = 0.0
+    warmup_images: int = 0
     # CPU time the process used while training (all threads). Beside
     # train_seconds it tells whether the run had its cores to itself; None
     # when a checkpoint from before this field resumed the run.
@@ -403,24 +499,37 @@ class RunState:
 
 
 def halve_on_oom(step_fn: Callable[..., Tensor], model, optimizer, x: Tensor, y: Tensor,
-                 micro: int, amp: bool, step: int) -> tuple[Tensor, int]:
-    """``step_fn(model, optimizer, x, y, micro, amp)`` (``train_step``); on
-    out-of-memory, halve the micro-batch and retry. Returns the loss and the
-    micro-batch size that fitted."""
+                 micro: int, amp: bool | torch.dtype | None, step: int,
+                 scaler: torch.amp.GradScaler | None = None) -> tuple[Tensor, int]:
+    """``step_fn(model, optimizer, x, y, micro, amp, scaler)`` (``train_step``);
+    on out-of-memory in the forward or backward pass, halve the micro-batch
+    and retry. Returns the loss and the micro-batch size that fitted."""
     while True:
         try:
-            return step_fn(model, optimizer, x, y, micro, amp), micro
+            return step_fn(model, optimizer, x, y, micro, amp, scaler), micro
         except torch.cuda.OutOfMemoryError:
-            optimizer.zero_grad(set_to_none=True)  # drop partial gradients
-            if x.device.type == "cuda":
-                torch.cuda.empty_cache()
-            tried = min(micro, len(y))
-            if tried <= 1:
-                raise TrainingOutOfMemoryError(_oom_message(x.device, len(y))) from None
-            micro = tried // 2
-            log.warning("out of memory at step %d with a micro-batch of %d; retrying "
-                        "with %d, accumulating %d micro-batches (the batch stays %d)",
-                        step + 1, tried, micro, math.ceil(len(y) / micro), len(y))
+            pass  # handled below, outside the except block (see the next line)
+        # Out here the error's traceback is gone, and with it the frames that
+        # held the failed step's activations: only now can the cache free them.
+        optimizer.zero_grad(set_to_none=True)  # drop partial gradients
+        _free_cached_memory(x.device)
+        tried = min(micro, len(y))
+        if tried <= 1:
+            raise TrainingOutOfMemoryError(_oom_message(x.device, len(y)))
+        micro = tried // 2
+        log.warning("out of memory at step %d with a micro-batch of %d; retrying "
+                    "with %d, accumulating %d micro-batches (the batch stays %d)",
+                    step + 1, tried, micro, math.ceil(len(y) / micro), len(y))
+
+
+def _free_cached_memory(device: torch.device) -> None:
+    """Give the allocator's cached blocks back, so that a retry starts afresh.
+    Call it outside an ``except`` block: tensors the traceback holds stay
+    allocated until the block ends."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    elif device.type == "mps":
+        torch.mps.empty_cache()
 
 
 def _oom_message(device: torch.device, batch: int) -> str:
@@ -430,22 +539,28 @@ def _oom_message(device: torch.device, batch: int) -> str:
     else:
         had = f"the memory of {device}"
     return (f"out of memory even with a micro-batch of 1 image (batch {batch}, {had}). "
-            f"Try a smaller model or input size, bf16 autocast (amp=True), closing "
+            f"Try a smaller model or input size, autocast (amp=True), closing "
             f"other programs on the GPU (nvidia-smi), or "
             f"PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True.")
 
 
 def _compiled(model: nn.Module) -> Callable[[Tensor], Tensor]:
-    """``torch.compile(model)``, whose failures (they come at the first call,
-    when it compiles) are reported by their meaningful line."""
+    """``torch.compile(model)``, whose failures while compiling (at the first
+    call) are reported by their meaningful line.
+
+    The batch dimension is marked dynamic, so the one compiled graph takes
+    any batch size: the short last batch of an epoch and a halved
+    micro-batch reuse it instead of compiling again, silently, mid-run.
+    (Dropping the short batch would change what is trained; padding it
+    would change BatchNorm's batch statistics.)
+    """
     compiled = torch.compile(model)
 
     def forward(x: Tensor) -> Tensor:
+        torch._dynamo.maybe_mark_dynamic(x, 0)
         try:
             return compiled(x)
-        except torch.cuda.OutOfMemoryError:
-            raise  # the step halves its micro-batch
-        except Exception as err:
+        except torch._dynamo.exc.TorchDynamoException as err:  # raised while compiling
             raise CompileError(f"torch.compile failed: {one_line(err)}. Train without "
                                f"it (compile=False; no --compile).") from err
     return forward
@@ -465,11 +580,41 @@ def _check_finite(state: RunState, steps_per_epoch: int, lr: float) -> None:
     state.checked = state.step
 
 
-def _set_cudnn_mode(device: torch.device, deterministic: bool) -> None:
-    """cudnn's autotuner (fast) or its deterministic kernels, on CUDA."""
+def _set_kernel_modes(device: torch.device, deterministic: bool) -> None:
+    """cudnn's autotuner (fast), or deterministic kernels: cudnn's, cuBLAS's
+    (a fixed workspace) and torch's own where it has them. Call it inside
+    ``restoring_global_modes``, which undoes all of it."""
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = not deterministic
         torch.backends.cudnn.deterministic = deterministic
+    if deterministic:
+        if device.type == "cuda":  # read when cuBLAS starts; a value already set wins
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        # warn_only: some backward kernels these models use (adaptive average
+        # pooling on CUDA) have no deterministic version; strict mode would
+        # stop the run there, this names them in a warning instead.
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+@contextmanager
+def restoring_global_modes() -> Iterator[None]:
+    """Put back, on leaving, every global setting ``_set_kernel_modes`` may
+    change, so that one run's settings never leak into later runs (or into
+    later cells of a notebook), whether it returned or raised."""
+    cudnn = torch.backends.cudnn
+    saved = (cudnn.benchmark, cudnn.deterministic,
+             torch.are_deterministic_algorithms_enabled(),
+             torch.is_deterministic_algorithms_warn_only_enabled(),
+             os.environ.get("CUBLAS_WORKSPACE_CONFIG"))
+    try:
+        yield
+    finally:
+        cudnn.benchmark, cudnn.deterministic = saved[0], saved[1]
+        torch.use_deterministic_algorithms(saved[2], warn_only=saved[3])
+        if saved[4] is None:
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+        else:
+            os.environ["CUBLAS_WORKSPACE_CONFIG"] = saved[4]
 
 
 def _resume(path: str | Path, config: TrainConfig, model: nn.Module,
@@ -500,7 +645,7 @@ def _save(path: str | Path, config: TrainConfig, model: nn.Module,
 
 
 def _validate(model: nn.Module, split: Split, state: RunState, at_epoch_end: bool,
-              amp: bool, channels_last: bool) -> float:
+              amp: torch.dtype | None, channels_last: bool) -> float:
     """Evaluate on ``split`` and add the point to the history; return the accuracy."""
     loss, acc = evaluate(model, split, amp=amp, channels_last=channels_last)
     h = state.history
@@ -516,14 +661,15 @@ def _validate(model: nn.Module, split: Split, state: RunState, at_epoch_end: boo
 
 def _result(config: TrainConfig, model: nn.Module, state: RunState,
             batches: DeviceBatches, test_scores: tuple[float, float],
-            peak: tuple[int | None, str], device: torch.device, amp: bool,
+            peak: tuple[int | None, str], device: torch.device, amp: torch.dtype | None,
             channels_last: bool) -> RunResult:
     """The RunResult of a finished run."""
     h = state.history
     return RunResult(
         model=config.model,
         parameters=count_parameters(model),
-        config=asdict(config) | {"device": str(device), "amp": amp,
+        config=asdict(config) | {"device": str(device), "amp": amp is not None,
+                                 "amp_dtype": _dtype_name(amp),
                                  "channels_last": channels_last},
         steps_per_epoch=len(batches),
         train_loss=state.losses.tolist(),
@@ -532,11 +678,26 @@ def _result(config: TrainConfig, model: nn.Module, state: RunState,
         epoch_val_accuracy=h.epoch_val_accuracy, epoch_val_loss=h.epoch_val_loss,
         test_loss=test_scores[0], test_accuracy=test_scores[1],
         train_seconds=h.train_seconds, cpu_seconds=h.cpu_seconds,
-        images_per_second=_images_seen(state.step, batches) / h.train_seconds,
+        images_per_second=_steady_rate(_images_seen(state.step, batches), h),
         peak_memory_bytes=peak[0], peak_memory_kind=peak[1],
         provenance=provenance(device),
         first_step_seconds=state.first_step_seconds,
     )
+
+
+def _dtype_name(dtype: torch.dtype | None) -> str | None:
+    """'bfloat16' for torch.bfloat16; None for None."""
+    return None if dtype is None else str(dtype).removeprefix("torch.")
+
+
+def _steady_rate(images: int, h: History) -> float:
+    """Images per second at steady state: without each process's first step
+    and its one-off costs (kept apart: ``first_step_seconds``). A run of a
+    single step has nothing else to show, so its own rate is given."""
+    seconds, steady = h.train_seconds - h.warmup_seconds, images - h.warmup_images
+    if steady <= 0 or seconds <= 0:
+        return images / h.train_seconds
+    return steady / seconds
 
 
 def _images_seen(steps: int, batches: DeviceBatches) -> int:

@@ -1086,10 +1086,18 @@ def test_signal_run_shorter_than_an_epoch_checkpoints_at_its_end(tmp_path):
 # --- Failures reported in one line --------------------------------------------
 
 def test_error_line_torch_compile_failure(tmp_path, capsys, tiny, monkeypatch):
+    from torch._dynamo.exc import BackendCompilerFailed
+
+    class InvalidCxxCompiler(RuntimeError):  # as torch._inductor raises it
+        pass
+
+    def inductor():
+        pass
+
     def broken_compile(model):
         def call(x):  # torch.compile fails at the first call, when it compiles
-            raise RuntimeError("backend='inductor' raised:\nInvalidCxxCompiler: No working "
-                               "C++ compiler found\n\nSet TORCH_LOGS=+dynamo for more")
+            raise BackendCompilerFailed(inductor, InvalidCxxCompiler(
+                "No working C++ compiler found"), None)
         return call
 
     monkeypatch.setattr(torch, "compile", broken_compile)
