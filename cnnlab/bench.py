@@ -85,3 +85,48 @@ class ProgressBar:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def interleaved_images_per_second(names: list[str], rounds: int = 3, steps: int = 3,
+                                  batch: int = 128,
+                                  device: torch.device | None = None) -> dict[str, float]:
+    """Training images per second of each model in ``names`` on this machine,
+    now: plain float32 steps (AdamW) on random batches, timed in ``rounds``
+    that alternate between the models, so that a change in the machine's
+    load hits every model alike; the median round per model.
+
+    Only a ratio between two of these is worth quoting, and only as this
+    machine's figure at this moment.
+    """
+    import statistics
+
+    import torch.nn.functional as F
+
+    from .models import get_model
+    from .train import resolve_device
+
+    device = device or resolve_device()
+    x = torch.randn(batch, 1, 28, 28, device=device)
+    y = torch.randint(0, 10, (batch,), device=device)
+    nets = {}
+    for name in names:
+        model = get_model(name).to(device)
+        nets[name] = model, torch.optim.AdamW(model.parameters(), lr=1e-3)
+
+    def step(model, optimizer) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+
+    for model, optimizer in nets.values():  # warm-up: allocations, first-call costs
+        step(model, optimizer)
+    rates: dict[str, list[float]] = {name: [] for name in names}
+    for _ in range(rounds):
+        for name, (model, optimizer) in nets.items():
+            sync(device)
+            start = time.perf_counter()
+            for _ in range(steps):
+                step(model, optimizer)
+            sync(device)
+            rates[name].append(steps * batch / (time.perf_counter() - start))
+    return {name: statistics.median(r) for name, r in rates.items()}

@@ -554,3 +554,20 @@ def test_gpu_session_killed_mid_way_keeps_every_finished_model(tmp_path):
     assert [p.name for p in runs] == [f"lenet-3steps-cpu-seed{s}.json" for s in (42, 43, 44)]
     for path in runs:
         assert json.loads(path.read_text())["model"] == "lenet"  # whole, parseable
+
+
+def test_interleaved_images_per_second_times_each_model_in_every_round(monkeypatch):
+    from cnnlab import bench
+
+    clock = iter(range(1000))  # each perf_counter call advances one second
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: float(next(clock)))
+    order = []
+    real_sync = bench.sync
+    monkeypatch.setattr(bench, "sync", lambda device: order.append(len(order)) or
+                        real_sync(device))
+    rates = bench.interleaved_images_per_second(["lenet", "mobilenet_v1"], rounds=2,
+                                                steps=1, batch=4,
+                                                device=torch.device("cpu"))
+    # One step of 4 images between two clock reads one second apart: 4 images/s.
+    assert rates == {"lenet": 4.0, "mobilenet_v1": 4.0}
+    assert len(order) == 2 * 2 * 2  # 2 rounds x 2 models x (start, stop)
