@@ -79,6 +79,7 @@ def warm_file_cache() -> float:
 def record(notebooks: list[Path], inplace: bool, timeout: int) -> dict:
     """Time every notebook; the result, with where and how it was measured."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    commit = git_commit()  # before --inplace rewrites the notebooks' outputs
     first_import = warm_file_cache()
     print(f"{'(imports, untimed warm-up)':28} {first_import:7.1f} s", flush=True)
     times = {}
@@ -94,7 +95,7 @@ def record(notebooks: list[Path], inplace: bool, timeout: int) -> dict:
         "warm_up_import_seconds": round(first_import, 1),
         "torch": torch.__version__,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "git_commit": git_commit(),
+        "git_commit": commit,
         "chapters": times,
     }
 
