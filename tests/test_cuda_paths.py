@@ -206,7 +206,9 @@ def test_the_cache_is_emptied_after_the_except_block_once_the_step_is_freed(monk
     emptied = []
 
     def free(device):
-        assert sys.exc_info()[0] is None, "emptied inside the except block"
+        # Not while the OOM is being handled (an exception a test before this
+        # one left in sys.exc_info is no concern of halve_on_oom's).
+        assert not isinstance(sys.exc_info()[1], OOM), "emptied inside the except block"
         assert activations[0]() is None, "the failed step's tensors are still held"
         emptied.append(device)
 
