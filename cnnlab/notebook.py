@@ -91,9 +91,10 @@ def _no_predictions(model: str) -> None:
                      f"records the seeds that do; this cell then shows them."))
 
 
-def show_confusion(model: str):
-    """The confusion matrix of ``model``'s recorded run (from its stored
-    predictions), or a line saying no record keeps them yet."""
+def show_confusion(model: str) -> None:
+    """Display the confusion matrix of ``model``'s recorded run (from its
+    stored predictions), or a line saying no record keeps them yet.
+    Returns nothing, so the cell shows only the figure."""
     from IPython.display import display
 
     from .mistakes import confusion_figure, recorded_predictions
@@ -101,13 +102,12 @@ def show_confusion(model: str):
     p = recorded_predictions(model)
     if p is None:
         _no_predictions(model)
-        return None
+        return
     display(confusion_figure(p, _test_digits()[1]))
-    return p
 
 
-def show_misread(model: str, n: int = 30):
-    """The first ``n`` test digits ``model``'s recorded run misreads."""
+def show_misread(model: str, n: int = 30) -> None:
+    """Display the first ``n`` test digits ``model``'s recorded run misreads."""
     from IPython.display import display
 
     from .mistakes import misread_figure, recorded_predictions
@@ -115,10 +115,9 @@ def show_misread(model: str, n: int = 30):
     p = recorded_predictions(model)
     if p is None:
         _no_predictions(model)
-        return None
+        return
     images, labels = _test_digits()
     display(misread_figure(p, images, labels, n))
-    return p
 
 
 def show_overlap(models: list[str]):
