@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 from .data import N_TRAIN
-from .files import PathError, check_room, check_writable, clash
+from .files import PathError, check_room, check_writable, clash, nearest_folder
 from .models import DEFAULT_DROPOUT, MODELS, check_model_name, list_models
 from .models.resnet import SHORTCUTS
 from .results import RunResult, result_filename
@@ -305,10 +305,7 @@ def _check_room(outs: list[Path], config_of: list[TrainConfig],
     need: dict[int, tuple[Path, str, int]] = {}  # per disk: a path, its flag, bytes
 
     def add(path: Path, flag: str, n: int) -> None:
-        folder = path.parent
-        while not folder.exists():
-            folder = folder.parent
-        disk = os.stat(folder).st_dev
+        disk = os.stat(nearest_folder(path)).st_dev
         _, _, before = need.get(disk, (path, flag, 0))
         need[disk] = (path, flag, before + n)
 

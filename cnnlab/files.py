@@ -126,7 +126,7 @@ def check_writable(path: str | Path, what: str = "output") -> Path:
     if path.exists() and not path.is_file():
         raise PathError(f"{what} {path}: is a device or special file; give the "
                         f"path of a regular file")
-    folder = _nearest_folder(path)
+    folder = nearest_folder(path)
     if _read_only_mount(folder):
         raise PathError(f"{what} {path}: {folder} is on a read-only filesystem; give "
                         f"a path on a disk that can be written")
@@ -144,7 +144,7 @@ def check_writable(path: str | Path, what: str = "output") -> Path:
     return path
 
 
-def _nearest_folder(path: Path) -> Path:
+def nearest_folder(path: Path) -> Path:
     """The folder ``path`` goes in, or its nearest parent that exists (the
     folders between are created later)."""
     folder = path.parent
@@ -164,7 +164,7 @@ def check_room(path: str | Path, need: int, what: str = "output") -> None:
     """Raise PathError unless the disk that ``path`` goes on has ``need`` bytes
     free: checked before training, so a full disk costs seconds, not a run."""
     path = Path(path)
-    folder = _nearest_folder(path)
+    folder = nearest_folder(path)
     free = shutil.disk_usage(folder).free
     if free < need:
         raise PathError(f"{what} {path}: {_size(free)} free on its disk, and this run "
