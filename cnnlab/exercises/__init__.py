@@ -19,7 +19,10 @@ the process (``sys.exit``, ``os._exit``, rebinding ``torch.allclose``)
 ends with the child instead of reaching the notebook.
 
 One module per chapter holds that chapter's checkers (``lenet``,
-``resnet``, ...).
+``resnet``, ...). Each checker is one function decorated with ``@checker``,
+which registers it in ``CHECKERS`` and turns it into what the notebook
+calls; the tests run every registered checker on its notebook's solution,
+its stub and a ``None`` answer.
 """
 from __future__ import annotations
 
@@ -33,6 +36,8 @@ import threading
 import time
 import warnings
 from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import wraps
 from typing import Callable, Iterator, NoReturn
 
 import torch
@@ -245,6 +250,60 @@ def _run_here(name: str, check: Callable[[], None],
         return _limited_verdict(name, check, seconds)
     finally:
         _running = False
+
+
+# --- the registry ----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Registered:
+    """One exercise's checker, as the registry keeps it."""
+
+    name: str                   # the exercise's name, as its ✓/…/✗ line says it
+    notebook: str               # the exercise notebook that asks for it: "06_googlenet.ipynb"
+    answers: tuple[str, ...]    # the names the learner's cells define, passed in this order
+    function: Callable[..., bool]  # what the notebook calls
+
+
+# Every registered checker by exercise name, in the order the modules define them.
+CHECKERS: dict[str, Registered] = {}
+
+
+def checker(name: str, *, answers: str | tuple[str, ...],
+            seconds: float | None = TIME_LIMIT, quiet: bool = True):
+    """Register ``check`` as the checker of the exercise ``name``.
+
+    ``check(*answers, **options)`` raises CheckFailed (or NotImplementedError)
+    and returns nothing; the decorated function is what the notebook calls:
+    it runs ``check`` under ``run_check`` (in a child process, within
+    ``seconds``), prints one line and returns True only on a pass. A ``None``
+    answer is "not done yet". ``quiet`` runs the check under ``quiet_torch``
+    (seeded, no autograd, one thread); a check that trains passes False.
+    ``answers`` names what the notebook's exercise cells define, in order;
+    the module's ``NOTEBOOK`` names the notebook.
+    """
+    names = (answers,) if isinstance(answers, str) else tuple(answers)
+
+    def register(check: Callable[..., None]) -> Callable[..., bool]:
+        @wraps(check)
+        def run(*given: object, **options: object) -> bool:
+            def body() -> None:
+                if any(answer is None for answer in given):
+                    raise NotImplementedError
+                if not quiet:
+                    check(*given, **options)
+                    return
+                from ._harness import quiet_torch  # _harness imports this module
+                with quiet_torch():
+                    check(*given, **options)
+            return run_check(name, body, seconds)
+
+        run.__annotations__ = {**check.__annotations__, "return": bool}
+        if name in CHECKERS:
+            raise ValueError(f"two checkers are named {name!r}")
+        CHECKERS[name] = Registered(name, check.__globals__["NOTEBOOK"], names, run)
+        return run
+
+    return register
 
 
 # --- the check in a child process ------------------------------------------------
