@@ -34,7 +34,8 @@ import torch
 
 from cnnlab.models import list_models
 from cnnlab.results import atomic_write_text
-from cnnlab.train import TrainConfig, fit, one_line, resolve_device
+from cnnlab.device import one_line, resolve_device
+from cnnlab.train import TrainConfig, fit
 
 # Cheap models first: a call cut short has proved the most models.
 ORDER = ["lenet", "alexnet", "mobilenet_v1", "resnet18", "googlenet", "alexnet_large"]

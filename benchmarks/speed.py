@@ -41,7 +41,8 @@ from cnnlab.data import classic_loaders
 from cnnlab.models import get_model, list_models
 from cnnlab.results import atomic_write_text, provenance
 from cnnlab.bench import sync
-from cnnlab.train import TrainConfig, fit, one_line, resolve_device, set_seed
+from cnnlab.device import one_line, resolve_device, set_seed
+from cnnlab.train import TrainConfig, fit
 
 # Dense bf16 tensor-core peaks from the vendors' data sheets (FLOP/s).
 PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L4": 121e12, "T4": 65e12}

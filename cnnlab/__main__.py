@@ -450,7 +450,7 @@ def _cmd_shapes(args: argparse.Namespace) -> None:
 
 def _error_line(err: BaseException) -> str:
     """One line for an error: an OSError's file and reason, else its meaningful line."""
-    from .train import one_line
+    from .device import one_line
 
     if isinstance(err, OSError) and err.strerror:
         return f"{err.filename}: {err.strerror}" if err.filename else err.strerror

@@ -1,4 +1,6 @@
-"""Time on the device, and the progress bar: what a training run's clock needs.
+"""Time on the device: a training run's clock and progress bar, and the
+side-by-side step timings the chapters show (``step_seconds``,
+``images_per_second``).
 
 On a GPU (CUDA or Apple's MPS), work is queued and runs later: a timer must
 wait for the device to catch up (``sync``) before it reads the clock, or it
@@ -7,12 +9,13 @@ measures only how fast Python queued the work.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Mapping
 
 import torch
+from torch import nn
 
 if TYPE_CHECKING:
-    from .train import History, RunState
+    from .state import History, RunState
 
 
 def runs_async(device: torch.device) -> bool:
@@ -87,13 +90,19 @@ class ProgressBar:
             self.bar.close()
 
 
-def interleaved_images_per_second(names: list[str], rounds: int = 3, steps: int = 3,
-                                  batch: int = 128,
-                                  device: torch.device | None = None) -> dict[str, float]:
-    """Training images per second of each model in ``names`` on this machine,
-    now: plain float32 steps (AdamW) on random batches, timed in ``rounds``
-    that alternate between the models, so that a change in the machine's
-    load hits every model alike; the median round per model.
+def step_seconds(models: Mapping[str, nn.Module | str], *, train: bool = True,
+                 batch: int = 128, rounds: int = 3, steps: int = 1,
+                 device: torch.device | None = None, seed: int = 0) -> dict[str, float]:
+    """Seconds per step of each model on this machine, now, side by side.
+
+    ``models`` maps a label to a model or to a model name (``get_model``).
+    A step is a training step on a random batch of ``batch`` digits
+    (forward, ``loss.backward()``, AdamW) or, with ``train=False``, a forward
+    pass in eval mode without gradients, as in evaluation. One warm-up step
+    each (allocations, first-call costs), then ``rounds`` that alternate
+    between the models, so that a change in the machine's load hits every
+    model alike; the median round per model. The timer waits for the device
+    (``sync``) before it reads the clock.
 
     Only a ratio between two of these is worth quoting, and only as this
     machine's figure at this moment.
@@ -102,31 +111,44 @@ def interleaved_images_per_second(names: list[str], rounds: int = 3, steps: int 
 
     import torch.nn.functional as F
 
+    from .device import resolve_device
     from .models import get_model
-    from .train import resolve_device
 
     device = device or resolve_device()
-    x = torch.randn(batch, 1, 28, 28, device=device)
-    y = torch.randint(0, 10, (batch,), device=device)
+    generator = torch.Generator().manual_seed(seed)  # the same batch every call
+    x = torch.randn(batch, 1, 28, 28, generator=generator).to(device)
+    y = torch.randint(0, 10, (batch,), generator=generator).to(device)
     nets = {}
-    for name in names:
-        model = get_model(name).to(device)
-        nets[name] = model, torch.optim.AdamW(model.parameters(), lr=1e-3)
+    for label, model in models.items():
+        model = (get_model(model) if isinstance(model, str) else model).to(device)
+        model.train(train)
+        nets[label] = model, torch.optim.AdamW(model.parameters(), lr=1e-3)
 
-    def step(model, optimizer) -> None:
+    def step(model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        if not train:
+            with torch.no_grad():
+                model(x)
+            return
         optimizer.zero_grad(set_to_none=True)
         F.cross_entropy(model(x), y).backward()
         optimizer.step()
 
-    for model, optimizer in nets.values():  # warm-up: allocations, first-call costs
+    for model, optimizer in nets.values():  # warm-up
         step(model, optimizer)
-    rates: dict[str, list[float]] = {name: [] for name in names}
+    times: dict[str, list[float]] = {label: [] for label in nets}
     for _ in range(rounds):
-        for name, (model, optimizer) in nets.items():
+        for label, (model, optimizer) in nets.items():
             sync(device)
             start = time.perf_counter()
             for _ in range(steps):
                 step(model, optimizer)
             sync(device)
-            rates[name].append(steps * batch / (time.perf_counter() - start))
-    return {name: statistics.median(r) for name, r in rates.items()}
+            times[label].append((time.perf_counter() - start) / steps)
+    return {label: statistics.median(t) for label, t in times.items()}
+
+
+def images_per_second(names: list[str], batch: int = 128, **options) -> dict[str, float]:
+    """Training images per second of each named model (``step_seconds``'s
+    training steps, side by side in alternating rounds)."""
+    seconds = step_seconds({name: name for name in names}, batch=batch, **options)
+    return {name: batch / s for name, s in seconds.items()}

@@ -11,11 +11,13 @@ only stops early and validates/tests on fewer images, and says so.
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
 import torch
 
+from .data import N_TEST, N_TRAIN, N_VAL
 from .train import TrainConfig
 
 BUDGET_ENV = "CNNLAB_BUDGET"
@@ -78,3 +80,26 @@ def describe(config: TrainConfig) -> str:
     return (f"Short budget (set {BUDGET_ENV}=full for the full recipe): "
             f"{config.max_steps:,} steps of batch {config.batch_size}, "
             f"validated on {val} and tested on {test} images.")
+
+
+def run_work(config: TrainConfig, n_train: int = N_TRAIN, n_val: int = N_VAL,
+             n_test: int = N_TEST) -> tuple[int, int]:
+    """The training steps and the images evaluated (every validation point
+    and the test pass) of a run of ``config`` on splits of these sizes,
+    counted before it runs: what ``cnnlab.train.train`` will do.
+
+    Multiplied by the seconds of one step and of one evaluation batch, it
+    gives a run's length on this machine.
+    """
+    per_epoch = math.ceil(n_train / config.batch_size)
+    total = config.epochs * per_epoch
+    if config.max_steps is not None:
+        total = min(total, config.max_steps)
+    val = min(n_val, config.val_images or n_val)
+    between = min(val, config.eval_subset or val)  # the cheap check between epoch ends
+    evaluated = 0
+    for step in range(1, total + 1):
+        whole = step % per_epoch == 0 or step == total
+        if whole or step % config.eval_every == 0:
+            evaluated += val if whole else between
+    return total, evaluated + min(n_test, config.test_images or n_test)

@@ -27,12 +27,15 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import cnnlab.bench as bench
+import cnnlab.device
+import cnnlab.memory
 import cnnlab.train as train
 from cnnlab.data import MnistSplits, Split
 from cnnlab.memory import peak_memory, reset_peak_memory
 from cnnlab.models import get_model, list_models
-from cnnlab.train import (CompileError, OptimizerOutOfMemoryError, TrainConfig,
-                          autocast_dtype, evaluate, fit, halve_on_oom, train_step)
+from cnnlab.device import CompileError, autocast_dtype, compiled, one_line
+from cnnlab.memory import OptimizerOutOfMemoryError, halve_on_oom
+from cnnlab.train import TrainConfig, evaluate, fit, train_step
 
 ROOT = Path(__file__).resolve().parent.parent
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -212,7 +215,7 @@ def test_the_cache_is_emptied_after_the_except_block_once_the_step_is_freed(monk
         assert activations[0]() is None, "the failed step's tensors are still held"
         emptied.append(device)
 
-    monkeypatch.setattr(train, "_free_cached_memory", free)
+    monkeypatch.setattr(cnnlab.memory, "free_cached_memory", free)
     model = nn.Linear(2, 2)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     loss, micro = halve_on_oom(step, model, optimizer, torch.zeros(8, 2),
@@ -318,8 +321,8 @@ def test_the_modes_are_given_back_when_the_run_raises(monkeypatch):
 def test_the_cuda_settings_are_made_and_given_back(deterministic, monkeypatch):
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     before = _modes()
-    with train.restoring_global_modes():
-        train._set_kernel_modes(torch.device("cuda"), deterministic)
+    with cnnlab.device.restoring_global_modes():
+        cnnlab.device.set_kernel_modes(torch.device("cuda"), deterministic)
         assert torch.backends.cudnn.benchmark is not deterministic  # the autotuner
         assert torch.backends.cudnn.deterministic is deterministic
         assert torch.are_deterministic_algorithms_enabled() is deterministic
@@ -340,7 +343,7 @@ def aot_eager(monkeypatch):
     try:
         real(lambda t: t + 1, backend="aot_eager")(torch.zeros(2))
     except Exception as err:  # noqa: BLE001
-        pytest.skip(f"torch.compile is unavailable here: {train.one_line(err)}")
+        pytest.skip(f"torch.compile is unavailable here: {one_line(err)}")
     torch._dynamo.reset()
     monkeypatch.setattr(torch, "compile", functools.partial(real, backend="aot_eager"))
     with torch._dynamo.config.patch(error_on_recompile=True):
@@ -358,7 +361,7 @@ def test_compile_takes_the_short_last_batch_and_micro_batches_without_recompilin
     assert len(r.train_loss) == 3
     torch._dynamo.reset()
     model = get_model("lenet")
-    step_model = train._compiled(model)
+    step_model = compiled(model)
     optimizer = torch.optim.AdamW(model.parameters())
     x, y = torch.randn(40, 1, 28, 28), torch.randint(0, 10, (40,))
     train_step(step_model, optimizer, x, y, micro_batch=40, amp=None)
@@ -556,20 +559,3 @@ def test_gpu_session_killed_mid_way_keeps_every_finished_model(tmp_path):
     assert [p.name for p in runs] == [f"lenet-3steps-cpu-seed{s}.json" for s in (42, 43, 44)]
     for path in runs:
         assert json.loads(path.read_text())["model"] == "lenet"  # whole, parseable
-
-
-def test_interleaved_images_per_second_times_each_model_in_every_round(monkeypatch):
-    from cnnlab import bench
-
-    clock = iter(range(1000))  # each perf_counter call advances one second
-    monkeypatch.setattr(bench.time, "perf_counter", lambda: float(next(clock)))
-    order = []
-    real_sync = bench.sync
-    monkeypatch.setattr(bench, "sync", lambda device: order.append(len(order)) or
-                        real_sync(device))
-    rates = bench.interleaved_images_per_second(["lenet", "mobilenet_v1"], rounds=2,
-                                                steps=1, batch=4,
-                                                device=torch.device("cpu"))
-    # One step of 4 images between two clock reads one second apart: 4 images/s.
-    assert rates == {"lenet": 4.0, "mobilenet_v1": 4.0}
-    assert len(order) == 2 * 2 * 2  # 2 rounds x 2 models x (start, stop)

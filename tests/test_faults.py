@@ -976,14 +976,14 @@ def test_signal_during_the_last_save_is_ignored(tmp_path, capsys, tiny, monkeypa
     cut the save short (torch's writer then fails with a bare 'unexpected pos')."""
     ck, out = tmp_path / "run.pt", tmp_path / "r.json"
     _signal_at_step(monkeypatch, 3, SIGTERM)
-    real_save = train._save
+    real_save = train.save_checkpoint
 
     def impatient_save(*args, **kwargs):
         if isinstance(sys.exc_info()[1], KeyboardInterrupt):  # the save of a stop
             os.kill(os.getpid(), SIGINT)  # the user presses Ctrl-C again meanwhile
         return real_save(*args, **kwargs)
 
-    monkeypatch.setattr(train, "_save", impatient_save)
+    monkeypatch.setattr(train, "save_checkpoint", impatient_save)
     code, err = cli(capsys, *TRAIN, "--epochs", "2", "--checkpoint", ck, "--out", out)
     assert code == 128 + SIGTERM and f"checkpoint saved to {ck}" in one_line(err)
     assert torch.load(ck, weights_only=True)["step"] == 3
