@@ -10,6 +10,24 @@ from .files import atomic_write
 from .results import RunResult
 
 
+# One colour per model across the whole book (the Okabe-Ito palette, which
+# stays distinguishable with the common colour-vision deficiencies). The two
+# AlexNets share a hue, the paper-size one darker.
+MODEL_COLOURS = {
+    "lenet": "#0072B2",          # blue
+    "alexnet": "#D55E00",        # vermilion
+    "alexnet_large": "#8C3D00",  # dark vermilion
+    "resnet18": "#009E73",       # bluish green
+    "mobilenet_v1": "#CC79A7",   # reddish purple
+    "googlenet": "#E69F00",      # orange
+}
+
+
+def model_colour(model: str) -> str:
+    """The book's colour for ``model`` (grey for a name it does not know)."""
+    return MODEL_COLOURS.get(model, "#7F7F7F")
+
+
 def smooth(values: list[float], window: int = 50) -> np.ndarray:
     """Trailing moving average; the first points average what exists so far."""
     x = np.asarray(values, dtype=float)
@@ -26,8 +44,10 @@ def comparison_figure(results: list[RunResult], window: int = 50) -> Figure:
     fig = Figure(figsize=(11, 4), layout="constrained")
     ax_acc, ax_loss = fig.subplots(1, 2)
     for r in results:
-        ax_acc.plot(r.val_step, [100 * a for a in r.val_accuracy], label=r.model)
-        ax_loss.plot(smooth(r.train_loss, window), label=r.model)
+        colour = model_colour(r.model)
+        ax_acc.plot(r.val_step, [100 * a for a in r.val_accuracy], label=r.model,
+                    color=colour)
+        ax_loss.plot(smooth(r.train_loss, window), label=r.model, color=colour)
     ax_acc.set(xlabel="training step", ylabel="validation accuracy (%)",
                title="Validation accuracy")
     ax_loss.set(xlabel="batch", ylabel=f"loss (moving average of {window})",
@@ -47,7 +67,7 @@ def bar_figure(results: list[RunResult]) -> Figure:
         ([r.parameters for r in results], "parameters", "log"),
     ]
     for ax, (values, label, scale) in zip(axes, panels):
-        ax.bar(names, values, color="tab:blue")
+        ax.bar(names, values, color=[model_colour(n) for n in names])
         ax.set(ylabel=label, yscale=scale)
         ax.tick_params(axis="x", rotation=45)
     lo = min(panels[0][0])
