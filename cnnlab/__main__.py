@@ -28,7 +28,7 @@ from .models import DEFAULT_DROPOUT, MODELS, check_model_name, list_models
 from .models.resnet import SHORTCUTS
 from .results import RunResult, result_filename
 from .stop import stop_signals_as_ctrl_c, stopped_line
-from .train import MAX_SEED, TrainConfig
+from .train import MAX_SEED, NUMBER_RULES, TrainConfig, number_problem
 
 # Bounds that catch typos (--epochs 50000) before hours are spent on them.
 MAX_EPOCHS = 1_000    # 200 times the report's 5 epochs
@@ -60,25 +60,18 @@ def _int_in(low: int, high: int | None = None) -> Callable[[str], int]:
     return parse
 
 
-def _positive_number(text: str) -> float:
-    """A finite number above 0 (nan and inf parse as floats, and are refused)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a finite positive number, got {text!r}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 <= value < 1:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
-    return value
+def _number(field: str) -> Callable[[str], float]:
+    """An argparse type: a number that TrainConfig's rule for ``field`` accepts."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan  # refused by every rule, and named as typed below
+        if number_problem(field, value):
+            raise argparse.ArgumentTypeError(
+                f"expected {NUMBER_RULES[field][0]}, got {text!r}")
+        return value
+    return parse
 
 
 def _model_name(text: str) -> str:
@@ -100,7 +93,7 @@ def _add_training_args(p: argparse.ArgumentParser) -> None:
                    help=f"default: {d.epochs} (the report)")
     p.add_argument("--batch-size", type=_int_in(1, N_TRAIN), default=d.batch_size,
                    help=f"default: {d.batch_size}")
-    p.add_argument("--lr", type=_positive_number, default=d.lr,
+    p.add_argument("--lr", type=_number("lr"), default=d.lr,
                    help=f"AdamW learning rate (default: {d.lr:g})")
     p.add_argument("--seed", type=_int_in(0, MAX_SEED), default=d.seed,
                    help=f"default: {d.seed}")
@@ -116,7 +109,7 @@ def _add_training_args(p: argparse.ArgumentParser) -> None:
                    help="validate on all 12,000 images every time")
     dropouts = ", ".join(f"{m} {'none' if v is None else v}"
                          for m, v in DEFAULT_DROPOUT.items())
-    p.add_argument("--dropout", type=_fraction, default=d.dropout,
+    p.add_argument("--dropout", type=_number("dropout"), default=d.dropout,
                    help=f"dropout before the classifier (default: the report's, "
                         f"{dropouts})")
     p.add_argument("--shortcut", choices=SHORTCUTS, default=None,

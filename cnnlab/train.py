@@ -61,6 +61,24 @@ loss_fn = F.cross_entropy
 MAX_SEED = 2**32 - 1
 
 
+# The real-valued fields' rules, in words and as a test: TrainConfig checks
+# every run with them, and the command line's --lr and --dropout use the same.
+NUMBER_RULES: dict[str, tuple[str, Callable[[float], bool]]] = {
+    "lr": ("a finite positive number", lambda v: math.isfinite(v) and v > 0),
+    "weight_decay": ("a finite number >= 0", lambda v: math.isfinite(v) and v >= 0),
+    "dropout": ("a number in [0, 1)", lambda v: 0 <= v < 1),  # also refuses nan
+}
+
+
+def number_problem(name: str, value: float | None) -> str | None:
+    """What ``value`` should be for the field ``name`` and what it is ("a number
+    in [0, 1), got 1.0"), or None when it is right (None is right for dropout)."""
+    expected, right = NUMBER_RULES[name]
+    if (value is None and name == "dropout") or right(value):
+        return None
+    return f"{expected}, got {value!r}"
+
+
 @dataclass
 class TrainConfig:
     """A training run. The defaults are the report's recipe."""
@@ -104,16 +122,13 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr must be a finite positive number, got {self.lr!r}")
-        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
-            raise ValueError(f"weight_decay must be a finite number >= 0, "
-                             f"got {self.weight_decay!r}")
+        for name in NUMBER_RULES:
+            problem = number_problem(name, getattr(self, name))
+            if problem:
+                raise ValueError(f"{name} must be {problem}")
         if not 0 <= self.seed <= MAX_SEED:
             raise ValueError(f"seed must be in 0..{MAX_SEED} (NumPy's seeds are 32-bit), "
                              f"got {self.seed!r}")
-        if self.dropout is not None and not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
         takes = set(inspect.signature(MODELS[self.model]).parameters)
         if self.dropout is not None and "dropout" not in takes:
             raise ValueError(f"{self.model} has no dropout layer; leave dropout unset")

@@ -67,3 +67,16 @@ def test_compare_writes_table_and_plots(tmp_path, capsys):
     # A floor: an empty or truncated PNG is well under 1 kB, a drawn plot well over.
     assert (tmp_path / "comparison_curves.png").stat().st_size > 1000
     assert (tmp_path / "comparison_bars.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("flag, field", [("--lr", "lr"), ("--dropout", "dropout")])
+def test_number_flags_are_checked_by_trainconfigs_own_rule(flag, field, monkeypatch, capsys):
+    # One rule for each field: change TrainConfig's, and the flag follows it.
+    from cnnlab import train
+    monkeypatch.setitem(train.NUMBER_RULES, field, ("a number below 0.25", lambda v: v < 0.25))
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "googlenet", flag, "0.3", "--max-steps", "1", "--out", "/nonexistent/x"])
+    assert exit_.value.code == 2
+    assert f"{flag}: expected a number below 0.25, got '0.3'" in capsys.readouterr().err
+    with pytest.raises(ValueError, match=f"{field} must be a number below 0.25, got 0.3"):
+        train.TrainConfig(model="googlenet", **{field: 0.3})
