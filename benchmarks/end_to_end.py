@@ -75,7 +75,7 @@ def run(argv: list[str], label: str) -> dict:
 
 
 def commands(args: argparse.Namespace, out: Path) -> dict[str, list[str]]:
-    from cnnlab.data import prepare_mnist
+    from cnnlab.mnist_files import prepare_mnist
 
     root = prepare_mnist()  # both sides read the same verified files
     py = sys.executable

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from cnnlab import data
-from cnnlab.data import (FILES, DataIntegrityError, DeviceBatches, Split,
-                         prepare_mnist, preprocess, split_fingerprint, split_indices)
+from cnnlab import data, mnist_files
+from cnnlab.data import DeviceBatches, Split, preprocess, split_fingerprint, split_indices
+from cnnlab.mnist_files import FILES, DataIntegrityError, prepare_mnist
 
 # Published facts about MNIST (../shared/mnist/README.md), not our outputs.
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
@@ -28,7 +28,7 @@ def test_checksum_table_is_the_published_one():
 
 @pytest.mark.parametrize("spec", FILES, ids=lambda f: f.name)
 def test_vendored_file_decompresses_to_published_md5(spec):
-    with gzip.open(data.VENDORED_DIR / f"{spec.name}.gz", "rb") as f:
+    with gzip.open(mnist_files.VENDORED_DIR / f"{spec.name}.gz", "rb") as f:
         raw = f.read()
     assert len(raw) == spec.size
     assert hashlib.md5(raw).hexdigest() == spec.md5
@@ -51,7 +51,7 @@ def test_class_counts_and_pixel_statistics(mnist):
 def source(tmp_path: Path) -> Path:
     """A copy of the vendored .gz files that a test may damage."""
     src = tmp_path / "src"
-    shutil.copytree(data.VENDORED_DIR, src)
+    shutil.copytree(mnist_files.VENDORED_DIR, src)
     return src
 
 
@@ -95,7 +95,7 @@ def test_corrupted_data_on_the_command_line_is_one_line_with_exit_2(
     from cnnlab.__main__ import main
 
     _corrupt(source / f"{SMALL}.gz")
-    damaged = lambda: data.load_mnist(data.prepare_mnist(tmp_path / "root",  # noqa: E731
+    damaged = lambda: data.load_mnist(prepare_mnist(tmp_path / "root",  # noqa: E731
                                                          source=source))
     monkeypatch.setattr(cnnlab.train, "load_mnist", damaged)
     try:

@@ -17,9 +17,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from cnnlab import data, files
-from cnnlab.data import (FILES, STAMP_NAME, DataCacheError, DataIntegrityError,
-                         load_mnist, prepare_mnist)
+from cnnlab import files, mnist_files
+from cnnlab.data import load_mnist
+from cnnlab.mnist_files import (FILES, STAMP_NAME, DataCacheError, DataIntegrityError,
+                                prepare_mnist)
 
 IMAGES, LABELS = "train-images-idx3-ubyte", "train-labels-idx1-ubyte"
 
@@ -42,7 +43,7 @@ def root(built: Path, tmp_path: Path) -> Path:
 def spy(monkeypatch) -> dict:
     """Count the slow work: MD5 hashing and decompressing a vendored file."""
     calls = {"md5": 0, "decompressed": []}
-    real_md5, real_decompress = data.hashlib.md5, data._decompress_verified
+    real_md5, real_decompress = mnist_files.hashlib.md5, mnist_files._decompress_verified
 
     def md5(*args):
         calls["md5"] += 1
@@ -52,8 +53,8 @@ def spy(monkeypatch) -> dict:
         calls["decompressed"].append(spec.name)
         return real_decompress(src, spec)
 
-    monkeypatch.setattr(data, "hashlib", SimpleNamespace(md5=md5))
-    monkeypatch.setattr(data, "_decompress_verified", decompress)
+    monkeypatch.setattr(mnist_files, "hashlib", SimpleNamespace(md5=md5))
+    monkeypatch.setattr(mnist_files, "_decompress_verified", decompress)
     return calls
 
 
@@ -151,7 +152,7 @@ def test_a_lying_stamp_cannot_vouch_for_a_damaged_file(root, built, spy):
     damaged[500] ^= 0xFF  # a label: any byte past the 8-byte header
     path.write_bytes(damaged)
     stamp = json.loads(stamp_path(root).read_text())
-    stamp["files"][LABELS]["crc32"] = data.zlib.crc32(damaged)
+    stamp["files"][LABELS]["crc32"] = mnist_files.zlib.crc32(damaged)
     stamp["files"][LABELS]["md5"] = "f" * 32
     stamp_path(root).write_text(json.dumps(stamp))
     prepare_mnist(root)
@@ -167,7 +168,7 @@ def test_results_identical_with_and_without_cache(tmp_path, spy):
     root = tmp_path / "root"
     fresh = load_mnist(root)
     assert len(spy["decompressed"]) == len(FILES)
-    data._load_tensors.cache_clear()
+    mnist_files.load_tensors.cache_clear()
     spy["decompressed"].clear()
     cached = load_mnist(root)
     assert spy["decompressed"] == []
@@ -177,7 +178,7 @@ def test_results_identical_with_and_without_cache(tmp_path, spy):
         assert a.labels.dtype == b.labels.dtype == torch.int64
         assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
     tv_train, tv_test = MNIST(str(root), train=True), MNIST(str(root), train=False)
-    ours = data._load_tensors(str(root))
+    ours = mnist_files.load_tensors(str(root))
     for mine, theirs in zip(ours, (tv_train.data, tv_train.targets,
                                    tv_test.data, tv_test.targets)):
         assert mine.dtype == theirs.dtype and torch.equal(mine, theirs)
@@ -210,7 +211,7 @@ def test_a_failed_cache_write_names_cnnlab_data_and_the_cause(tmp_path, monkeypa
     def fail(src, dst):
         raise OSError(code, os.strerror(code))
 
-    monkeypatch.setattr(data.os, "replace", fail)
+    monkeypatch.setattr(mnist_files.os, "replace", fail)
     with pytest.raises(DataCacheError) as err:
         prepare_mnist(tmp_path / "root")
     _assert_one_clear_line(err, os.strerror(code))
@@ -238,7 +239,7 @@ def test_a_full_disk_mid_write_leaves_no_partial_file(tmp_path, monkeypatch):
         f = real_open(path, mode, *args, **kw)
         return FullDisk(f) if "w" in mode else f
 
-    monkeypatch.setattr(data, "open", fake_open, raising=False)
+    monkeypatch.setattr(mnist_files, "open", fake_open, raising=False)
     root = tmp_path / "root"
     with pytest.raises(DataCacheError) as err:
         prepare_mnist(root)
@@ -254,7 +255,7 @@ def test_a_read_only_stamped_cache_is_used_as_is(root, monkeypatch):
     def read_only(*args, **kw):
         raise OSError(errno.EROFS, os.strerror(errno.EROFS))
 
-    monkeypatch.setattr(data, "_write_bytes", read_only)
+    monkeypatch.setattr(mnist_files, "_write_bytes", read_only)
     assert len(load_mnist(root).train) == 60_000 - 12_000  # the split's training part
 
 
@@ -264,7 +265,7 @@ def test_a_read_only_unstamped_cache_works_with_one_warning(root, monkeypatch, c
     def read_only(*args, **kw):
         raise OSError(errno.EROFS, os.strerror(errno.EROFS))
 
-    monkeypatch.setattr(data, "_write_bytes", read_only)
+    monkeypatch.setattr(mnist_files, "_write_bytes", read_only)
     assert prepare_mnist(root) == root  # verified by MD5, used without the stamp
     assert spy["md5"] == len(FILES) and spy["decompressed"] == []
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
@@ -274,7 +275,7 @@ def test_a_read_only_unstamped_cache_works_with_one_warning(root, monkeypatch, c
 def test_bad_vendored_file_is_still_an_integrity_error(tmp_path):
     """The other side of the line: a damaged source is not a cache problem."""
     source = tmp_path / "src"
-    shutil.copytree(data.VENDORED_DIR, source)
+    shutil.copytree(mnist_files.VENDORED_DIR, source)
     gz = source / f"{LABELS}.gz"
     gz.write_bytes(gz.read_bytes()[:500])  # the first 500 of its 28,878 bytes
     with pytest.raises(DataIntegrityError, match="truncated or corrupted"):
@@ -328,7 +329,7 @@ def test_a_gzip_bomb_is_stopped_one_byte_past_the_real_size(tmp_path, monkeypatc
     import gzip
 
     source = tmp_path / "src"
-    shutil.copytree(data.VENDORED_DIR, source)
+    shutil.copytree(mnist_files.VENDORED_DIR, source)
     spec = next(s for s in FILES if s.name == LABELS)  # 60,008 bytes decompressed
     bomb = source / f"{LABELS}.gz"
     with gzip.open(bomb, "wb") as f:  # 100 MB of zeros, 100 KB on disk
@@ -351,7 +352,7 @@ def test_a_gzip_bomb_is_stopped_one_byte_past_the_real_size(tmp_path, monkeypatc
             asked.append(size)
             return self.f.read(size)
 
-    monkeypatch.setattr(data.gzip, "open", Counting)
+    monkeypatch.setattr(mnist_files.gzip, "open", Counting)
     with pytest.raises(DataIntegrityError, match="decompresses to more than the 60008"):
-        data._decompress_verified(bomb, spec)
+        mnist_files._decompress_verified(bomb, spec)
     assert asked == [spec.size + 1]  # one bounded read, never read() of it all
