@@ -9,7 +9,7 @@ measures only how fast Python queued the work.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Iterable, Mapping
 
 import torch
 from torch import nn
@@ -152,3 +152,26 @@ def images_per_second(names: list[str], batch: int = 128, **options) -> dict[str
     training steps, side by side in alternating rounds)."""
     seconds = step_seconds({name: name for name in names}, batch=batch, **options)
     return {name: batch / s for name, s in seconds.items()}
+
+
+def epoch_seconds(loaders: Mapping[str, Iterable], device: torch.device,
+                  rounds: int = 1) -> dict[str, float]:
+    """Seconds of one pass over each loader, putting each batch on ``device``
+    and doing nothing else with it: what the data pipeline alone costs.
+
+    With several ``rounds`` the loaders alternate and the median round
+    counts, so that a change in the machine's load hits each alike. A
+    loader is any iterable of (images, labels) batches.
+    """
+    import statistics
+
+    times: dict[str, list[float]] = {label: [] for label in loaders}
+    for _ in range(rounds):
+        for label, loader in loaders.items():
+            sync(device)
+            start = time.perf_counter()
+            for x, y in loader:
+                x, y = x.to(device), y.to(device)
+            sync(device)
+            times[label].append(time.perf_counter() - start)
+    return {label: statistics.median(t) for label, t in times.items()}

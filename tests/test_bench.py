@@ -49,3 +49,26 @@ def test_step_seconds_takes_names_and_modules_and_keeps_the_labels():
     seconds = bench.step_seconds({"by name": "lenet", "a module": Spy()}, batch=2,
                                  rounds=1, device=torch.device("cpu"))
     assert list(seconds) == ["by name", "a module"]
+
+
+def test_epoch_seconds_reads_every_batch_of_every_loader_in_each_round(monkeypatch):
+    clock = iter(range(1000))  # each perf_counter call advances one second
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: float(next(clock)))
+    read = []
+
+    def loader(name, batches):
+        for i in range(batches):
+            read.append(name)
+            yield torch.zeros(2, 1, 28, 28), torch.zeros(2, dtype=torch.long)
+
+    class Twice:  # a loader that can be iterated again, as a DataLoader can
+        def __init__(self, name, batches):
+            self.name, self.batches = name, batches
+
+        def __iter__(self):
+            return loader(self.name, self.batches)
+
+    seconds = bench.epoch_seconds({"a": Twice("a", 3), "b": Twice("b", 2)},
+                                  torch.device("cpu"), rounds=2)
+    assert read == ["a"] * 3 + ["b"] * 2 + ["a"] * 3 + ["b"] * 2  # alternating rounds
+    assert seconds == {"a": 1.0, "b": 1.0}  # one clock tick between start and stop
