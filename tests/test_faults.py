@@ -796,8 +796,8 @@ SANDBOX = textwrap.dedent("""
     cases["room"]["loaded"] = len(steps)
     # ... and, with that check off (as if the disk filled during training),
     # the write that meets the full disk fails whole, in one line.
-    import cnnlab.__main__ as cli_module
-    cli_module._check_room = lambda *args: None
+    import cnnlab.cli_paths as cli_paths
+    cli_paths.check_room_for_runs = lambda *args: None
     cases["half"] = run(*cpu, "--checkpoint", full / "run.pt", "--out", full / "r2.json")
     cases["half"]["files"] = sorted(p.name for p in full.iterdir())
     print(json.dumps(cases))
