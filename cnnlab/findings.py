@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from .plots import smooth
-from .plan import EXPERIMENTS, FULL_RUNS, Planned, config_mismatch, experiment_runs
+from .plots import ARM_COLOURS, model_colour, seed_style, smooth
+from .plan import EXPERIMENTS, FULL_RUNS, Planned, experiment_runs, load_planned
 from .report import REPORT
-from .results import (RESULTS_DIR, ResultFormatError, RunResult, cpu_share, provenance_line,
+from .results import (RESULTS_DIR, RunResult, cpu_share, provenance_line,
                       plain, recorded_runs, skip_note)
 
 
@@ -166,24 +166,30 @@ def shared_note(runs: list[RunResult]) -> str:
 
 def curves_figure(runs: list[RunResult], title: str = "",
                   window: int = 50) -> Figure:
-    """Training loss and validation accuracy of recorded runs, one colour each.
+    """Training loss and validation accuracy of recorded runs.
 
-    Validation points on the whole set (epoch ends) are filled; points on
-    the subset between epoch ends (``TrainConfig.eval_subset``) are hollow.
+    Each model in its book colour (``plots.model_colour``); the seeds of
+    one model in that colour, told apart by line style and marker
+    (``plots.seed_style``). Validation points on the whole set (epoch ends)
+    are filled; points on the subset between epoch ends
+    (``TrainConfig.eval_subset``) are hollow.
     """
     fig = Figure(figsize=(10, 3.8), layout="constrained")
     ax_loss, ax_acc = fig.subplots(1, 2)
-    for i, r in enumerate(runs):
-        colour = f"C{i}"
+    seen: dict[str, int] = {}
+    for r in runs:
+        colour = model_colour(r.model)
+        line, marker = seed_style(seen.get(r.model, 0))
+        seen[r.model] = seen.get(r.model, 0) + 1
         label = f"{r.model}, seed {r.config.get('seed')}"
         ax_loss.plot(np.arange(1, len(r.train_loss) + 1), smooth(r.train_loss, window),
-                     color=colour, label=label)
+                     color=colour, ls=line, label=label)
         acc = np.array([100 * a for a in r.val_accuracy])
         step = np.array(r.val_step)
         full = np.array(r.val_images or [0] * len(step)) == max(r.val_images or [0])
-        ax_acc.plot(step, acc, color=colour, alpha=0.5)
-        ax_acc.plot(step[full], acc[full], "o", color=colour, label=label)
-        ax_acc.plot(step[~full], acc[~full], "o", mfc="white", color=colour)
+        ax_acc.plot(step, acc, color=colour, ls=line, alpha=0.5)
+        ax_acc.plot(step[full], acc[full], marker, ls="none", color=colour, label=label)
+        ax_acc.plot(step[~full], acc[~full], marker, ls="none", mfc="white", color=colour)
     ax_loss.set(xlabel="training step", ylabel=f"training loss (mean of {window})",
                 yscale="log", title="Training loss")
     ax_acc.set(xlabel="training step", ylabel="validation accuracy (%)",
@@ -226,18 +232,11 @@ def experiment_arms(name: str, root: Path = RESULTS_DIR,
 def _planned_record(p: Planned, device: str, root: Path) -> RunResult | None:
     """The record of the planned run ``p``, or None (with a one-line note if a
     file is there but cannot count: unreadable, or another run's config)."""
-    path = p.path(device, root)
-    if not path.exists() and not path.is_symlink():
-        return None
-    try:
-        r = RunResult.load(path)
-    except (ResultFormatError, OSError) as err:
-        skip_note(path, str(err).removeprefix(f"{path}: "))
-        return None
-    mismatch = config_mismatch(r, p)
-    if mismatch:
-        skip_note(path, f"not this arm's run ({mismatch})")
-        return None
+    r, state, detail = load_planned(p, device, root)
+    if state == "unreadable":
+        skip_note(p.path(device, root), detail.removeprefix(f"{p.path(device, root)}: "))
+    elif state == "mismatch":
+        skip_note(p.path(device, root), f"not this arm's run ({detail})")
     return r
 
 
@@ -313,22 +312,27 @@ def verdict(arms: list[Arm]) -> str:
 
 
 def experiment_figure(arms: list[Arm], title: str = "") -> Figure:
-    """Validation accuracy of each arm: the mean over its seeds, with the range."""
+    """Validation accuracy of each arm: the mean over its seeds, with the range.
+
+    The arms are variants of one model, so they are drawn in ``ARM_COLOURS``,
+    which no model uses: a model's own colour means that model on every page.
+    """
     fig = Figure(figsize=(8, 3.8), layout="constrained")
     ax = fig.subplots()
     for i, a in enumerate(arms):
         if not a.runs:
             continue
+        colour = ARM_COLOURS[i % len(ARM_COLOURS)]
         steps = a.runs[0].val_step
         acc = np.array([[100 * v for v in r.val_accuracy] for r in a.runs
                         if r.val_step == steps])
-        ax.plot(steps, acc.mean(0), color=f"C{i}", marker=".",
+        ax.plot(steps, acc.mean(0), color=colour, marker=".",
                 label=f"{a.name} ({len(acc)} seeds)")
-        ax.fill_between(steps, acc.min(0), acc.max(0), color=f"C{i}", alpha=0.2)
+        ax.fill_between(steps, acc.min(0), acc.max(0), color=colour, alpha=0.2)
         # Points on the whole validation set (the epoch ends): large dots.
         images = np.array(a.runs[0].val_images or [0] * len(steps))
         full = images == images.max()
-        ax.plot(np.array(steps)[full], acc.mean(0)[full], "o", color=f"C{i}",
+        ax.plot(np.array(steps)[full], acc.mean(0)[full], "o", color=colour,
                 markersize=7)
     ax.set(xlabel="training step", ylabel="validation accuracy (%)")
     ax.set_title((title or "Validation accuracy, mean over seeds") + "\nband: min to "
@@ -367,8 +371,7 @@ def first_epoch_ranking(recorded: dict[str, list[RunResult]]) -> str:
     against = [(a, b) for a in order for b in order
                if REPORT_SPEED_TIERS[a] > REPORT_SPEED_TIERS[b]
                and order.index(a) < order.index(b)]
-    apart = [(a, b) for a, b in against if ours[a].n > 1 and ours[b].n > 1
-             and ours[a].mean - ours[b].mean > 2 * max(ours[a].std, ours[b].std)]
+    apart = [(a, b) for a, b in against if separated(ours[a], ours[b]) == 1]
     unsure = [(a, b) for a, b in against if (a, b) not in apart]
     if apart:
         text += ("Against the report's order, and beyond the spread of our seeds: "
@@ -380,3 +383,417 @@ def first_epoch_ranking(recorded: dict[str, list[RunResult]]) -> str:
     if not against:
         text += "Among the recorded networks, this agrees with the report's order."
     return text.strip()
+
+
+# ------------------------------------------------------------ the comparison
+# Chapter 7 sets the five networks side by side. Each function below turns
+# the records (and the models' own counts) into one table, sentence or
+# figure, so the page calls it in one line and says no more than the seeds.
+
+def full_runs(models: list[str] | None = None,
+              folder: str | Path | None = None) -> dict[str, list[RunResult]]:
+    """The recorded full runs of each model that has any (``device_runs``)."""
+    from .models import list_models
+
+    found = {m: device_runs(m, folder) for m in (models or list_models())}
+    return {m: runs for m, runs in found.items() if runs}
+
+
+def planned_seeds(model: str) -> int:
+    """How many seeds of ``model``'s full recipe the plan records (0: none)."""
+    return sum(m == model for m, _ in FULL_RUNS)
+
+
+def separated(a: Spread, b: Spread) -> int | None:
+    """Whether the seeds put ``a`` ahead of ``b`` (+1), behind it (-1), or
+    cannot separate them (0): apart only when both have two seeds or more
+    and the gap between the means is over twice the larger spread. None when
+    either has a single seed, which has no spread of its own."""
+    if a.n < 2 or b.n < 2:
+        return None
+    gap = a.mean - b.mean
+    if abs(gap) <= 2 * max(a.std, b.std):
+        return 0
+    return 1 if gap > 0 else -1
+
+
+def _and(words: list[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    return " and ".join(words) if len(words) < 3 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def _seeds(runs: list[RunResult]) -> str:
+    return ", ".join(str(r.config.get("seed")) for r in runs)
+
+
+def _seed_count(model: str, runs: list[RunResult]) -> str:
+    """'3 of 3 (42, 43, 44)', '1 of 3 (42)'; '1 (42)' outside the plan."""
+    planned = planned_seeds(model)
+    return (f"{len(runs)} of {planned}" if planned else f"{len(runs)}") + f" ({_seeds(runs)})"
+
+
+def accuracy_table(recorded: dict[str, list[RunResult]]) -> str:
+    """Markdown: each network's seeds, test accuracy and the report's number."""
+    from .models import list_models
+
+    lines = ["| network | seeds recorded | test accuracy (%) | each seed (%) "
+             "| the report's (%) |", "|---|---|---|---|---|"]
+    for name in list_models():
+        runs, report = recorded.get(name, []), REPORT.get(name)
+        theirs = f"{report.test_accuracy:.2f}" if report else "no row"
+        if not runs:
+            none = "none yet" if planned_seeds(name) else "none (not in the CPU plan)"
+            lines.append(f"| `{name}` | {none} | | | {theirs} |")
+            continue
+        spread = accuracy_spread(runs)
+        mean = f"{spread.mean:.2f}" + (f" ± {spread.std:.2f}" if spread.n > 1 else "")
+        each = ", ".join(f"{v:.2f}" for v in spread.values)
+        lines.append(f"| `{name}` | {_seed_count(name, runs)} | {mean} | {each} | {theirs} |")
+    return "\n".join(lines)
+
+
+def report_verdicts(recorded: dict[str, list[RunResult]]) -> str:
+    """Markdown bullets: for each network in the report, how many seeds back
+    our number and where the report's single run falls against them."""
+    bullets = []
+    for name in REPORT:
+        runs = recorded.get(name, [])
+        if not runs:
+            bullets.append(f"* **`{name}`**: no full run recorded yet, so nothing to set "
+                           f"the report's {REPORT[name].test_accuracy:.2f}% against.")
+            continue
+        text = (f"* **`{name}`** ({len(runs)} seed{'s' if len(runs) > 1 else ''}). "
+                + report_position(name, runs))
+        still = planned_seeds(name) - len(runs)
+        if still > 0 and len(runs) > 1:
+            text += (f" The plan has {still} more seed{'s' if still > 1 else ''} to "
+                     f"record, which may widen that range.")
+        bullets.append(text)
+    return "\n".join(bullets)
+
+
+def accuracy_ranking(recorded: dict[str, list[RunResult]]) -> str:
+    """A paragraph: which networks the seeds put ahead of which by test
+    accuracy (``separated``), which they cannot separate, and why."""
+    spreads = {n: accuracy_spread(runs) for n, runs in recorded.items()}
+    order = sorted(spreads, key=lambda n: spreads[n].mean, reverse=True)
+    pairs = [(a, b) for i, a in enumerate(order) for b in order[i + 1:]]
+    apart = [(a, b) for a, b in pairs if separated(spreads[a], spreads[b]) == 1]
+    close = [(a, b) for a, b in pairs if separated(spreads[a], spreads[b]) == 0]
+    single = [n for n in order if spreads[n].n < 2]
+    if not spreads:
+        return "No full run is recorded yet, so nothing can be ranked."
+    sentences = []
+    each = "the gap is" if len(apart) == 1 else "each gap is"
+    if apart:
+        sentences.append("By test accuracy, the seeds put " + "; ".join(
+            f"`{a}` ahead of `{b}` ({spreads[a].mean:.2f} ± {spreads[a].std:.2f} against "
+            f"{spreads[b].mean:.2f} ± {spreads[b].std:.2f})" for a, b in apart)
+            + f": {each} more than twice the larger spread.")
+    else:
+        sentences.append("By test accuracy, the seeds separate no two networks yet.")
+    if close:
+        each = "the gap is" if len(close) == 1 else "each gap is"
+        sentences.append("They cannot separate " + "; ".join(
+            f"`{a}` and `{b}` (a gap of {spreads[a].mean - spreads[b].mean:.2f} points)"
+            for a, b in close) + f": {each} within twice the larger spread.")
+    if single:
+        names = _and([f"`{n}`" for n in single])
+        if len(single) == 1:
+            sentences.append(f"{names} has one seed so far. A single run has no spread "
+                             f"of its own, so the page cannot place it above or below "
+                             f"any other network yet, however large a gap looks.")
+        else:
+            sentences.append(f"{names} have one seed each so far. A single run has no "
+                             f"spread of its own, so the page cannot place them above or "
+                             f"below any other network yet, however large a gap looks.")
+    several = {n: s for n, s in spreads.items() if s.n > 1}
+    if several:
+        widest = max(several, key=lambda n: max(several[n].values) - min(several[n].values))
+        s = several[widest]
+        sentences.append(f"For scale: seeds alone move `{widest}` from {min(s.values):.2f}% "
+                         f"to {max(s.values):.2f}%.")
+    return " ".join(sentences)
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What one forward pass of one 28x28 digit costs a model."""
+
+    parameters: int
+    mult_adds: int
+    input_px: int  # the side of the image its first convolution sees
+
+
+def model_cost(model) -> Cost:
+    """Parameters and mult-adds of one 28x28 digit, counted by torchinfo on
+    the model as it is (build it on the ``meta`` device: no memory used)."""
+    from torchinfo import summary
+
+    from .models import count_parameters
+
+    stats = summary(model, input_size=(1, 1, 28, 28), device="meta", verbose=0)
+    upsample = getattr(model, "upsample", None)
+    px = 28 if upsample is None else round(28 * upsample.scale_factor)
+    return Cost(count_parameters(model), stats.total_mult_adds, px)
+
+
+def build_as_recorded(model: str, runs: list[RunResult] | None = None, **options):
+    """``model`` on the ``meta`` device as its first record built it (its
+    options and dropout), or as the report's recipe builds it; ``options``
+    override."""
+    from dataclasses import fields
+
+    import torch
+
+    from .models import get_model
+    from .train import TrainConfig
+
+    keys = {f.name for f in fields(TrainConfig)}
+    config = {k: v for k, v in runs[0].config.items() if k in keys} if runs else {}
+    config["model"] = model
+    kwargs = TrainConfig(**config).model_kwargs() | options
+    with torch.device("meta"):
+        return get_model(model, **kwargs)
+
+
+def model_costs(recorded: dict[str, list[RunResult]]) -> dict[str, Cost]:
+    """``model_cost`` of every model, each built as its record built it."""
+    from .models import list_models
+
+    return {m: model_cost(build_as_recorded(m, recorded.get(m))) for m in list_models()}
+
+
+def mult_adds_text(macs: float) -> str:
+    """'318.8 M', '1.06 G'."""
+    return f"{macs / 1e9:.2f} G" if macs >= 1e9 else f"{macs / 1e6:.1f} M"
+
+
+def cost_table(costs: dict[str, Cost]) -> str:
+    """Markdown: input size, parameters and mult-adds per image of each model."""
+    lines = ["| network | image inside the net | parameters | mult-adds per digit |",
+             "|---|---|---|---|"]
+    for name, c in costs.items():
+        px = f"{c.input_px} px" + (f" (x{c.input_px // 28})" if c.input_px > 28 else "")
+        lines.append(f"| `{name}` | {px} | {c.parameters:,} | {mult_adds_text(c.mult_adds)} |")
+    return "\n".join(lines)
+
+
+def parameter_check(costs: dict[str, Cost]) -> str:
+    """Markdown: our parameter counts beside the report's, the one fingerprint
+    it published, with ResNet-18 also built with the report's own block."""
+    from .models import count_parameters
+
+    def row(label: str, ours: int, theirs: int) -> str:
+        same = "same" if ours == theirs else f"{ours - theirs:+,}"
+        return f"| {label} | {ours:,} | {theirs:,} | {same} |"
+
+    lines = ["| network | ours | the report's | difference |", "|---|---|---|---|"]
+    lines += [row(f"`{n}`", costs[n].parameters, r.parameters)
+              for n, r in REPORT.items() if n in costs]
+    block = build_as_recorded("resnet18", shortcut="reuse_conv1")
+    lines.append(row("`resnet18`, the report's block", count_parameters(block),
+                     REPORT["resnet18"].parameters))
+    return "\n".join(lines)
+
+
+def cost_figure(recorded: dict[str, list[RunResult]], costs: dict[str, Cost]) -> Figure:
+    """Test accuracy against mult-adds and against parameters: each seed a
+    small dot, the mean over seeds a large one (a bar of ± one standard
+    deviation where there are several), the report's run a hollow square;
+    one colour per model (``plots.model_colour``)."""
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import NullFormatter
+
+    from .plots import model_colour
+
+    fig = Figure(figsize=(10, 4.4), layout="constrained")
+    axes = fig.subplots(1, 2, sharey=True)
+    for ax, cost_of, xlabel in (
+            (axes[0], lambda c: c.mult_adds, "mult-adds per 28x28 digit (log)"),
+            (axes[1], lambda c: c.parameters, "parameters (log)")):
+        for name, c in costs.items():
+            x, colour, runs = cost_of(c), model_colour(name), recorded.get(name, [])
+            if name in REPORT:
+                ax.plot(x, REPORT[name].test_accuracy, "s", mfc="none", mec=colour, ms=9)
+            if not runs:
+                continue
+            s = accuracy_spread(runs)
+            ax.plot([x] * s.n, s.values, ".", color=colour, alpha=0.6)
+            ax.errorbar(x, s.mean, yerr=s.std if s.n > 1 else None, fmt="o",
+                        color=colour, capsize=3, ms=7)
+            ax.annotate(f"{name} ({s.n} seed{'s' if s.n > 1 else ''})", (x, s.mean),
+                        xytext=(7, -12), textcoords="offset points", fontsize=9,
+                        color=colour)
+        xs = [cost_of(c) for c in costs.values()]
+        ax.set(xscale="log", xlabel=xlabel, xlim=(min(xs) / 2.5, max(xs) * 6))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    axes[0].set(ylabel="test accuracy (%)")
+    values = [r.test_accuracy for r in REPORT.values()] + [
+        v for runs in recorded.values() for v in accuracy_spread(runs).values]
+    axes[0].set_ylim(min(values) - 0.5, 100)
+    fig.legend(handles=[
+        Line2D([], [], marker="o", ls="none", color="k",
+               label="ours: mean over seeds (small dots: each seed; bar: ± 1 sd)"),
+        Line2D([], [], marker="s", ls="none", mfc="none", mec="k", ms=9,
+               label="the report's single run")], loc="outside lower center", ncols=2,
+        fontsize=9)
+    fig.patch.set_facecolor("white")
+    return fig
+
+
+# What a record's peak memory measures, in a few words (``RunResult.peak_memory_kind``).
+MEMORY_KINDS = {"cuda_max_memory_allocated": "the GPU tensors PyTorch allocated",
+                "mps_driver_allocated": "what the MPS driver allocated",
+                "process_peak_rss": "the process's peak resident memory (RSS) since "
+                                    "it started",
+                "process_peak_rss_during_run": "the process's peak resident memory "
+                                               "(RSS) during the run"}
+
+
+def machine_name(r: RunResult) -> str:
+    """The record's processor or GPU, short: 'Intel(R) Xeon(R) Processor'
+    reads 'Intel Xeon' (trademark signs and filler words dropped)."""
+    import re
+
+    name = str(r.provenance.get("device_name", "?"))
+    name = re.sub(r"\((R|TM)\)|\b(Processor|CPU)\b", "", name, flags=re.I)
+    return plain(" ".join(name.split()) or "?")
+
+
+def _device_text(r: RunResult) -> str:
+    p = r.provenance
+    threads = f", {p.get('cpu_threads', '?')} threads" if p.get("device") == "cpu" else ""
+    return machine_name(r) + plain(threads)
+
+
+def records_table(recorded: dict[str, list[RunResult]]) -> str:
+    """Markdown: time, throughput and peak memory of every full run, each on
+    its own machine, with its share of its cores; then what the columns
+    measure and which runs shared the CPU (``shared_note``)."""
+    lines = ["| network | seed | machine | training time (s) | images/s "
+             "| share of cores | peak memory (MiB) |", "|---|---|---|---|---|---|---|"]
+    runs = [r for rs in recorded.values() for r in rs]
+    for r in runs:
+        share = cpu_share(r)
+        peak = ("" if r.peak_memory_bytes is None else
+                f"{r.peak_memory_bytes / 2**20:,.0f}"
+                + ("*" if r.peak_memory_kind == "process_peak_rss" else ""))
+        lines.append(f"| `{r.model}` | {r.config.get('seed')} | {_device_text(r)} "
+                     f"| {r.train_seconds:,.0f} | {r.images_per_second:,.0f} "
+                     f"| {'—' if share is None else f'{100 * share:.0f}%'} | {peak} |")
+    return "\n".join(lines + ["", memory_note(runs), "", shared_note(runs)]).strip()
+
+
+def memory_note(runs: list[RunResult]) -> str:
+    """What the peak memory column measures, and where a peak is not the run's own."""
+    kinds = {r.peak_memory_kind for r in runs if r.peak_memory_bytes is not None}
+    if not kinds:
+        return ""
+    main = sorted(k for k in kinds if k != "process_peak_rss")
+    text = ("Peak memory is " + _and([MEMORY_KINDS.get(k, plain(k)) for k in main])
+            if main else "Peak memory is the process's peak resident memory (RSS)")
+    if "process_peak_rss" in kinds:
+        text += ("; * marks an older record whose peak counts from the process's start, "
+                 "not only during its run")
+    text += "."
+    if kinds & {"process_peak_rss", "process_peak_rss_during_run"}:
+        text += (" A process's resident memory holds Python, the PyTorch libraries and "
+                 "the dataset as well as the model's tensors: a ceiling on what the "
+                 "model needed, not its own footprint.")
+    lifetime: dict[int, list[str]] = {}
+    for r in runs:
+        if r.peak_memory_kind == "process_peak_rss" and r.peak_memory_bytes:
+            lifetime.setdefault(r.peak_memory_bytes, []).append(
+                f"`{r.model}` (seed {r.config.get('seed')})")
+    for peak, names in lifetime.items():
+        if len(names) > 1:
+            text += (f" {_and(names)} show the same peak, {peak / 2**20:,.0f} MiB: "
+                     f"they ran one after the other in one process, so it is not each "
+                     f"run's own.")
+    return text
+
+
+def validation_note(runs: list[RunResult]) -> str:
+    """How often the runs validated and on how many images (filled points:
+    the whole validation set; hollow: a subset), with the standard error of
+    an accuracy measured on the subset."""
+    schemes: dict[tuple, list[str]] = {}
+    for r in runs:
+        key = (r.config.get("eval_every"), tuple(r.val_images))
+        schemes.setdefault(key, []).append(f"`{r.model}` (seed {r.config.get('seed')})")
+    sentences = []
+    for (every, images), names in schemes.items():
+        full = max(images, default=0)
+        subset = sorted({n for n in images if n < full})
+        text = (f"{', '.join(names)}: validated every {every} steps, "
+                f"{images.count(full)} points on all {full:,} images (filled)")
+        if subset:
+            counts = ", ".join(f"{sum(n == s for n in images)} on the first {s:,}"
+                               for s in subset)
+            final = statistics.mean(r.val_accuracy[-1] for r in runs)
+            noise = 100 * (final * (1 - final) / min(subset)) ** 0.5
+            text += (f" and {counts} (hollow). At these runs' final accuracy "
+                     f"({100 * final:.1f}% on average), one standard error on "
+                     f"{min(subset):,} images is about {noise:.1f} points")
+        sentences.append(text + ".")
+    return "\n\n".join(sentences) if sentences else "No full run is recorded yet."
+
+
+def confounds_table(recorded: dict[str, list[RunResult]], costs: dict[str, Cost]) -> str:
+    """Markdown: what besides the architecture differs between the rows:
+    the image the net sees, its dropout and its shortcut, from each model as
+    its record built it (``costs``: ``model_costs(recorded)``)."""
+    from .models import DEFAULT_DROPOUT
+
+    lines = ["| network | image inside the net | dropout | shortcut |", "|---|---|---|---|"]
+    for name, cost in costs.items():
+        runs = recorded.get(name)
+        dropout = runs[0].config.get("dropout") if runs else None
+        dropout = DEFAULT_DROPOUT[name] if dropout is None else dropout
+        shortcut = getattr(build_as_recorded(name, runs), "shortcut_kind", None)
+        px = cost.input_px
+        lines.append(f"| `{name}` | {px} px" + (f" (28 px upsampled x{px // 28})"
+                                                   if px > 28 else "")
+                     + f" | {'none' if dropout is None else dropout} | {shortcut or ''} |")
+    return "\n".join(lines)
+
+
+def experiment_status(names: list[str]) -> str:
+    """Markdown bullets: each experiment's recorded runs and its ``verdict``."""
+    bullets = []
+    for name in names:
+        arms = experiment_arms(name)
+        done, planned = sum(len(a.runs) for a in arms), sum(a.planned for a in arms)
+        bullets.append(f"* **{experiment_title(name)}**, {done} of {planned} one-epoch "
+                       f"runs recorded. {verdict(arms)}")
+    return "\n".join(bullets)
+
+
+def missing_full_runs(device: str = "cpu", root: Path = RESULTS_DIR) -> str:
+    """Markdown: how many planned full runs are recorded, and the command
+    that records each one still missing."""
+    from .plan import plan
+
+    full = [p for p in plan() if p.folder == "runs"]
+    todo = [p for p in full if load_planned(p, device, root)[0] is None]
+    text = f"Full runs on the {device.upper()}: {len(full) - len(todo)} of {len(full)} recorded."
+    if todo:
+        text += " Not recorded yet:\n\n" + "\n".join(
+            f"* `{p.config.model}`, seed {p.config.seed}: `{p.command()}`" for p in todo)
+    return text
+
+
+def provenance_table(runs: list[RunResult]) -> str:
+    """Markdown: where and when each record was made, and from which code."""
+    from .results import short_commit
+
+    lines = ["| network | seed | recorded | machine | torch | commit |",
+             "|---|---|---|---|---|---|"]
+    for r in runs:
+        p = r.provenance
+        lines.append(f"| `{r.model}` | {r.config.get('seed')} "
+                     f"| {plain(str(p.get('date', '?'))[:10])} | {_device_text(r)} "
+                     f"| {plain(p.get('torch', '?'))} "
+                     f"| {plain(short_commit(p.get('git_commit')))} |")
+    return "\n".join(lines)

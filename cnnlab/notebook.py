@@ -120,22 +120,43 @@ def show_misread(model: str, n: int = 30) -> None:
     display(misread_figure(p, images, labels, n))
 
 
-def show_overlap(models: list[str]):
-    """The comparison of mistakes across ``models``: how many each gets wrong,
-    how many fool them all (and which), and a majority vote against the best."""
-    from IPython.display import Markdown, display
-
-    from .mistakes import fooled_all_figure, overlap, overlap_text, recorded_predictions
+def _overlap(models: list[str]):
+    """The recorded predictions of ``models`` that keep them, the names that do
+    not, the test digits and labels, and their overlap (None below two)."""
+    from .mistakes import overlap, recorded_predictions
 
     images, labels = _test_digits()
     found = [p for m in models if (p := recorded_predictions(m)) is not None]
     missing = [m for m in models if m not in {p.model for p in found}]
-    o = overlap(found, labels) if len(found) >= 2 else None
+    return found, missing, images, labels, (overlap(found, labels) if len(found) >= 2
+                                            else None)
+
+
+def show_overlap(models: list[str]) -> None:
+    """Display how many test digits each of ``models`` gets wrong, how many
+    fool them all, and a majority vote against the best (``show_fooled_all``
+    draws those digits). Returns nothing, so the cell shows only the table."""
+    from IPython.display import Markdown, display
+
+    from .mistakes import overlap, overlap_text
+
+    found, missing, _, labels, o = _overlap(models)
     if o is None:
         display(Markdown(overlap_text(overlap(found, labels), missing, len(labels))
                          if found else "No record keeps its predictions yet."))
-        return None
+        return
     display(Markdown(overlap_text(o, missing, len(labels))))
-    if len(o.by_all):
+
+
+def show_fooled_all(models: list[str]) -> None:
+    """Display the test digits that every one of ``models`` gets wrong, with
+    each network's answer: one figure and nothing else (a cell that captions
+    its figure), or nothing when fewer than two records keep predictions or
+    no digit fools them all."""
+    from IPython.display import display
+
+    from .mistakes import fooled_all_figure
+
+    found, _, images, labels, o = _overlap(models)
+    if o is not None and len(o.by_all):
         display(fooled_all_figure(o, found, images, labels))
-    return o

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .results import RESULTS_DIR, RunResult, result_filename
+from .results import RESULTS_DIR, ResultFormatError, RunResult, result_filename
 from .train import TrainConfig
 
 SEEDS = (42, 43, 44)
@@ -165,3 +165,26 @@ def config_mismatch(r: RunResult, p: Planned) -> str | None:
         if got != want:
             return f"{name} is {got!r}, the plan says {want!r}"
     return None
+
+
+def load_planned(p: Planned, device: str = "cpu",
+                 root: Path = RESULTS_DIR) -> tuple[RunResult | None, str, str]:
+    """The record at ``p``'s path, read once for the recorder and the pages.
+
+    Returns ``(record, state, detail)``: ``(r, "found", "")`` for a record of
+    this very run; ``(None, "missing", "")`` when there is no file;
+    ``(None, "unreadable", error)`` for a file that cannot be read as a
+    record; ``(None, "mismatch", how)`` for another run's record at this
+    path (``config_mismatch``).
+    """
+    path = p.path(device, root)
+    if not path.exists() and not path.is_symlink():
+        return None, "missing", ""
+    try:
+        r = RunResult.load(path)
+    except (ResultFormatError, OSError) as err:
+        return None, "unreadable", str(err)
+    mismatch = config_mismatch(r, p)
+    if mismatch:
+        return None, "mismatch", mismatch
+    return r, "found", ""

@@ -28,6 +28,21 @@ def model_colour(model: str) -> str:
     return MODEL_COLOURS.get(model, "#7F7F7F")
 
 
+# The seeds of one model share its colour and differ in line style and marker.
+SEED_STYLES = (("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"))
+
+
+def seed_style(i: int) -> tuple[str, str]:
+    """(line style, marker) of the ``i``-th seed of a model drawn on one figure."""
+    return SEED_STYLES[i % len(SEED_STYLES)]
+
+
+# The arms of one experiment are variants of one model: they get colours no
+# model uses (black, and Okabe-Ito's sky blue and yellow, darkened to read
+# on white), so that no arm passes for another network.
+ARM_COLOURS = ("#000000", "#56B4E9", "#B8A200")
+
+
 def smooth(values: list[float], window: int = 50) -> np.ndarray:
     """Trailing moving average; the first points average what exists so far."""
     x = np.asarray(values, dtype=float)

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from .files import pid_alive
-from .plan import OOM_CASES, OOM_FILE, OOM_MODEL, Planned, config_mismatch, plan
+from .plan import OOM_CASES, OOM_FILE, OOM_MODEL, Planned, load_planned, plan
 from .results import RESULTS_DIR, ResultFormatError, RunResult, git_commit
 
 REPO = RESULTS_DIR.parent
@@ -69,16 +69,13 @@ def _device() -> str:
 def record_state(p: Planned, device: str = "cpu", root: Path = RESULTS_DIR) -> str:
     """'done', 'missing', or why the record at ``p``'s path does not count
     (unreadable, another run's, or made before records kept predictions)."""
-    path = p.path(device, root)
-    if not path.exists() and not path.is_symlink():
+    r, state, detail = load_planned(p, device, root)
+    if state == "unreadable":
+        return f"unreadable: {detail}"
+    if state == "mismatch":
+        return f"another run's record: {detail}"
+    if r is None:
         return "missing"
-    try:
-        r = RunResult.load(path)
-    except (ResultFormatError, OSError) as err:
-        return f"unreadable: {err}"
-    mismatch = config_mismatch(r, p)
-    if mismatch:
-        return f"another run's record: {mismatch}"
     if p.needs_predictions and r.test_predictions is None:
         return "to re-record: it keeps no predictions"
     return "done"

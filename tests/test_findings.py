@@ -217,3 +217,217 @@ def test_first_epoch_ranking_calls_an_order_only_where_seeds_separate_it():
     agree = first_epoch_ranking({"lenet": runs("lenet", [90.0]),
                                  "resnet18": runs("resnet18", [98.0])})
     assert agree.endswith("this agrees with the report's order.")
+
+
+# ------------------------------------------------------------ the comparison
+
+def _cpu_run(model, seed, acc, seconds=10.0, cpu=None, threads=2, name="AMD EPYC",
+             peak=None, kind="process_peak_rss_during_run"):
+    r = fake_run(model, seed, acc / 100, device="cpu")
+    r.train_seconds, r.cpu_seconds = seconds, cpu
+    r.images_per_second = 240_000 / seconds  # 5 epochs of 48,000 images
+    r.provenance |= {"cpu_threads": threads, "device_name": name}
+    r.peak_memory_bytes, r.peak_memory_kind = peak, kind
+    return r
+
+
+def test_separated_needs_two_seeds_each_and_a_gap_over_twice_the_spread():
+    from cnnlab.findings import separated
+
+    a = Spread((99.0, 99.1, 99.2))               # mean 99.10, sd 0.10
+    assert separated(a, Spread((98.0,))) is None  # one seed: no spread of its own
+    # Mean 98.95, sd 0.05: a gap of 0.15 is 1.5 times the larger sd, not 2.
+    assert separated(a, Spread((98.9, 98.95, 99.0))) == 0
+    # Mean 98.80: a gap of 0.30 is 3 times the larger sd.
+    b = Spread((98.75, 98.8, 98.85))
+    assert (separated(a, b), separated(b, a)) == (1, -1)
+
+
+def test_the_ranking_names_only_what_the_seeds_separate():
+    from cnnlab.findings import accuracy_ranking
+
+    recorded = {"lenet": [fake_run("lenet", 42 + i, a / 100) for i, a in
+                          enumerate((97.0, 97.1, 97.2))],     # 97.10 ± 0.10
+                "resnet18": [fake_run("resnet18", 42 + i, a / 100) for i, a in
+                             enumerate((98.9, 99.0))],         # 98.95 ± 0.07
+                "alexnet": [fake_run("alexnet", 42, 0.995)],   # one seed, highest
+                "googlenet": [fake_run("googlenet", 42, 0.90)]}  # one seed, lowest
+    text = accuracy_ranking(recorded)
+    assert "the seeds put `resnet18` ahead of `lenet` (98.95 ± 0.07 against 97.10" in text
+    # However far apart, a single seed is never ranked.
+    assert "`alexnet` and `googlenet` have one seed each" in text
+    assert "`alexnet` ahead" not in text and "ahead of `googlenet`" not in text
+    # LeNet's seeds set the scale: 97.00 to 97.20, the widest range recorded.
+    assert "seeds alone move `lenet` from 97.00% to 97.20%" in text
+    # Two networks whose seeds overlap are said to be inseparable, not ranked.
+    close = accuracy_ranking({"lenet": recorded["lenet"],
+                              "resnet18": [fake_run("resnet18", 42 + i, a / 100)
+                                           for i, a in enumerate((97.0, 97.3))]})
+    assert "separate no two networks yet" in close and "cannot separate `resnet18` and" in close
+
+
+def test_the_verdicts_say_how_many_seeds_back_each_network():
+    from cnnlab.findings import report_verdicts
+
+    # The report: lenet 97.44, resnet18 99.30, googlenet 98.80 (cnnlab/report.py).
+    text = report_verdicts({
+        "lenet": [fake_run("lenet", 42 + i, a / 100) for i, a in enumerate((97.0, 97.5, 97.8))],
+        "resnet18": [fake_run("resnet18", 42 + i, a / 100) for i, a in enumerate((98.5, 99.2))],
+        "googlenet": [fake_run("googlenet", 42, 0.9785)]})
+    lines = {line.split("**")[1]: line for line in text.splitlines()}
+    assert "(3 seeds)" in lines["`lenet`"] and "inside the range" in lines["`lenet`"]
+    assert "to record" not in lines["`lenet`"]  # all three planned seeds are in
+    # 99.30 - 99.20 = 0.10 above the best of two; a third seed is still planned.
+    assert "0.10 points above the best of our 2 seeds" in lines["`resnet18`"]
+    assert "1 more seed to record" in lines["`resnet18`"]
+    assert "one seed cannot say" in lines["`googlenet`"]
+    assert "no full run recorded yet" in lines["`alexnet`"]
+
+
+def test_the_accuracy_table_lists_each_rows_seeds():
+    from cnnlab.findings import accuracy_table
+
+    table = accuracy_table({"lenet": [fake_run("lenet", 42 + i, a / 100)
+                                      for i, a in enumerate((97.0, 98.0))],
+                            "alexnet": [fake_run("alexnet", 42, 0.992)]})
+    # mean(97, 98) = 97.50, sample sd sqrt(0.5) = 0.71; the report's LeNet 97.44.
+    assert "| `lenet` | 2 of 3 (42, 43) | 97.50 ± 0.71 | 97.00, 98.00 | 97.44 |" in table
+    assert "| `alexnet` | 1 of 3 (42) | 99.20 | 99.20 | 99.13 |" in table  # no ± for one
+    assert "| `googlenet` | none yet |" in table
+    assert "| `alexnet_large` | none (not in the CPU plan) | | | no row |" in table
+
+
+def test_model_cost_counts_what_a_hand_count_gives():
+    import torch
+    from torch import nn
+
+    from cnnlab.findings import model_cost
+
+    with torch.device("meta"):
+        net = nn.Sequential(nn.Conv2d(1, 4, 3, bias=False), nn.Flatten(),
+                            nn.Linear(4 * 26 * 26, 10, bias=False))
+    cost = model_cost(net)
+    # The conv: 4 maps of 26x26, each point 3x3 mult-adds; the linear: 2,704 x 10.
+    assert cost.mult_adds == 4 * 26 * 26 * 9 + 4 * 26 * 26 * 10
+    assert cost.parameters == 4 * 9 + 4 * 26 * 26 * 10 and cost.input_px == 28
+    # The image the first convolution sees (DESIGN.md): LeNet 28 px, AlexNet
+    # upsampled x2 to 56 px, the paper-size AlexNet x8 to 224 px.
+    from cnnlab.findings import build_as_recorded
+
+    assert [model_cost(build_as_recorded(m)).input_px
+            for m in ("lenet", "alexnet", "alexnet_large")] == [28, 56, 224]
+
+
+def test_the_parameter_check_finds_only_resnet18s_shortcut():
+    from cnnlab.findings import Cost, parameter_check
+
+    # Our counts (DESIGN.md's table) against the report's: ResNet-18's option B
+    # adds 11,175,370 - 11,001,546 = 173,824 weights; the report's own block none.
+    ours = {"lenet": 44_426, "alexnet": 43_446_122, "resnet18": 11_175_370,
+            "mobilenet_v1": 3_216_650, "googlenet": 5_977_530}
+    table = parameter_check({n: Cost(p, 1, 28) for n, p in ours.items()})
+    assert "| `resnet18` | 11,175,370 | 11,001,546 | +173,824 |" in table
+    assert "| `resnet18`, the report's block | 11,001,546 | 11,001,546 | same |" in table
+    assert table.count("| same |") == 5
+
+
+def test_the_records_table_gives_each_run_its_machine_and_share_of_the_cores():
+    from cnnlab.findings import records_table
+
+    quiet = _cpu_run("lenet", 42, 97.5, seconds=24.0, cpu=47.5, peak=1000 * 2**20)
+    busy = _cpu_run("resnet18", 43, 99.2, seconds=5000.0, cpu=5500.0,
+                    name="Intel(R) Xeon(R) Processor", peak=2000 * 2**20,
+                    kind="process_peak_rss")
+    unknown = _cpu_run("mobilenet_v1", 42, 98.3, seconds=4000.0, peak=2000 * 2**20,
+                       name="Intel(R) Xeon(R) Processor", kind="process_peak_rss")
+    text = records_table({"lenet": [quiet], "resnet18": [busy], "mobilenet_v1": [unknown]})
+    # Shares: 47.5 / (24 x 2) = 99%; 5,500 / (5,000 x 2) = 55%; none without CPU time.
+    # Images/s: 240,000 images / 24 s = 10,000.
+    assert "| `lenet` | 42 | AMD EPYC, 2 threads | 24 | 10,000 | 99% | 1,000 |" in text
+    assert "| `resnet18` | 43 | Intel Xeon, 2 threads | 5,000 | 48 | 55% | 2,000* |" in text
+    assert "| `mobilenet_v1` | 42 | Intel Xeon, 2 threads | 4,000 | 60 | — | 2,000* |" in text
+    # The same lifetime peak twice is named as not each run's own.
+    assert "`resnet18` (seed 43) and `mobilenet_v1` (seed 42) show the same peak" in text
+    assert "got 55% of its threads' time" in text  # shared_note, for the busy run
+
+
+def test_validation_note_counts_the_points_and_the_subsets_standard_error():
+    from cnnlab.findings import validation_note
+
+    r = fake_run(acc=0.96, steps=(25, 50, 75), images=(1000, 1000, 12000), eval_every=25)
+    text = validation_note([r])
+    # sqrt(0.96 x 0.04 / 1,000) = 0.0062: 0.6 points.
+    assert "validated every 25 steps, 1 points on all 12,000 images (filled)" in text
+    assert "2 on the first 1,000 (hollow)" in text and "about 0.6 points" in text
+
+
+def test_missing_full_runs_lists_the_commands_of_what_is_not_recorded(tmp_path):
+    from dataclasses import asdict
+
+    from cnnlab.findings import missing_full_runs
+    from cnnlab.plan import plan
+
+    full = [p for p in plan() if p.folder == "runs"]
+    assert f"0 of {len(full)} recorded" in missing_full_runs(root=tmp_path)
+    first = full[0]
+    config = {k: v for k, v in asdict(first.config).items() if k not in ("model", "seed")}
+    fake_run(first.config.model, first.config.seed, **config).save(first.path("cpu", tmp_path))
+    text = missing_full_runs(root=tmp_path)
+    assert f"1 of {len(full)} recorded" in text
+    assert f"`{first.command()}`" not in text and f"`{full[1].command()}`" in text
+
+
+def test_provenance_table_keeps_record_fields_as_text():
+    from cnnlab.findings import provenance_table
+
+    r = _cpu_run("lenet", 42, 97.5, name="<b>x</b>")
+    r.provenance |= {"git_commit": "a|b", "torch": "2.14.1", "date": "2026-12-06T06:21:31"}
+    row = provenance_table([r]).splitlines()[-1]
+    assert row == "| `lenet` | 42 | 2026-12-06 | &lt;b&gt;x&lt;/b&gt;, 2 threads | 2.14.1 | a\\|b |"
+
+
+def test_curves_draw_a_models_seeds_in_its_colour_with_their_own_line_style():
+    from matplotlib.colors import to_hex
+
+    from cnnlab.plots import MODEL_COLOURS
+
+    runs = [fake_run("lenet", 42), fake_run("lenet", 43), fake_run("googlenet", 42)]
+    ax_loss, _ = curves_figure(runs).axes
+    lines = ax_loss.get_lines()
+    assert [to_hex(line.get_color()) for line in lines] == [
+        MODEL_COLOURS["lenet"].lower()] * 2 + [MODEL_COLOURS["googlenet"].lower()]
+    assert lines[0].get_linestyle() != lines[1].get_linestyle()
+
+
+def test_experiment_arms_are_drawn_in_no_models_colour():
+    from matplotlib.colors import to_hex
+
+    from cnnlab.findings import experiment_figure
+    from cnnlab.plots import MODEL_COLOURS
+
+    from cnnlab.plots import ARM_COLOURS
+
+    fig = experiment_figure([arm("A", [99.0, 99.1]), arm("B", [98.0, 98.1])])
+    colours = [to_hex(line.get_color()) for line in fig.axes[0].get_lines()]
+    # Two lines per arm (the mean, and its large dots on the whole set).
+    assert colours == [ARM_COLOURS[0].lower()] * 2 + [ARM_COLOURS[1].lower()] * 2
+    assert not set(colours) & {c.lower() for c in MODEL_COLOURS.values()}
+
+
+def test_the_cost_figure_draws_each_network_in_its_colour_beside_the_reports_square():
+    from matplotlib.colors import to_hex
+
+    from cnnlab.findings import Cost, cost_figure
+    from cnnlab.plots import MODEL_COLOURS
+
+    recorded = {"lenet": [fake_run("lenet", 42, 0.97), fake_run("lenet", 43, 0.98)]}
+    fig = cost_figure(recorded, {"lenet": Cost(44_426, 300_000, 28),
+                                 "googlenet": Cost(5_977_530, 80_000_000, 56)})
+    ax = fig.axes[0]
+    blue, orange = MODEL_COLOURS["lenet"].lower(), MODEL_COLOURS["googlenet"].lower()
+    squares = [line for line in ax.get_lines() if line.get_marker() == "s"]
+    # The report's run of each network: a hollow square in that network's colour.
+    assert sorted(to_hex(s.get_markeredgecolor()) for s in squares) == sorted([blue, orange])
+    assert all(s.get_markerfacecolor() == "none" for s in squares)
+    dots = [line for line in ax.get_lines() if line.get_marker() == "."]
+    assert list(dots[0].get_ydata()) == [97.0, 98.0] and to_hex(dots[0].get_color()) == blue

@@ -42,3 +42,35 @@ def test_show_table_displays_the_same_table(monkeypatch):
     monkeypatch.setattr(IPython.display, "display", shown.append)
     notebook.show_table(["a"], [[1]])
     assert [t.data for t in shown] == ["| a |\n|---|\n| 1 |"]
+
+
+def _fake_overlap(monkeypatch, by_all):
+    """show_overlap/show_fooled_all on made-up predictions: no MNIST, no record."""
+    import numpy as np
+
+    from cnnlab import mistakes
+
+    o = mistakes.Overlap({}, np.array(by_all, dtype=int), np.array([], dtype=int))
+    monkeypatch.setattr(notebook, "_overlap",
+                        lambda models: (["p1", "p2"], ["googlenet"], None, np.zeros(10), o))
+    monkeypatch.setattr(mistakes, "overlap_text", lambda o, missing, n: "TEXT " + missing[0])
+    monkeypatch.setattr(mistakes, "fooled_all_figure", lambda *a: "FIGURE")
+
+
+def test_show_overlap_shows_the_text_and_show_fooled_all_only_the_figure(monkeypatch):
+    """A cell whose figure has a caption must show that figure and nothing else;
+    and neither returns a value for the cell to print."""
+    import IPython.display
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", shown.append)
+    _fake_overlap(monkeypatch, [3, 7])
+    assert notebook.show_overlap(["lenet", "googlenet"]) is None
+    assert [getattr(s, "data", s) for s in shown] == ["TEXT googlenet"]
+    shown.clear()
+    assert notebook.show_fooled_all(["lenet", "googlenet"]) is None
+    assert shown == ["FIGURE"]
+    shown.clear()
+    _fake_overlap(monkeypatch, [])  # no digit fools them all: no figure at all
+    notebook.show_fooled_all(["lenet", "googlenet"])
+    assert shown == []

@@ -29,3 +29,13 @@ def test_the_figures_draw_each_model_in_its_colour():
     bars = bar_figure(runs).axes[0].patches
     assert [to_hex(b.get_facecolor()) for b in bars] == [
         MODEL_COLOURS["googlenet"].lower(), MODEL_COLOURS["lenet"].lower()]
+
+
+def test_seeds_of_one_model_get_distinct_styles_and_arms_no_models_colour():
+    from cnnlab.plots import ARM_COLOURS, SEED_STYLES, seed_style
+
+    assert len({seed_style(i) for i in range(len(SEED_STYLES))}) == len(SEED_STYLES)
+    assert len({line for line, _ in SEED_STYLES}) == len(SEED_STYLES)  # lines alone differ
+    model = {c.lower() for c in MODEL_COLOURS.values()} | {model_colour("?").lower()}
+    assert not {c.lower() for c in ARM_COLOURS} & model
+    assert len(set(ARM_COLOURS)) == len(ARM_COLOURS)

@@ -189,3 +189,33 @@ def test_sigterm_ends_the_oom_childs_too(monkeypatch, tmp_path, capsys):
     assert code == 128 + signal.SIGTERM
     assert children and all(c.poll() is not None for c in children)  # none left running
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_the_recorder_and_the_pages_read_a_planned_record_the_same_way(tmp_path, capsys):
+    """plan.load_planned is the one reader: record status and the book's
+    experiment arms agree on every state a record's file can be in."""
+    from cnnlab.findings import experiment_arms
+    from cnnlab.plan import experiment_runs, load_planned
+
+    p = experiment_runs("dropout")["dropout 0.4"][0]  # an arm's first seed (42)
+
+    def arm_runs():
+        return len(next(a for a in experiment_arms("dropout", tmp_path)
+                        if a.name == "dropout 0.4").runs)
+
+    assert load_planned(p, "cpu", tmp_path) == (None, "missing", "")
+    assert record.record_state(p, "cpu", tmp_path) == "missing" and arm_runs() == 0
+    _record_of(p).save(p.path("cpu", tmp_path))
+    r, state, _ = load_planned(p, "cpu", tmp_path)
+    assert state == "found" and r.config["seed"] == p.config.seed
+    assert record.record_state(p, "cpu", tmp_path) == "done" and arm_runs() == 1
+    path = p.path("cpu", tmp_path)
+    path.write_text(path.read_text()[:100])  # truncated
+    assert load_planned(p, "cpu", tmp_path)[1] == "unreadable"
+    assert record.record_state(p, "cpu", tmp_path).startswith("unreadable")
+    assert arm_runs() == 0 and "note: left out" in capsys.readouterr().err
+    _record_of(plan()[0]).save(path)  # LeNet's full run at this arm's path
+    assert load_planned(p, "cpu", tmp_path)[1:] == (
+        "mismatch", "model is 'lenet', the plan says 'googlenet'")
+    assert "another run's record: model is 'lenet'" in record.record_state(p, "cpu", tmp_path)
+    assert arm_runs() == 0 and "not this arm's run (model is 'lenet'" in capsys.readouterr().err
