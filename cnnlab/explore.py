@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import textwrap
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,8 +19,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .data import Split, preprocess
-from .models import eval_mode, get_model
-from .shapes import forward_shapes, trace_shapes
+from .models import count_parameters, eval_mode, get_model
+from .plots import model_colour, smooth
+from .results import RunResult
+from .shapes import forward_shapes, shape_markdown, trace_shapes
 
 
 @dataclass
@@ -59,6 +62,18 @@ def layer_table(model: nn.Module | str, size: int = 28) -> list[LayerRow]:
     return [LayerRow(r.name, r.kind, r.output_shape, r.parameters,
                      _mult_adds(modules[r.name], r.output_shape), r.warning)
             for r in trace_shapes(model, size)]
+
+
+def layer_markdown(model: nn.Module | str, size: int = 28, keep=None) -> str:
+    """``layer_table`` as a Markdown table (``shapes.shape_markdown``; ``keep``
+    picks rows), or PyTorch's own error in one line when the net cannot
+    take ``size`` px."""
+    name = model if isinstance(model, str) else type(model).__name__
+    try:
+        rows = layer_table(model, size)
+    except RuntimeError as err:
+        return f"**{name} cannot take {size} px:** `{str(err).splitlines()[0]}`"
+    return shape_markdown(rows, keep)
 
 
 def smallest_input(model: nn.Module | str, low: int = 1, high: int = 256,
@@ -376,3 +391,217 @@ def train_losses(model: nn.Module, split: Split, steps: int = 40, batch_size: in
         optimizer.step()
         losses.append(loss.item())
     return losses
+
+
+# ------------------------------------------------------------ Inception modules
+
+@dataclass(frozen=True)
+class InceptionRow:
+    """One Inception module as built: its widths, and whether they add up."""
+
+    name: str                 # the paper's name, "3a"
+    in_channels: int
+    # the convs' outputs: 1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, pool proj
+    widths: tuple[int, ...]
+    out_channels: int         # measured: the module's output in a forward pass
+    next_in: int              # what the next module (after the last: the classifier) takes
+    parameters: int
+
+    @property
+    def branch_sum(self) -> int:
+        """The four branch outputs added up: 1x1 + 3x3 + 5x5 + pool proj."""
+        c1, _, c3, _, c5, pool = self.widths
+        return c1 + c3 + c5 + pool
+
+    @property
+    def adds_up(self) -> bool:
+        return self.branch_sum == self.out_channels == self.next_in
+
+
+def _inceptions(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The model's Inception modules, (qualified name, module), in order."""
+    return [(name, m) for name, m in model.named_modules()
+            if all(hasattr(m, f"branch{i}") for i in range(1, 5))]
+
+
+def _convs(module: nn.Module) -> list[nn.Conv2d]:
+    return [m for m in module.modules() if isinstance(m, nn.Conv2d)]
+
+
+@torch.no_grad()
+def _output_channels(module: nn.Module, in_channels: int) -> int:
+    """The channels ``module`` outputs for a 7 x 7 map of ``in_channels``."""
+    device = next(module.parameters()).device
+    with eval_mode(module):
+        return module(torch.zeros(1, in_channels, 7, 7, device=device)).shape[1]
+
+
+def inception_rows(model: nn.Module | str) -> list[InceptionRow]:
+    """Each Inception module's channel arithmetic, read from the built model:
+    the widths from its convolutions, its output measured by running the
+    module alone, and what the next layer takes (the next module's input, or
+    the final linear layer's ``in_features``). Each module runs on its own,
+    so a model whose widths do not chain still gets its table (with the
+    break marked) instead of an error."""
+    if isinstance(model, str):
+        model = get_model(model)
+    named = _inceptions(model)
+    measured = {name: _output_channels(m, _convs(m)[0].in_channels) for name, m in named}
+    nexts = [_convs(m)[0].in_channels for _, m in named[1:]]
+    nexts.append(next(m for m in model.modules() if isinstance(m, nn.Linear)).in_features)
+    return [InceptionRow(name.rsplit(".", 1)[-1], _convs(m)[0].in_channels,
+                         tuple(c.out_channels for c in _convs(m)), measured[name],
+                         nexts[i], count_parameters(m))
+            for i, (name, m) in enumerate(named)]
+
+
+def inception_markdown(rows: list[InceptionRow]) -> str:
+    """``inception_rows`` as a Markdown table, one module a row. "out" is the
+    sum of the branch widths, marked ✗ where it differs from the output a
+    forward pass measured or from what the next layer takes."""
+    lines = ["| module | in | 1x1 | 3x3: reduce → out | 5x5: reduce → out | pool proj "
+             "| out | next layer takes | parameters |",
+             "|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
+    for r in rows:
+        c1, r3, c3, r5, c5, pool = r.widths
+        out = f"{r.branch_sum}" if r.adds_up else (f"{r.branch_sum} ✗ (measured "
+                                                   f"{r.out_channels})")
+        lines.append(f"| {r.name} | {r.in_channels} | {c1} | {r3} → {c3} | {r5} → {c5} "
+                     f"| {pool} | {out} | {r.next_in} | {r.parameters:,} |")
+    return "\n".join(lines)
+
+
+def five_by_five_savings(model: nn.Module | str) -> list[tuple[str, int, int]]:
+    """For each Inception module: (name, parameters of one 5x5 convolution
+    straight from the module's input to the 5x5 branch's width, parameters
+    of the branch as built: the 1x1 reduce, then the 5x5). Both counted on
+    layers, the first built on the meta device (no memory)."""
+    if isinstance(model, str):
+        model = get_model(model)
+    rows = []
+    for name, m in _inceptions(model):
+        reduce, conv = _convs(m.branch3)
+        direct = nn.Conv2d(reduce.in_channels, conv.out_channels, conv.kernel_size,
+                           bias=conv.bias is not None, device="meta")
+        rows.append((name.rsplit(".", 1)[-1], count_parameters(direct),
+                     count_parameters(m.branch3)))
+    return rows
+
+
+# ------------------------------------------------------------------ the curves
+
+def first_step_at(run: RunResult, level: float) -> int | None:
+    """The first validation step at which ``run`` scored ``level`` (a
+    fraction, 0.9 for 90%) or more; None if it never did."""
+    return next((s for s, a in zip(run.val_step, run.val_accuracy) if a >= level), None)
+
+
+def steps_to_markdown(arms: Sequence, level: float = 0.9) -> str:
+    """A Markdown table: for each arm of an experiment (``findings.Arm``) and
+    each recorded seed, the first validation step at ``level`` or more."""
+    seeds = sorted({r.config.get("seed") for a in arms for r in a.runs})
+    lines = ["| arm | " + " | ".join(f"seed {s}" for s in seeds) + " |",
+             "|---|" + "--:|" * len(seeds)]
+    for a in arms:
+        by_seed = {r.config.get("seed"): r for r in a.runs}
+        cells = []
+        for s in seeds:
+            r = by_seed.get(s)
+            step = first_step_at(r, level) if r is not None else None
+            cells.append("not recorded" if r is None else
+                         f"not in {len(r.train_loss):,} steps" if step is None
+                         else f"{step:,}")
+        lines.append(f"| {a.name} | " + " | ".join(cells) + " |")
+    if not seeds:
+        return "No run of these arms is recorded yet."
+    return "\n".join(lines)
+
+
+def live_figure(live: RunResult, recorded: Sequence[RunResult], window: int = 50,
+                title: str = "") -> Figure:
+    """A live run drawn over the recorded full-recipe run(s) of the same model,
+    on the same axes: training loss (left) and validation accuracy (right)
+    against the training step, on a log scale so that a short run's few
+    dozen steps stay visible beside a full run's thousands. The recorded runs
+    are thin lines, the live run bold points in the same colour (the model's),
+    with an arrow: "your run is here". Grey dotted lines mark a uniform
+    guess over the ten digits (loss ln 10, accuracy 10%).
+    """
+    colour = model_colour(live.model)
+    fig = Figure(figsize=(10, 3.8), layout="constrained")
+    ax_loss, ax_acc = fig.subplots(1, 2)
+    for k, r in enumerate(recorded):
+        label = (f"recorded full recipe ({len(recorded)} seed"
+                 f"{'s' if len(recorded) > 1 else ''})") if k == 0 else None
+        ax_loss.plot(np.arange(1, len(r.train_loss) + 1), smooth(r.train_loss, window),
+                     color=colour, lw=1, alpha=0.6, label=label)
+        ax_acc.plot(r.val_step, [100 * a for a in r.val_accuracy], color=colour, lw=1,
+                    alpha=0.6, marker=".", label=label)
+    short = max(1, min(window, len(live.train_loss) // 5))
+    live_loss = smooth(live.train_loss, short)
+    live_steps = np.arange(1, len(live.train_loss) + 1)
+    live_acc = [100 * a for a in live.val_accuracy]
+    mine = f"your live run ({len(live.train_loss):,} steps)"
+    # markevery as a fraction: markers evenly spaced on the log axis, however long the run
+    ax_loss.plot(live_steps, live_loss, "-o", color=colour, mec="black", ms=4, lw=2,
+                 markevery=0.05, label=mine)
+    ax_acc.plot(live.val_step, live_acc, "o", color=colour, mec="black", ms=6, label=mine)
+    ax_acc.set_ylim(0, 100)
+    # The label sits where neither a short run (top left of the loss, bottom
+    # left of the accuracy) nor a full one (bottom right, top right) draws.
+    for ax, x, y, guess, where in (
+            (ax_loss, live_steps[-1], live_loss[-1], float(np.log(10)), (0.06, 0.3)),
+            (ax_acc, live.val_step[-1], live_acc[-1], 10.0, (0.06, 0.75))):
+        ax.set_xscale("log")
+        ax.set_xlim(left=0.8)  # both panels from the first step: the same axes
+        ax.grid(alpha=0.3)
+        ax.axhline(guess, color="0.5", ls=":", lw=1)
+        ax.text(1, guess, "uniform guess ", transform=ax.get_yaxis_transform(),
+                ha="right", va="bottom", fontsize=7, color="0.4")
+        ax.annotate("your run is here", (x, y), xytext=where, textcoords="axes fraction",
+                    fontsize=9, bbox={"boxstyle": "round", "fc": "white", "ec": "0.6"},
+                    arrowprops={"arrowstyle": "->"})
+    ax_loss.set(xlabel="training step (log scale)",
+                ylabel="training loss (moving average)", title="Training loss")
+    ax_acc.set(xlabel="training step (log scale)", ylabel="validation accuracy (%)",
+               title="Validation accuracy")
+    ax_acc.legend(fontsize=8, loc="lower right")
+    if title:
+        fig.suptitle(title)
+    fig.patch.set_facecolor("white")
+    return fig
+
+
+# ------------------------------------------------------------ one trained net
+
+def prediction_figure(image: Tensor, probs: Tensor, label: int, title: str,
+                      model: str = "lenet") -> Figure:
+    """A digit beside the network's probability for each class, in the
+    model's colour; the true class's bar is outlined in black and marked
+    "true" (readable even where the network gave it almost nothing)."""
+    fig = Figure(figsize=(7, 2.6), layout="constrained")
+    a, b = fig.subplots(1, 2, width_ratios=[1, 2])
+    a.imshow(image, cmap="gray_r")
+    a.axis("off")
+    a.set_title(title, fontsize=9)
+    bars = b.bar(range(len(probs)), probs.numpy(), color=model_colour(model))
+    bars[label].set(edgecolor="black", linewidth=2)
+    b.text(label, float(probs[label]) + 0.03, "true", ha="center", va="bottom", fontsize=8)
+    b.set(xticks=range(len(probs)), ylim=(0, 1.1), xlabel="class", ylabel="probability")
+    fig.patch.set_facecolor("white")
+    return fig
+
+
+def filters_figure(model: nn.Module, title: str) -> Figure:
+    """The first convolution's filters (input channel 0), red positive and
+    blue negative on one symmetric scale, so that their weights compare."""
+    filters = first_layer_filters(model)
+    scale = float(filters.abs().max())
+    fig = Figure(figsize=(1.35 * len(filters), 1.7), layout="constrained")
+    for i, (ax, f) in enumerate(zip(np.atleast_1d(fig.subplots(1, len(filters))), filters)):
+        ax.imshow(f.numpy(), cmap="RdBu_r", vmin=-scale, vmax=scale)
+        ax.set_title(f"filter {i}", fontsize=8)
+        ax.axis("off")
+    fig.suptitle(title, fontsize=10)
+    fig.patch.set_facecolor("white")
+    return fig

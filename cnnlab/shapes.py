@@ -173,3 +173,23 @@ def measured_receptive_field(model: nn.Module, layer: str, size: int = 28) -> in
     seen = x.grad[0].abs().sum(0).nonzero()
     rows, cols = seen[:, 0], seen[:, 1]
     return int(max(rows.max() - rows.min(), cols.max() - cols.min())) + 1
+
+
+def shape_markdown(rows: Iterable, keep=None) -> str:
+    """A Markdown table of ``trace_shapes`` records (or ``explore.layer_table``
+    rows, which add a mult-adds column), with each row's warning as a note.
+
+    ``keep`` (a predicate on a row) picks the rows to show; a table with no
+    row left says so instead of printing an empty table.
+    """
+    rows = [r for r in rows if keep is None or keep(r)]
+    macs = bool(rows) and all(hasattr(r, "mult_adds") for r in rows)
+    header = ["layer", "type", "output", "parameters"] + (["mult-adds"] if macs else [])
+    lines = ["| " + " | ".join(header + ["note"]) + " |",
+             "|---|---|---|" + "--:|" * (len(header) - 3) + "---|"]
+    for r in rows:
+        cells = [f"`{r.name}`", r.kind, "x".join(map(str, r.output_shape)),
+                 f"{r.parameters:,}"] + ([f"{r.mult_adds:,}"] if macs else [])
+        lines.append("| " + " | ".join(cells + [f"⚠ {r.warning}" if r.warning else ""])
+                     + " |")
+    return "\n".join(lines) if rows else "(no layer matches)"

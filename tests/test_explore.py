@@ -173,3 +173,127 @@ def test_predict_and_activations_leave_the_model_in_the_mode_they_found():
     model.eval()
     explore.predict(model, images)
     assert not model.training
+
+
+# ------------------------------------------------- the GoogLeNet page's tables
+
+def test_layer_markdown_says_when_a_size_does_not_fit():
+    assert explore.layer_markdown("lenet", 32).startswith("**lenet cannot take 32 px:**")
+    table = explore.layer_markdown("resnet18", 14,
+                                   keep=lambda r: r.name.startswith("layer4"))
+    assert "layer4.1.conv2" in table and "layer3" not in table and "⚠ 1x1 map" in table
+
+
+def test_inception_rows_follow_the_papers_table():
+    rows = explore.inception_rows("googlenet")
+    # Szegedy et al. 2014, Table 1, output depth of each module.
+    paper_out = [256, 480, 512, 512, 512, 528, 832, 832, 1024]
+    assert [r.name for r in rows] == ["3a", "3b", "4a", "4b", "4c", "4d", "4e", "5a", "5b"]
+    assert [r.out_channels for r in rows] == paper_out
+    assert [r.next_in for r in rows] == paper_out  # the last: fc takes 1024
+    assert all(r.adds_up for r in rows)
+    # Table 1, 3a: #1x1 64, #3x3 reduce 96, #3x3 128, #5x5 reduce 16, #5x5 32, pool proj 32
+    assert rows[0].in_channels == 192 and rows[0].widths == (64, 96, 128, 16, 32, 32)
+    model = get_model("googlenet")
+    assert rows[0].parameters == count_parameters(model.inception3[0])
+
+
+def test_inception_rows_catch_a_module_that_does_not_add_up():
+    """A 1x1 branch one channel too wide: the sum, the measured output and
+    the next module's input no longer agree, and the table says so."""
+    model = get_model("googlenet")
+    module = model.inception3[0]
+    module.branch1[0] = nn.Conv2d(192, 65, 1)  # the paper's 64, plus one
+    rows = explore.inception_rows(model)
+    assert not rows[0].adds_up and rows[0].out_channels == 257 and rows[0].next_in == 256
+    assert all(r.adds_up for r in rows[1:])
+    assert "257 ✗ (measured 257)" in explore.inception_markdown(rows)
+
+
+def test_five_by_five_savings_against_the_formula():
+    from cnnlab.models.googlenet import INCEPTION
+
+    savings = explore.five_by_five_savings("googlenet")
+    assert [name for name, _, _ in savings] == list(INCEPTION)
+    for (_, direct, reduced), (cin, *_, r, c5, _) in zip(savings, INCEPTION.values()):
+        # a k x k conv: cin * k * k * cout weights + cout biases
+        assert direct == cin * 25 * c5 + c5
+        assert reduced == (cin * r + r) + (r * 25 * c5 + c5)
+    # 3a: 192 * 25 * 32 + 32 = 153,632 against 3,088 + 12,832 = 15,920
+    assert savings[0][1:] == (153_632, 15_920)
+
+
+# --------------------------------------------------------- curves and figures
+
+def _run(model="googlenet", seed=42, steps=(25, 50), acc=(0.1, 0.95), losses=100):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(model=model, config={"seed": seed}, val_step=list(steps),
+                           val_accuracy=list(acc), train_loss=[2.3] * losses)
+
+
+def test_first_step_at():
+    run = _run(steps=(25, 50, 75), acc=(0.2, 0.9, 0.95))
+    assert explore.first_step_at(run, 0.9) == 50  # reached exactly counts
+    assert explore.first_step_at(run, 0.5) == 50
+    assert explore.first_step_at(run, 0.96) is None
+
+
+def test_steps_to_markdown():
+    from types import SimpleNamespace
+
+    arms = [SimpleNamespace(name="a", runs=(_run(seed=42), _run(seed=43, acc=(0.1, 0.2)))),
+            SimpleNamespace(name="b", runs=(_run(seed=43, steps=(25, 75)),)),
+            SimpleNamespace(name="c", runs=())]
+    lines = explore.steps_to_markdown(arms, 0.9).splitlines()
+    assert lines[0] == "| arm | seed 42 | seed 43 |"
+    assert lines[2:] == ["| a | 50 | not in 100 steps |",
+                         "| b | not recorded | 75 |",
+                         "| c | not recorded | not recorded |"]
+    empty = [SimpleNamespace(name="c", runs=())]
+    assert explore.steps_to_markdown(empty) == "No run of these arms is recorded yet."
+
+
+def test_live_figure_draws_the_live_run_over_the_recorded_one():
+    from matplotlib.colors import to_hex
+
+    from cnnlab.plots import model_colour
+
+    live = _run(steps=(5, 10, 25), acc=(0.1, 0.1, 0.12), losses=25)
+    recorded = [_run(steps=(125, 250, 1875), acc=(0.3, 0.5, 0.98), losses=1875)]
+    fig = explore.live_figure(live, recorded)
+    ax_loss, ax_acc = fig.axes
+    for ax in (ax_loss, ax_acc):
+        assert ax.get_xscale() == "log"
+        drawn = [line for line in ax.lines if len(line.get_xdata()) > 2]
+        # one colour, the model's, for the recorded run and the live one
+        colours = {to_hex(line.get_color()) for line in drawn}
+        assert colours == {model_colour("googlenet").lower()}
+        assert [t.get_text() for t in ax.texts if "your run" in t.get_text()] == \
+            ["your run is here"]
+    xs = {len(line.get_xdata()): line for line in ax_acc.lines}
+    assert list(xs[3].get_xdata()) in ([5, 10, 25], [125, 250, 1875])
+    # the arrow points at the live run's last validation point
+    arrow = next(t for t in ax_acc.texts if t.get_text() == "your run is here")
+    assert tuple(arrow.xy) == (25, 12.0)
+    assert explore.live_figure(live, []).axes  # no record yet: the live run alone
+
+
+def test_prediction_and_filter_figures():
+    import torch
+    from matplotlib.colors import to_hex
+
+    from cnnlab.plots import model_colour
+
+    probs = torch.full((10,), 0.1)
+    fig = explore.prediction_figure(torch.zeros(28, 28), probs, label=3, title="t")
+    bars = fig.axes[1].patches
+    assert {to_hex(b.get_facecolor()) for b in bars} == {model_colour("lenet").lower()}
+    assert [b.get_linewidth() for b in bars].index(2) == 3  # the true class, outlined
+    assert [t.get_position()[0] for t in fig.axes[1].texts if t.get_text() == "true"] == [3]
+    model = get_model("lenet")
+    fig = explore.filters_figure(model, "C1")
+    images = [ax.images[0] for ax in fig.axes]
+    assert len(images) == 6  # LeNet's C1 has six 5x5 filters
+    low, high = images[0].get_clim()
+    assert low == -high == -float(explore.first_layer_filters(model).abs().max())
