@@ -84,11 +84,10 @@ def _test_digits():
 
 
 def _no_predictions(model: str) -> None:
-    from IPython.display import Markdown, display
-
-    display(Markdown(f"No recorded full run of `{model}` keeps its predictions yet (the "
-                     f"records made before records kept them do not). `make record-cpu` "
-                     f"records the seeds that do; this cell then shows them."))
+    # Printed, not displayed: a cell whose figure has a caption wraps every
+    # displayed output in it, and this line is not the figure.
+    print(f"No recorded run of {model} keeps its test predictions yet (records made "
+          f"before the course kept them have none).")
 
 
 def show_confusion(model: str) -> None:

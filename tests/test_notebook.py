@@ -1,4 +1,5 @@
 """The chapters' small helpers in cnnlab.notebook."""
+import pytest
 from cnnlab import notebook
 
 
@@ -74,3 +75,18 @@ def test_show_overlap_shows_the_text_and_show_fooled_all_only_the_figure(monkeyp
     _fake_overlap(monkeypatch, [])  # no digit fools them all: no figure at all
     notebook.show_fooled_all(["lenet", "googlenet"])
     assert shown == []
+
+
+@pytest.mark.parametrize("show", ["show_confusion", "show_misread"])
+def test_no_predictions_is_a_printed_line_not_a_displayed_output(show, monkeypatch, capsys):
+    # A captioned figure cell wraps every displayed output in its caption: the
+    # line saying there is nothing to draw must not be one of them.
+    import IPython.display
+
+    from cnnlab import mistakes, notebook
+    displayed = []
+    monkeypatch.setattr(IPython.display, "display", lambda *a, **k: displayed.append(a))
+    monkeypatch.setattr(mistakes, "recorded_predictions", lambda model: None)
+    assert getattr(notebook, show)("googlenet") is None
+    assert displayed == []
+    assert "No recorded run of googlenet keeps its test predictions" in capsys.readouterr().out
