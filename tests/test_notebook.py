@@ -1,5 +1,6 @@
 """The chapters' small helpers in cnnlab.notebook."""
 import pytest
+
 from cnnlab import notebook
 
 
