@@ -45,8 +45,8 @@ from .data import DeviceBatches, MnistSplits, Split, check_data, load_mnist
 # resolve_device and set_seed are imported from here by the chapters, too
 from .device import (autocast, autocast_dtype, compiled, device_of, resolve_device,
                      restoring_global_modes, set_kernel_modes, set_seed)
-from .memory import (OptimizerOutOfMemoryError, free_cached_memory, halve_on_oom,
-                     peak_memory, reset_peak_memory)
+from .memory import peak_memory, reset_peak_memory
+from .oom import OptimizerOutOfMemoryError, free_cached_memory, halve_on_oom
 from .models import DEFAULT_DROPOUT, MODELS, check_model_name, eval_mode, get_model
 from .results import RunResult, check_field_types, encode_predictions
 from .state import RunState, resume_run, run_result, save_checkpoint

@@ -28,13 +28,13 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import cnnlab.bench as bench
 import cnnlab.device
-import cnnlab.memory
+import cnnlab.oom
 import cnnlab.train as train
 from cnnlab.data import MnistSplits, Split
 from cnnlab.memory import peak_memory, reset_peak_memory
 from cnnlab.models import get_model, list_models
 from cnnlab.device import CompileError, autocast_dtype, compiled, one_line
-from cnnlab.memory import OptimizerOutOfMemoryError, halve_on_oom
+from cnnlab.oom import OptimizerOutOfMemoryError, halve_on_oom
 from cnnlab.train import TrainConfig, evaluate, fit, train_step
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -215,7 +215,7 @@ def test_the_cache_is_emptied_after_the_except_block_once_the_step_is_freed(monk
         assert activations[0]() is None, "the failed step's tensors are still held"
         emptied.append(device)
 
-    monkeypatch.setattr(cnnlab.memory, "free_cached_memory", free)
+    monkeypatch.setattr(cnnlab.oom, "free_cached_memory", free)
     model = nn.Linear(2, 2)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     loss, micro = halve_on_oom(step, model, optimizer, torch.zeros(8, 2),

@@ -14,7 +14,7 @@ import cnnlab.train as train
 from cnnlab.checkpoint import CheckpointError
 from cnnlab.models import get_model
 from cnnlab.results import RunResult
-from cnnlab.memory import TrainingOutOfMemoryError
+from cnnlab.oom import TrainingOutOfMemoryError
 from cnnlab.train import DivergenceError, TrainConfig, fit, train_step
 
 CFG = dict(model="lenet", eval_every=7, device="cpu")
