@@ -1,6 +1,6 @@
 """Schematic figures of the blocks the chapters explain.
 
-``cnnlab.explore.architecture_figure`` draws a whole network from the model
+``cnnlab.architecture.architecture_figure`` draws a whole network from the model
 object. The figures here draw one block each, the way a textbook does: the
 residual block with its skip path, the Inception module's four branches, a
 standard convolution against a depthwise-separable one, and a digit before
