@@ -28,7 +28,8 @@ import torch
 from nbclient import NotebookClient
 
 from cnnlab.budget import budget_name
-from cnnlab.results import atomic_write_text, device_name, git_commit, short_commit
+from cnnlab.provenance import device_name, git_commit, short_commit
+from cnnlab.results import atomic_write_text
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMES_DIR = ROOT / "results" / "chapter_times"

@@ -34,7 +34,8 @@ import torch.nn.functional as F
 
 from cnnlab.data import DeviceBatches, load_mnist, preprocess
 from cnnlab.models import get_model
-from cnnlab.results import atomic_write_text, provenance
+from cnnlab.provenance import provenance
+from cnnlab.results import atomic_write_text
 from cnnlab.train import set_seed
 
 MODELS = ("lenet", "alexnet", "resnet18", "mobilenet_v1", "googlenet")

@@ -170,7 +170,8 @@ def main() -> None:
                       file=sys.stderr, flush=True)
     record = report(runs, args, load)
     if args.json:
-        from cnnlab.results import atomic_write_text, provenance
+        from cnnlab.provenance import provenance
+        from cnnlab.results import atomic_write_text
         from cnnlab.train import resolve_device
 
         record["provenance"] = provenance(resolve_device())

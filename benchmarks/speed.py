@@ -39,7 +39,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from cnnlab.data import classic_loaders
 from cnnlab.models import get_model, list_models
-from cnnlab.results import atomic_write_text, provenance
+from cnnlab.provenance import provenance
+from cnnlab.results import atomic_write_text
 from cnnlab.bench import sync
 from cnnlab.device import one_line, resolve_device, set_seed
 from cnnlab.train import TrainConfig, fit

@@ -786,7 +786,7 @@ def missing_full_runs(device: str = "cpu", root: Path = RESULTS_DIR) -> str:
 
 def provenance_table(runs: list[RunResult]) -> str:
     """Markdown: where and when each record was made, and from which code."""
-    from .results import short_commit
+    from .provenance import short_commit
 
     lines = ["| network | seed | recorded | machine | torch | commit |",
              "|---|---|---|---|---|---|"]

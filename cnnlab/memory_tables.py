@@ -156,7 +156,7 @@ def oom_markdown(record: dict | None, available: int) -> str:
     ``available`` bytes for tensors."""
     from .notebook import markdown_table
     from .plan import OOM_FILE
-    from .results import short_commit
+    from .provenance import short_commit
 
     if record is None:
         return (f"No out-of-memory experiment is recorded yet (`results/{OOM_FILE}` "

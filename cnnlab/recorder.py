@@ -21,7 +21,8 @@ from pathlib import Path
 
 from .files import pid_alive
 from .plan import OOM_CASES, OOM_FILE, OOM_MODEL, Planned, load_planned, plan
-from .results import RESULTS_DIR, ResultFormatError, RunResult, git_commit
+from .provenance import git_commit
+from .results import RESULTS_DIR, ResultFormatError, RunResult
 
 REPO = RESULTS_DIR.parent
 CACHE = REPO / ".cache"
@@ -35,7 +36,8 @@ def record_oom(root: Path = RESULTS_DIR) -> Path:
 
     from .memory import estimate_training_memory, train_under_memory_cap
     from .models import get_model
-    from .results import atomic_write_text, provenance
+    from .provenance import provenance
+    from .results import atomic_write_text
 
     with torch.device("meta"):  # shapes only: the estimate costs no memory
         model = get_model(OOM_MODEL)

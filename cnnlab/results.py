@@ -11,14 +11,11 @@ import binascii
 import json
 import math
 import os
-import platform
 import stat
-import subprocess
 import sys
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +23,7 @@ import numpy as np
 import torch
 
 from .files import atomic_write_text  # noqa: F401  (also imported from here)
+from .provenance import short_commit
 
 FORMAT_VERSION = 1
 MNIST_TEST_IMAGES = 10_000
@@ -282,61 +280,6 @@ def decode_predictions(text: str, expected: int | None = None) -> np.ndarray:
     return classes
 
 
-# What git_commit() ignores: the records themselves change no code, and a
-# recording that replaces a committed record must not call its own next run dirty.
-NOT_CODE = ":(exclude)results"
-
-
-def git_commit() -> str | None:
-    """The commit of the cnnlab checkout, with '+dirty' if files changed
-    (records under results/ are not code, and are not counted)."""
-    repo = Path(__file__).resolve().parent.parent
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, text=True,
-                                capture_output=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no",
-                                "--", ".", NOT_CODE],
-                               cwd=repo, text=True, capture_output=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return commit + ("+dirty" if dirty else "")
-
-
-def device_name(device: torch.device) -> str:
-    """A human name for the device: the GPU's model, or the CPU's."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    if device.type == "mps":
-        return "Apple MPS"
-    try:  # Linux names the CPU model here; platform.processor() often doesn't
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "cpu"
-
-
-def provenance(device: torch.device) -> dict[str, Any]:
-    """Where and with what a run happened."""
-    from .data import split_fingerprint
-
-    return {
-        "device": str(device),
-        "device_name": device_name(device),
-        "cpu_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda if device.type == "cuda" else None,
-        "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None,
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "git_commit": git_commit(),
-        "load_average": list(os.getloadavg()),  # 1, 5, 15 min, at the end
-        "split_sha256": split_fingerprint(),
-    }
-
-
 def cpu_share(r: RunResult) -> float | None:
     """The share of its threads' time a CPU run got while training (0-1).
 
@@ -452,14 +395,6 @@ def recorded_runs(model: str, folder: str | Path | None = None) -> list[RunResul
     """The recorded full runs of ``model``, GPU runs first."""
     runs = [r for r in load_runs(folder) if r.model == model and is_full_run(r)]
     return sorted(runs, key=lambda r: r.provenance.get("device", "cpu") == "cpu")
-
-
-def short_commit(commit: str | None) -> str:
-    """A commit as people read it: 12 hex digits, keeping a '+dirty' mark."""
-    if not commit:
-        return "unknown commit"
-    sha, dirty, _ = commit.partition("+dirty")
-    return sha[:12] + ("+dirty" if dirty else "")
 
 
 def plain(value: Any) -> str:

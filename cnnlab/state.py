@@ -22,7 +22,8 @@ from torch import Tensor, nn
 from .checkpoint import restore_run, save_run
 from .data import DeviceBatches
 from .models import count_parameters
-from .results import RunResult, provenance
+from .provenance import provenance
+from .results import RunResult
 
 if TYPE_CHECKING:  # train.py imports this module
     from .train import TrainConfig

@@ -23,7 +23,7 @@ def test_short_tracebacks_outside_ipython_does_nothing(monkeypatch):
 
 def test_short_commit_keeps_the_dirty_mark():
     """A run from uncommitted changes must not pass for the clean commit."""
-    from cnnlab.results import short_commit
+    from cnnlab.provenance import short_commit
 
     sha = "0123456789abcdef0123456789abcdef01234567"
     assert short_commit(sha) == "0123456789ab"

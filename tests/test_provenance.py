@@ -17,7 +17,8 @@ import torch.nn.functional as F
 import cnnlab.train as cnntrain
 from cnnlab.checkpoint import CheckpointError
 from cnnlab.data import MnistSplits, Split, split_fingerprint
-from cnnlab.results import RunResult, provenance_line, short_commit
+from cnnlab.provenance import short_commit
+from cnnlab.results import RunResult, provenance_line
 from cnnlab.train import TrainConfig, fit, train
 
 REPO = Path(__file__).resolve().parent.parent
@@ -172,10 +173,10 @@ def _probe(checkout: Path) -> list[str]:
     sys.modules[name] = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(sys.modules[name])
-        results = importlib.import_module(f"{name}.results")
-        assert Path(results.__file__).is_relative_to(checkout)
-        return [str(results.git_commit()),
-                str(results.provenance(torch.device("cpu"))["git_commit"])]
+        provenance = importlib.import_module(f"{name}.provenance")
+        assert Path(provenance.__file__).is_relative_to(checkout)
+        return [str(provenance.git_commit()),
+                str(provenance.provenance(torch.device("cpu"))["git_commit"])]
     finally:
         for key in [k for k in sys.modules if k == name or k.startswith(name + ".")]:
             del sys.modules[key]

@@ -132,7 +132,7 @@ def test_a_record_names_the_commit_training_started_from_or_is_not_saved(
     monkeypatch.setattr(record, "plan", lambda: [tiny])
     # The provenance read at save time would be "later": the record must say
     # the start's commit, which is the one both reads agree on here.
-    monkeypatch.setattr("cnnlab.results.git_commit", lambda: "later")
+    monkeypatch.setattr("cnnlab.provenance.git_commit", lambda: "later")
     monkeypatch.setattr(record, "git_commit", lambda: "start")
     assert record.run_missing(root=tmp_path, checkpoints=tmp_path / "ck") == 1
     assert RunResult.load(tiny.path("cpu", tmp_path)).provenance["git_commit"] == "start"
