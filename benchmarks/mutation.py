@@ -369,7 +369,7 @@ MUTATIONS = [
       '"model", "batch_size", "lr", "weight_decay"',
       '"model", "batch_size", "weight_decay"',
       "resume accepts a different learning rate"),
-    M("records-verdict-one-spread", "cnnlab/findings.py",
+    M("records-verdict-one-spread", "cnnlab/experiments.py",
       "if abs(gap) <= 2 * max(a.spread.std, b.spread.std):",
       "if abs(gap) <= max(a.spread.std, b.spread.std):",
       "arms called apart at one standard deviation, not two"),

@@ -316,7 +316,7 @@ def first_step_at(run: RunResult, level: float) -> int | None:
 
 
 def steps_to_markdown(arms: Sequence, level: float = 0.9) -> str:
-    """A Markdown table: for each arm of an experiment (``findings.Arm``) and
+    """A Markdown table: for each arm of an experiment (``experiments.Arm``) and
     each recorded seed, the first validation step at ``level`` or more."""
     seeds = sorted({r.config.get("seed") for a in arms for r in a.runs})
     lines = ["| arm | " + " | ".join(f"seed {s}" for s in seeds) + " |",

@@ -1,8 +1,9 @@
-"""What the recorded runs say: summaries, verdicts and figures the book shows.
+"""What the recorded full runs say: summaries, verdicts and figures the book shows.
 
 Everything here reads ``results/`` (the plan in ``cnnlab.plan`` names the
 files), so a page says exactly what is recorded, and says plainly what is
-not yet.
+not yet. The controlled experiments are ``cnnlab.experiments``'s; what each
+network costs per image, ``cnnlab.costs``'s.
 """
 from __future__ import annotations
 
@@ -13,11 +14,10 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from .plots import ARM_COLOURS, model_colour, seed_style, smooth
-from .plan import EXPERIMENTS, FULL_RUNS, Planned, experiment_runs, load_planned
+from .plots import model_colour, seed_style, smooth
+from .plan import FULL_RUNS, load_planned
 from .report import REPORT
-from .results import (RESULTS_DIR, RunResult, cpu_share, provenance_line,
-                      plain, recorded_runs, skip_note)
+from .results import RESULTS_DIR, RunResult, cpu_share, plain, provenance_line, recorded_runs
 
 
 @dataclass(frozen=True)
@@ -203,156 +203,6 @@ def curves_figure(runs: list[RunResult], title: str = "",
     return fig
 
 
-# ---------------------------------------------------------------- experiments
-
-@dataclass(frozen=True)
-class Arm:
-    """One arm of an experiment: its runs recorded so far and its command."""
-
-    name: str
-    runs: tuple[RunResult, ...]
-    planned: int
-    command: str  # for the first seed; the others add --seed
-
-    @property
-    def spread(self) -> Spread | None:
-        return accuracy_spread(list(self.runs)) if self.runs else None
-
-
-def experiment_arms(name: str, root: Path = RESULTS_DIR,
-                    device: str = "cpu") -> list[Arm]:
-    """The arms of experiment ``name`` with the runs recorded for each."""
-    arms = []
-    for arm, planned in experiment_runs(name).items():
-        found = [r for p in planned if (r := _planned_record(p, device, root))]
-        arms.append(Arm(arm, tuple(found), len(planned), planned[0].command()))
-    return arms
-
-
-def _planned_record(p: Planned, device: str, root: Path) -> RunResult | None:
-    """The record of the planned run ``p``, or None (with a one-line note if a
-    file is there but cannot count: unreadable, or another run's config)."""
-    r, state, detail = load_planned(p, device, root)
-    if state == "unreadable":
-        skip_note(p.path(device, root), detail.removeprefix(f"{p.path(device, root)}: "))
-    elif state == "mismatch":
-        skip_note(p.path(device, root), f"not this arm's run ({detail})")
-    return r
-
-
-def experiment_table(arms: list[Arm]) -> str:
-    """Markdown: test accuracy per arm, mean ± standard deviation over seeds."""
-    lines = ["| arm | test accuracy (%) | each seed | training time (s) | rerun one seed |",
-             "|---|---|---|---|---|"]
-    for a in arms:
-        if not a.runs:
-            lines.append(f"| {a.name} | not recorded yet (0 of {a.planned}) | | "
-                         f"| `{a.command}` |")
-            continue
-        each = ", ".join(f"{100 * r.test_accuracy:.2f}" for r in a.runs)
-        lines.append(f"| {a.name} | {a.spread.text(a.planned)} | {each} "
-                     f"| {_quiet_seconds(list(a.runs))} | `{a.command}` |")
-    return "\n".join(lines)
-
-
-def _quiet_seconds(runs: list[RunResult]) -> str:
-    """Mean training time over the runs that had their cores to themselves
-    (a run that shared the CPU is slower than the CPU; its time is left out,
-    and the cell says how many were)."""
-    quiet = [r for r in runs if (cpu_share(r) or 1.0) >= 0.9]
-    if not quiet:
-        return "(every seed shared the CPU)"
-    text = f"{statistics.mean(r.train_seconds for r in quiet):,.0f}"
-    shared = len(runs) - len(quiet)
-    if shared:
-        text += (f" ({len(quiet)} of {len(runs)} seeds; {shared} that shared the CPU "
-                 f"left out)")
-    return text
-
-
-def compare(a: Arm, b: Arm) -> int | None:
-    """``verdict``'s rule for two arms: +1 if ``a`` scored higher than ``b``
-    by more than twice the larger standard deviation, -1 if lower by that
-    much, 0 if the seeds cannot tell them apart, None while seeds are missing.
-    """
-    if any(len(arm.runs) < arm.planned or not arm.runs for arm in (a, b)):
-        return None
-    gap = a.spread.mean - b.spread.mean
-    if abs(gap) <= 2 * max(a.spread.std, b.spread.std):
-        return 0
-    return 1 if gap > 0 else -1
-
-
-def verdict(arms: list[Arm]) -> str:
-    """One paragraph saying what the recorded seeds show, and no more.
-
-    Two arms are called apart only when the gap between their means is
-    larger than twice the larger of their standard deviations; otherwise
-    the seeds cannot tell them apart at this budget.
-    """
-    done = [a for a in arms if a.runs and len(a.runs) == a.planned]
-    if len(done) < len(arms):
-        missing = [f"“{a.name}”" for a in arms if a not in done]
-        return ("Not every arm has all its seeds recorded yet (missing in: "
-                + "; ".join(missing) + "), so this page draws no conclusion yet.")
-    ranked = sorted(done, key=lambda a: a.spread.mean, reverse=True)
-    best, worst = ranked[0], ranked[-1]
-    gap = best.spread.mean - worst.spread.mean
-    noise = max(best.spread.std, worst.spread.std)
-    text = (f"Over {best.planned} seeds each, {best.name} scored highest "
-            f"({best.spread.mean:.2f}%) and {worst.name} lowest "
-            f"({worst.spread.mean:.2f}%): a gap of {gap:.2f} points, against a "
-            f"seed-to-seed standard deviation of up to {noise:.2f} points. ")
-    both = "these two arms" if len(done) > 2 else "the arms"
-    if compare(best, worst):
-        return text + (f"The gap is more than twice that spread: at this budget "
-                       f"{both} differ.")
-    return text + (f"The gap is within twice that spread: at this budget these "
-                   f"seeds cannot tell {both} apart.")
-
-
-def experiment_figure(arms: list[Arm], title: str = "") -> Figure:
-    """Validation accuracy of each arm: the mean over its seeds, with the range.
-
-    The arms are variants of one model, so they are drawn in ``ARM_COLOURS``,
-    which no model uses: a model's own colour means that model on every page.
-    """
-    fig = Figure(figsize=(8, 3.8), layout="constrained")
-    ax = fig.subplots()
-    for i, a in enumerate(arms):
-        if not a.runs:
-            continue
-        colour = ARM_COLOURS[i % len(ARM_COLOURS)]
-        steps = a.runs[0].val_step
-        acc = np.array([[100 * v for v in r.val_accuracy] for r in a.runs
-                        if r.val_step == steps])
-        ax.plot(steps, acc.mean(0), color=colour, marker=".",
-                label=f"{a.name} ({len(acc)} seeds)")
-        ax.fill_between(steps, acc.min(0), acc.max(0), color=colour, alpha=0.2)
-        # Points on the whole validation set (the epoch ends): large dots.
-        images = np.array(a.runs[0].val_images or [0] * len(steps))
-        full = images == images.max()
-        ax.plot(np.array(steps)[full], acc.mean(0)[full], "o", color=colour,
-                markersize=7)
-    ax.set(xlabel="training step", ylabel="validation accuracy (%)")
-    ax.set_title((title or "Validation accuracy, mean over seeds") + "\nband: min to "
-                 "max over seeds; large dots: all validation images; small: a subset",
-                 fontsize=10)
-    lo = min((100 * min(r.val_accuracy) for a in arms for r in a.runs), default=0)
-    ax.set_ylim(max(lo - 1, 0), 100)
-    if any(a.runs for a in arms):
-        ax.legend(fontsize=9)
-    else:
-        ax.text(0.5, 0.5, "no run recorded yet", ha="center", transform=ax.transAxes)
-    fig.patch.set_facecolor("white")
-    return fig
-
-
-def experiment_title(name: str) -> str:
-    """The experiment's title, from the plan."""
-    return EXPERIMENTS[name]["title"]
-
-
 def first_epoch_ranking(recorded: dict[str, list[RunResult]]) -> str:
     """Markdown: our networks ranked by validation accuracy after one epoch,
     against the report's order (``REPORT_SPEED_TIERS``). Two networks are
@@ -516,132 +366,6 @@ def accuracy_ranking(recorded: dict[str, list[RunResult]]) -> str:
     return " ".join(sentences)
 
 
-@dataclass(frozen=True)
-class Cost:
-    """What one forward pass of one 28x28 digit costs a model."""
-
-    parameters: int
-    mult_adds: int
-    input_px: int  # the side of the image its first convolution sees
-
-
-def model_cost(model) -> Cost:
-    """Parameters and mult-adds of one 28x28 digit, counted by torchinfo on
-    the model as it is (build it on the ``meta`` device: no memory used)."""
-    from torchinfo import summary
-
-    from .models import count_parameters
-
-    stats = summary(model, input_size=(1, 1, 28, 28), device="meta", verbose=0)
-    upsample = getattr(model, "upsample", None)
-    px = 28 if upsample is None else round(28 * upsample.scale_factor)
-    return Cost(count_parameters(model), stats.total_mult_adds, px)
-
-
-def build_as_recorded(model: str, runs: list[RunResult] | None = None, **options):
-    """``model`` on the ``meta`` device as its first record built it (its
-    options and dropout), or as the report's recipe builds it; ``options``
-    override."""
-    from dataclasses import fields
-
-    import torch
-
-    from .models import get_model
-    from .train import TrainConfig
-
-    keys = {f.name for f in fields(TrainConfig)}
-    config = {k: v for k, v in runs[0].config.items() if k in keys} if runs else {}
-    config["model"] = model
-    kwargs = TrainConfig(**config).model_kwargs() | options
-    with torch.device("meta"):
-        return get_model(model, **kwargs)
-
-
-def model_costs(recorded: dict[str, list[RunResult]]) -> dict[str, Cost]:
-    """``model_cost`` of every model, each built as its record built it."""
-    from .models import list_models
-
-    return {m: model_cost(build_as_recorded(m, recorded.get(m))) for m in list_models()}
-
-
-def mult_adds_text(macs: float) -> str:
-    """'318.8 M', '1.06 G'."""
-    return f"{macs / 1e9:.2f} G" if macs >= 1e9 else f"{macs / 1e6:.1f} M"
-
-
-def cost_table(costs: dict[str, Cost]) -> str:
-    """Markdown: input size, parameters and mult-adds per image of each model."""
-    lines = ["| network | image inside the net | parameters | mult-adds per digit |",
-             "|---|---|---|---|"]
-    for name, c in costs.items():
-        px = f"{c.input_px} px" + (f" (x{c.input_px // 28})" if c.input_px > 28 else "")
-        lines.append(f"| `{name}` | {px} | {c.parameters:,} | {mult_adds_text(c.mult_adds)} |")
-    return "\n".join(lines)
-
-
-def parameter_check(costs: dict[str, Cost]) -> str:
-    """Markdown: our parameter counts beside the report's, the one fingerprint
-    it published, with ResNet-18 also built with the report's own block."""
-    from .models import count_parameters
-
-    def row(label: str, ours: int, theirs: int) -> str:
-        same = "same" if ours == theirs else f"{ours - theirs:+,}"
-        return f"| {label} | {ours:,} | {theirs:,} | {same} |"
-
-    lines = ["| network | ours | the report's | difference |", "|---|---|---|---|"]
-    lines += [row(f"`{n}`", costs[n].parameters, r.parameters)
-              for n, r in REPORT.items() if n in costs]
-    block = build_as_recorded("resnet18", shortcut="reuse_conv1")
-    lines.append(row("`resnet18`, the report's block", count_parameters(block),
-                     REPORT["resnet18"].parameters))
-    return "\n".join(lines)
-
-
-def cost_figure(recorded: dict[str, list[RunResult]], costs: dict[str, Cost]) -> Figure:
-    """Test accuracy against mult-adds and against parameters: each seed a
-    small dot, the mean over seeds a large one (a bar of ± one standard
-    deviation where there are several), the report's run a hollow square;
-    one colour per model (``plots.model_colour``)."""
-    from matplotlib.lines import Line2D
-    from matplotlib.ticker import NullFormatter
-
-    from .plots import model_colour
-
-    fig = Figure(figsize=(10, 4.4), layout="constrained")
-    axes = fig.subplots(1, 2, sharey=True)
-    for ax, cost_of, xlabel in (
-            (axes[0], lambda c: c.mult_adds, "mult-adds per 28x28 digit (log)"),
-            (axes[1], lambda c: c.parameters, "parameters (log)")):
-        for name, c in costs.items():
-            x, colour, runs = cost_of(c), model_colour(name), recorded.get(name, [])
-            if name in REPORT:
-                ax.plot(x, REPORT[name].test_accuracy, "s", mfc="none", mec=colour, ms=9)
-            if not runs:
-                continue
-            s = accuracy_spread(runs)
-            ax.plot([x] * s.n, s.values, ".", color=colour, alpha=0.6)
-            ax.errorbar(x, s.mean, yerr=s.std if s.n > 1 else None, fmt="o",
-                        color=colour, capsize=3, ms=7)
-            ax.annotate(f"{name} ({s.n} seed{'s' if s.n > 1 else ''})", (x, s.mean),
-                        xytext=(7, -12), textcoords="offset points", fontsize=9,
-                        color=colour)
-        xs = [cost_of(c) for c in costs.values()]
-        ax.set(xscale="log", xlabel=xlabel, xlim=(min(xs) / 2.5, max(xs) * 6))
-        ax.xaxis.set_minor_formatter(NullFormatter())
-    axes[0].set(ylabel="test accuracy (%)")
-    values = [r.test_accuracy for r in REPORT.values()] + [
-        v for runs in recorded.values() for v in accuracy_spread(runs).values]
-    axes[0].set_ylim(min(values) - 0.5, 100)
-    fig.legend(handles=[
-        Line2D([], [], marker="o", ls="none", color="k",
-               label="ours: mean over seeds (small dots: each seed; bar: ± 1 sd)"),
-        Line2D([], [], marker="s", ls="none", mfc="none", mec="k", ms=9,
-               label="the report's single run")], loc="outside lower center", ncols=2,
-        fontsize=9)
-    fig.patch.set_facecolor("white")
-    return fig
-
-
 # What a record's peak memory measures, in a few words (``RunResult.peak_memory_kind``).
 MEMORY_KINDS = {"cuda_max_memory_allocated": "the GPU tensors PyTorch allocated",
                 "mps_driver_allocated": "what the MPS driver allocated",
@@ -738,36 +462,6 @@ def validation_note(runs: list[RunResult]) -> str:
                      f"{min(subset):,} images is about {noise:.1f} points")
         sentences.append(text + ".")
     return "\n\n".join(sentences) if sentences else "No full run is recorded yet."
-
-
-def confounds_table(recorded: dict[str, list[RunResult]], costs: dict[str, Cost]) -> str:
-    """Markdown: what besides the architecture differs between the rows:
-    the image the net sees, its dropout and its shortcut, from each model as
-    its record built it (``costs``: ``model_costs(recorded)``)."""
-    from .models import DEFAULT_DROPOUT
-
-    lines = ["| network | image inside the net | dropout | shortcut |", "|---|---|---|---|"]
-    for name, cost in costs.items():
-        runs = recorded.get(name)
-        dropout = runs[0].config.get("dropout") if runs else None
-        dropout = DEFAULT_DROPOUT[name] if dropout is None else dropout
-        shortcut = getattr(build_as_recorded(name, runs), "shortcut_kind", None)
-        px = cost.input_px
-        lines.append(f"| `{name}` | {px} px" + (f" (28 px upsampled x{px // 28})"
-                                                   if px > 28 else "")
-                     + f" | {'none' if dropout is None else dropout} | {shortcut or ''} |")
-    return "\n".join(lines)
-
-
-def experiment_status(names: list[str]) -> str:
-    """Markdown bullets: each experiment's recorded runs and its ``verdict``."""
-    bullets = []
-    for name in names:
-        arms = experiment_arms(name)
-        done, planned = sum(len(a.runs) for a in arms), sum(a.planned for a in arms)
-        bullets.append(f"* **{experiment_title(name)}**, {done} of {planned} one-epoch "
-                       f"runs recorded. {verdict(arms)}")
-    return "\n".join(bullets)
 
 
 def missing_full_runs(device: str = "cpu", root: Path = RESULTS_DIR) -> str:

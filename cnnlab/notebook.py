@@ -64,8 +64,7 @@ def show_experiment(name: str):
     """Show an experiment: its table, its curves and what its seeds say."""
     from IPython.display import Markdown, display
 
-    from .findings import (experiment_arms, experiment_figure, experiment_table,
-                          experiment_title, verdict)
+    from .experiments import experiment_arms, experiment_figure, experiment_table, experiment_title, verdict
 
     arms = experiment_arms(name)
     display(Markdown(experiment_table(arms)))

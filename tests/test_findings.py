@@ -1,10 +1,10 @@
 """What the book says about recorded runs is computed from them, and says no more."""
 import pytest
 
-from cnnlab import findings
+from cnnlab import experiments
 from cnnlab.plan import experiment_runs
-from cnnlab.findings import (Arm, Spread, curves_figure, experiment_arms,
-                            experiment_table, run_summary, verdict)
+from cnnlab.findings import curves_figure, run_summary, Spread
+from cnnlab.experiments import Arm, experiment_arms, experiment_table, verdict
 from cnnlab.results import RunResult
 
 
@@ -52,11 +52,11 @@ def test_a_gap_between_one_and_two_spreads_is_not_called_a_difference():
     a, b = arm("A", [97.0, 97.2, 97.4]), arm("B", [96.9, 96.8, 97.0])
     gap, spread = a.spread.mean - b.spread.mean, max(a.spread.std, b.spread.std)
     assert spread < gap < 2 * spread
-    assert findings.compare(a, b) == 0 and findings.compare(b, a) == 0
+    assert experiments.compare(a, b) == 0 and experiments.compare(b, a) == 0
     assert "cannot tell the arms apart" in verdict([a, b])
     # Beyond twice the spread (0.75 against 0.20), they are told apart.
     c = arm("C", [97.45, 97.65, 97.85])  # mean 97.65, spread 0.20
-    assert findings.compare(c, b) == 1 and findings.compare(b, c) == -1
+    assert experiments.compare(c, b) == 1 and experiments.compare(b, c) == -1
 
 
 def test_no_verdict_before_every_seed_is_recorded():
@@ -106,7 +106,7 @@ def test_curves_mark_subset_points_hollow():
 
 
 def test_compare_follows_the_verdicts_rule_both_ways():
-    from cnnlab.findings import compare
+    from cnnlab.experiments import compare
 
     hi, lo = arm("A", [99.0, 99.1, 99.2]), arm("B", [98.0, 98.1, 98.2])
     assert (compare(hi, lo), compare(lo, hi)) == (1, -1)
@@ -301,7 +301,7 @@ def test_model_cost_counts_what_a_hand_count_gives():
     import torch
     from torch import nn
 
-    from cnnlab.findings import model_cost
+    from cnnlab.costs import model_cost
 
     with torch.device("meta"):
         net = nn.Sequential(nn.Conv2d(1, 4, 3, bias=False), nn.Flatten(),
@@ -312,14 +312,14 @@ def test_model_cost_counts_what_a_hand_count_gives():
     assert cost.parameters == 4 * 9 + 4 * 26 * 26 * 10 and cost.input_px == 28
     # The image the first convolution sees (DESIGN.md): LeNet 28 px, AlexNet
     # upsampled x2 to 56 px, the paper-size AlexNet x8 to 224 px.
-    from cnnlab.findings import build_as_recorded
+    from cnnlab.costs import build_as_recorded
 
     assert [model_cost(build_as_recorded(m)).input_px
             for m in ("lenet", "alexnet", "alexnet_large")] == [28, 56, 224]
 
 
 def test_the_parameter_check_finds_only_resnet18s_shortcut():
-    from cnnlab.findings import Cost, parameter_check
+    from cnnlab.costs import Cost, parameter_check
 
     # Our counts (DESIGN.md's table) against the report's: ResNet-18's option B
     # adds 11,175,370 - 11,001,546 = 173,824 weights; the report's own block none.
@@ -402,7 +402,7 @@ def test_curves_draw_a_models_seeds_in_its_colour_with_their_own_line_style():
 def test_experiment_arms_are_drawn_in_no_models_colour():
     from matplotlib.colors import to_hex
 
-    from cnnlab.findings import experiment_figure
+    from cnnlab.experiments import experiment_figure
     from cnnlab.plots import MODEL_COLOURS
 
     from cnnlab.plots import ARM_COLOURS
@@ -417,7 +417,7 @@ def test_experiment_arms_are_drawn_in_no_models_colour():
 def test_the_cost_figure_draws_each_network_in_its_colour_beside_the_reports_square():
     from matplotlib.colors import to_hex
 
-    from cnnlab.findings import Cost, cost_figure
+    from cnnlab.costs import Cost, cost_figure
     from cnnlab.plots import MODEL_COLOURS
 
     recorded = {"lenet": [fake_run("lenet", 42, 0.97), fake_run("lenet", 43, 0.98)]}

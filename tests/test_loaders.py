@@ -12,7 +12,8 @@ from dataclasses import asdict
 import pytest
 
 from cnnlab.plan import experiment_runs
-from cnnlab.findings import experiment_arms, experiment_table, run_summary
+from cnnlab.findings import run_summary
+from cnnlab.experiments import experiment_arms, experiment_table
 from cnnlab.results import ResultFormatError, RunResult, load_runs
 
 

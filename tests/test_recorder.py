@@ -194,7 +194,7 @@ def test_sigterm_ends_the_oom_childs_too(monkeypatch, tmp_path, capsys):
 def test_the_recorder_and_the_pages_read_a_planned_record_the_same_way(tmp_path, capsys):
     """plan.load_planned is the one reader: record status and the book's
     experiment arms agree on every state a record's file can be in."""
-    from cnnlab.findings import experiment_arms
+    from cnnlab.experiments import experiment_arms
     from cnnlab.plan import experiment_runs, load_planned
 
     p = experiment_runs("dropout")["dropout 0.4"][0]  # an arm's first seed (42)

@@ -1,0 +1,181 @@
+"""What the controlled experiments say: each arm's recorded runs, a table, a
+verdict that says only what the seeds show, and a figure.
+
+An experiment (``cnnlab.plan.EXPERIMENTS``) trains arms that differ in one
+thing, each with the same seeds. ``verdict`` calls an arm ahead only when
+every arm has all its planned seeds and the gap between the means is over
+twice the larger standard deviation (``compare``); otherwise it says what is
+missing or that the seeds cannot tell the arms apart.
+"""
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from .findings import Spread, accuracy_spread
+from .plan import EXPERIMENTS, Planned, experiment_runs, load_planned
+from .plots import ARM_COLOURS
+from .results import RESULTS_DIR, RunResult, cpu_share, skip_note
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One arm of an experiment: its runs recorded so far and its command."""
+
+    name: str
+    runs: tuple[RunResult, ...]
+    planned: int
+    command: str  # for the first seed; the others add --seed
+
+    @property
+    def spread(self) -> Spread | None:
+        return accuracy_spread(list(self.runs)) if self.runs else None
+
+
+def experiment_arms(name: str, root: Path = RESULTS_DIR,
+                    device: str = "cpu") -> list[Arm]:
+    """The arms of experiment ``name`` with the runs recorded for each."""
+    arms = []
+    for arm, planned in experiment_runs(name).items():
+        found = [r for p in planned if (r := _planned_record(p, device, root))]
+        arms.append(Arm(arm, tuple(found), len(planned), planned[0].command()))
+    return arms
+
+
+def _planned_record(p: Planned, device: str, root: Path) -> RunResult | None:
+    """The record of the planned run ``p``, or None (with a one-line note if a
+    file is there but cannot count: unreadable, or another run's config)."""
+    r, state, detail = load_planned(p, device, root)
+    if state == "unreadable":
+        skip_note(p.path(device, root), detail.removeprefix(f"{p.path(device, root)}: "))
+    elif state == "mismatch":
+        skip_note(p.path(device, root), f"not this arm's run ({detail})")
+    return r
+
+
+def experiment_table(arms: list[Arm]) -> str:
+    """Markdown: test accuracy per arm, mean ± standard deviation over seeds."""
+    lines = ["| arm | test accuracy (%) | each seed | training time (s) | rerun one seed |",
+             "|---|---|---|---|---|"]
+    for a in arms:
+        if not a.runs:
+            lines.append(f"| {a.name} | not recorded yet (0 of {a.planned}) | | "
+                         f"| `{a.command}` |")
+            continue
+        each = ", ".join(f"{100 * r.test_accuracy:.2f}" for r in a.runs)
+        lines.append(f"| {a.name} | {a.spread.text(a.planned)} | {each} "
+                     f"| {_quiet_seconds(list(a.runs))} | `{a.command}` |")
+    return "\n".join(lines)
+
+
+def _quiet_seconds(runs: list[RunResult]) -> str:
+    """Mean training time over the runs that had their cores to themselves
+    (a run that shared the CPU is slower than the CPU; its time is left out,
+    and the cell says how many were)."""
+    quiet = [r for r in runs if (cpu_share(r) or 1.0) >= 0.9]
+    if not quiet:
+        return "(every seed shared the CPU)"
+    text = f"{statistics.mean(r.train_seconds for r in quiet):,.0f}"
+    shared = len(runs) - len(quiet)
+    if shared:
+        text += (f" ({len(quiet)} of {len(runs)} seeds; {shared} that shared the CPU "
+                 f"left out)")
+    return text
+
+
+def compare(a: Arm, b: Arm) -> int | None:
+    """``verdict``'s rule for two arms: +1 if ``a`` scored higher than ``b``
+    by more than twice the larger standard deviation, -1 if lower by that
+    much, 0 if the seeds cannot tell them apart, None while seeds are missing.
+    """
+    if any(len(arm.runs) < arm.planned or not arm.runs for arm in (a, b)):
+        return None
+    gap = a.spread.mean - b.spread.mean
+    if abs(gap) <= 2 * max(a.spread.std, b.spread.std):
+        return 0
+    return 1 if gap > 0 else -1
+
+
+def verdict(arms: list[Arm]) -> str:
+    """One paragraph saying what the recorded seeds show, and no more.
+
+    Two arms are called apart only when the gap between their means is
+    larger than twice the larger of their standard deviations; otherwise
+    the seeds cannot tell them apart at this budget.
+    """
+    done = [a for a in arms if a.runs and len(a.runs) == a.planned]
+    if len(done) < len(arms):
+        missing = [f"“{a.name}”" for a in arms if a not in done]
+        return ("Not every arm has all its seeds recorded yet (missing in: "
+                + "; ".join(missing) + "), so this page draws no conclusion yet.")
+    ranked = sorted(done, key=lambda a: a.spread.mean, reverse=True)
+    best, worst = ranked[0], ranked[-1]
+    gap = best.spread.mean - worst.spread.mean
+    noise = max(best.spread.std, worst.spread.std)
+    text = (f"Over {best.planned} seeds each, {best.name} scored highest "
+            f"({best.spread.mean:.2f}%) and {worst.name} lowest "
+            f"({worst.spread.mean:.2f}%): a gap of {gap:.2f} points, against a "
+            f"seed-to-seed standard deviation of up to {noise:.2f} points. ")
+    both = "these two arms" if len(done) > 2 else "the arms"
+    if compare(best, worst):
+        return text + (f"The gap is more than twice that spread: at this budget "
+                       f"{both} differ.")
+    return text + (f"The gap is within twice that spread: at this budget these "
+                   f"seeds cannot tell {both} apart.")
+
+
+def experiment_figure(arms: list[Arm], title: str = "") -> Figure:
+    """Validation accuracy of each arm: the mean over its seeds, with the range.
+
+    The arms are variants of one model, so they are drawn in ``ARM_COLOURS``,
+    which no model uses: a model's own colour means that model on every page.
+    """
+    fig = Figure(figsize=(8, 3.8), layout="constrained")
+    ax = fig.subplots()
+    for i, a in enumerate(arms):
+        if not a.runs:
+            continue
+        colour = ARM_COLOURS[i % len(ARM_COLOURS)]
+        steps = a.runs[0].val_step
+        acc = np.array([[100 * v for v in r.val_accuracy] for r in a.runs
+                        if r.val_step == steps])
+        ax.plot(steps, acc.mean(0), color=colour, marker=".",
+                label=f"{a.name} ({len(acc)} seeds)")
+        ax.fill_between(steps, acc.min(0), acc.max(0), color=colour, alpha=0.2)
+        # Points on the whole validation set (the epoch ends): large dots.
+        images = np.array(a.runs[0].val_images or [0] * len(steps))
+        full = images == images.max()
+        ax.plot(np.array(steps)[full], acc.mean(0)[full], "o", color=colour,
+                markersize=7)
+    ax.set(xlabel="training step", ylabel="validation accuracy (%)")
+    ax.set_title((title or "Validation accuracy, mean over seeds") + "\nband: min to "
+                 "max over seeds; large dots: all validation images; small: a subset",
+                 fontsize=10)
+    lo = min((100 * min(r.val_accuracy) for a in arms for r in a.runs), default=0)
+    ax.set_ylim(max(lo - 1, 0), 100)
+    if any(a.runs for a in arms):
+        ax.legend(fontsize=9)
+    else:
+        ax.text(0.5, 0.5, "no run recorded yet", ha="center", transform=ax.transAxes)
+    fig.patch.set_facecolor("white")
+    return fig
+
+
+def experiment_title(name: str) -> str:
+    """The experiment's title, from the plan."""
+    return EXPERIMENTS[name]["title"]
+
+
+def experiment_status(names: list[str]) -> str:
+    """Markdown bullets: each experiment's recorded runs and its ``verdict``."""
+    bullets = []
+    for name in names:
+        arms = experiment_arms(name)
+        done, planned = sum(len(a.runs) for a in arms), sum(a.planned for a in arms)
+        bullets.append(f"* **{experiment_title(name)}**, {done} of {planned} one-epoch "
+                       f"runs recorded. {verdict(arms)}")
+    return "\n".join(bullets)
