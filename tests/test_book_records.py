@@ -27,7 +27,9 @@ def test_every_architecture_page_shows_its_recorded_run(model):
     assert cells, f"{CHAPTERS[model]} shows no recorded run of {model!r} (show_recorded)"
     recorded = (RESULTS_DIR / "runs" / f"{model}-cpu-seed42.json").exists()
     outputs = [o for c in cells for o in c["outputs"]]
-    has_figure = any("image/png" in o.get("data", {}) for o in outputs)
+    # A figure shown, or glued for a captioned {glue:figure} (MyST-NB's key).
+    has_figure = any(key in o.get("data", {}) for o in outputs
+                     for key in ("image/png", "application/papermill.record/image/png"))
     # The stored page must match the records: a figure exactly when there is one.
     assert has_figure == recorded, (
         f"{CHAPTERS[model]}: stored outputs are stale against results/runs; "
