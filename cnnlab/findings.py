@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from .plots import model_colour, seed_style, smooth
 from .plan import FULL_RUNS, load_planned
 from .report import REPORT
-from .results import RESULTS_DIR, RunResult, cpu_share, plain, provenance_line, recorded_runs
+from .results import RESULTS_DIR, RunResult, cpu_share, plain, recorded_runs
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,10 @@ def device_runs(model: str, folder: str | Path | None = None) -> list[RunResult]
     return [r for r in runs if r.provenance.get("device") == device]
 
 
+# The book's one section on provenance and load (chapter 7); summaries link to it.
+HOW_RECORDED = "07_comparison.html#how-these-runs-were-recorded"
+
+
 def run_summary(model: str, folder: str | Path | None = None) -> str:
     """Markdown: the recorded full run(s) of ``model`` beside the report's row."""
     runs = device_runs(model, folder)
@@ -72,27 +76,25 @@ def run_summary(model: str, folder: str | Path | None = None) -> str:
                "It is too slow for the CPU plan; a GPU session records it "
                "(`bash benchmarks/gpu_session.sh record`).")
         return f"No full run of `{model}` is recorded yet. {how}"
-    lines = ["| | test accuracy (%) | training time (s) | images/s | device |",
-             "|---|---|---|---|---|"]
-    seconds = statistics.mean(r.train_seconds for r in runs)
-    speed = statistics.mean(r.images_per_second for r in runs)
-    devices = sorted({plain(f"{r.provenance.get('device_name', '?')} "
-                            f"({r.provenance.get('device', '?')}, "
-                            f"{r.provenance.get('cpu_threads', '?')} threads)")
-                      for r in runs})
-    lines.append(f"| cnnlab, recorded | {accuracy_spread(runs).text()} | {seconds:,.0f} "
-                 f"| {speed:,.0f} | {'; '.join(devices)} |")
+    seeds = ", ".join(str(r.config.get("seed")) for r in runs)
+    lines = ["| | test accuracy (%) | seeds |", "|---|---|---|",
+             f"| cnnlab, recorded | {accuracy_spread(runs).text()} | {plain(seeds)} |"]
     if report is not None:
-        lines.append(f"| the report | {report.test_accuracy:.2f} | (see below) "
-                     f"| | NVIDIA GeForce MX250 (laptop GPU) |")
-    lines.append("")
+        lines += [f"| the report | {report.test_accuracy:.2f} | one run |", "",
+                  report_position(model, runs)]
+    lines += ["", "| seed | machine | training time (s) | images/s | share of cores |",
+              "|---|---|---|---|---|"]
+    for r in runs:  # per run: times from different machines or loads are not averaged
+        share = cpu_share(r)
+        lines.append(f"| {plain(r.config.get('seed'))} | {_device_text(r)} "
+                     f"| {r.train_seconds:,.0f} | {r.images_per_second:,.0f} "
+                     f"| {'—' if share is None else f'{100 * share:.0f}%'} |")
     if report is not None:
-        lines += [report_position(model, runs), ""]
-        lines += [f"The report's time, {report.seconds:,.0f} s, is not comparable "
-                  f"with ours: another machine, and the report does not say what its "
-                  f"timer covered. Ours counts the training steps only.", ""]
-    lines += [f"Provenance: {provenance_line(r)}." for r in runs]
-    lines += ["", shared_note(runs)]
+        lines += ["", f"The report's time, {report.seconds:,.0f} s, is not comparable "
+                      f"with ours: another machine, and the report does not say what its "
+                      f"timer covered. Ours counts the training steps only."]
+    lines += ["", f"Where, when, at which commit and under what load each run was "
+                  f"recorded: [How these runs were recorded]({HOW_RECORDED})."]
     return "\n".join(lines).rstrip()
 
 

@@ -91,9 +91,13 @@ def test_run_summary_puts_the_report_beside_the_record(tmp_path):
     text = run_summary("lenet", tmp_path)
     # mean(97, 98) = 97.50, sample std sqrt(0.5) = 0.71; the report's LeNet row
     # (cnnlab/report.py): 97.44% in 40.02 s.
-    assert "| cnnlab, recorded | 97.50 ± 0.71 (2 seeds) |" in text
-    assert "| the report | 97.44 | (see below) |" in text and "40 s, is not comparable" in text
-    assert text.count("Provenance: lenet") == 2
+    assert "| cnnlab, recorded | 97.50 ± 0.71 (2 seeds) | 42, 43 |" in text
+    assert "| the report | 97.44 | one run |" in text and "40 s, is not comparable" in text
+    # One row per seed for the times: runs on different machines or under
+    # different loads are never averaged into one time.
+    rows = [line for line in text.splitlines() if line.startswith(("| 42 |", "| 43 |"))]
+    assert len(rows) == 2 and all("| a, " in row for row in rows)  # machine_name of "a CPU"
+    assert "[How these runs were recorded](07_comparison.html#how-these-runs-were-recorded)" in text
 
 
 def test_curves_mark_subset_points_hollow():
