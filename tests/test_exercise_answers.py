@@ -336,7 +336,9 @@ def _tracer(eval_mode=True, restore="as found", finally_block=True):
 
 @pytest.mark.parametrize("slip, message", [
     ({"eval_mode": False}, "running statistics"),
-    ({"restore": "always train"}, "it was in eval mode"),
+    # The slip: train() at the end whatever the mode, named as such.
+    ({"restore": "always train"}, "given get_model('lenet') in eval mode and left it in "
+                                  "train mode: you call model.train() at the end"),
     ({"finally_block": False}, "in a finally: block"),
 ])
 def test_the_trace_checker_catches_every_way_of_not_leaving_the_model_as_found(

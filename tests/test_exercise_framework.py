@@ -69,3 +69,38 @@ def test_a_time_limit_never_stops_an_import_halfway():
     finally:
         sys.meta_path.remove(finder)
         sys.modules.pop(NAME, None)
+
+
+def test_an_error_in_the_checkers_own_code_is_not_called_the_learners(capsys):
+    # The call fails in the checker's frame: the answer takes one argument where the
+    # exercise says two. That is not "your code raised".
+    from cnnlab.exercises.alexnet import check_linear_params
+    assert check_linear_params(lambda n_in: n_in) is False
+    out = capsys.readouterr().out
+    assert out.startswith("✗ linear_params: the check could not use your answer (TypeError: ")
+    assert "your code raised" not in out
+
+
+def test_an_error_in_the_learners_code_is_still_theirs(capsys):
+    from cnnlab.exercises.alexnet import check_linear_params
+    assert check_linear_params(lambda n_in, n_out: n_in // 0) is False
+    assert capsys.readouterr().out.startswith(
+        "✗ linear_params: your code raised ZeroDivisionError: ")
+
+
+def test_prepare_runs_in_the_callers_process_and_never_for_a_missing_answer(capsys):
+    from cnnlab.exercises import checker, CHECKERS
+
+    ran = []
+    globals()["NOTEBOOK"] = "01_data.ipynb"  # the decorator reads its module's NOTEBOOK
+    try:
+        @checker("a demo with a prepare step", answers="x", prepare=lambda: ran.append(1))
+        def check_demo(x):
+            """The check runs in a child process: it sees what prepare left."""
+            assert ran == [1]
+        assert check_demo(None) is False and ran == []
+        assert check_demo(3) is True and ran == [1]
+    finally:
+        CHECKERS.pop("a demo with a prepare step", None)
+        globals().pop("NOTEBOOK", None)
+    assert capsys.readouterr().out.endswith("✓ a demo with a prepare step: passed\n")

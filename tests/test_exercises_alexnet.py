@@ -1,11 +1,10 @@
-"""The chapter 3 (AlexNet) checkers: they pass the solution, reject the stub
-and reject plausible wrong answers with a specific message.
+"""The chapter 3 (AlexNet) checkers reject plausible wrong answers with a specific
+message, and accept right answers written differently.
 
-The solution and the stub are the "exercise" cells of the two notebooks,
-run here, so these tests test what the notebooks contain.
+(tests/test_exercise_registry.py runs every checker on the notebooks'
+solution, stub and a None answer.)
 """
 
-import pytest
 from exercise_cells import rejected
 import torch
 from torch import nn
@@ -15,28 +14,6 @@ from cnnlab.exercises.alexnet import (check_fc1_share, check_linear_params,
 from cnnlab.models import count_parameters, get_model
 
 NOTEBOOK = "03_alexnet.ipynb"
-
-
-CHECKS = [("linear_params", check_linear_params), ("fc1_share", check_fc1_share),
-          ("smallest_upsample", check_smallest_upsample)]
-
-
-@pytest.mark.parametrize("name,check", CHECKS, ids=[n for n, _ in CHECKS])
-def test_passes_the_solution(name, check, solution, capsys):
-    assert check(solution[name]) is True
-    assert capsys.readouterr().out == f"✓ {name}: passed\n"
-
-
-@pytest.mark.parametrize("name,check", CHECKS, ids=[n for n, _ in CHECKS])
-def test_rejects_the_stub(name, check, stub, capsys):
-    assert check(stub[name]) is False
-    assert f"… {name}: not done yet" in capsys.readouterr().out
-
-
-@pytest.mark.parametrize("name,check", CHECKS, ids=[n for n, _ in CHECKS])
-def test_a_none_placeholder_is_not_done_yet(name, check, capsys):
-    assert check(None) is False
-    assert "not done yet" in capsys.readouterr().out
 
 
 def meta_model(name):
@@ -150,3 +127,64 @@ def test_smallest_upsample_rejects_the_last_factor_that_fails(capsys):
     out = rejected(check_smallest_upsample, upsample_off_by_one, capsys=capsys)
     assert "expected 3, got 2" in out  # 3 - 1
     assert "at x2 the 56px input does not get through the features" in out
+
+
+# --- lrn ---------------------------------------------------------------------
+
+# Krizhevsky et al. 2012, section 3.3: k = 2, n = 5, alpha = 1e-4, beta = 0.75.
+def test_lrn_with_pytorchs_alpha_convention_is_named(capsys):
+    from cnnlab.exercises.alexnet import check_lrn
+
+    def pytorch_alpha(a, size=5, alpha=1e-4, beta=0.75, k=2.0):
+        return torch.nn.LocalResponseNorm(size, alpha=alpha, beta=beta, k=k)(a)
+
+    assert not check_lrn(pytorch_alpha)
+    assert "you divided alpha by the window size" in capsys.readouterr().out
+
+
+def test_lrn_written_with_pytorchs_layer_and_the_right_alpha_passes(capsys):
+    from cnnlab.exercises.alexnet import check_lrn
+
+    def via_layer(a, size=5, alpha=1e-4, beta=0.75, k=2.0):
+        return torch.nn.LocalResponseNorm(size, alpha=alpha * size, beta=beta, k=k)(a)
+
+    assert check_lrn(via_layer)
+    assert "✓" in capsys.readouterr().out
+
+
+def test_lrn_without_the_neighbours_is_told_about_the_window(capsys):
+    from cnnlab.exercises.alexnet import check_lrn
+    assert not check_lrn(lambda a, size=5, alpha=1e-4, beta=0.75, k=2.0:
+                         a / (k + alpha * a ** 2) ** beta)
+    assert "the sum runs over the neighbouring channels" in capsys.readouterr().out
+
+
+def lrn_in_float64(a, size=5, alpha=1e-4, beta=0.75, k=2.0):
+    """The paper's formula, computed in double precision (a right answer)."""
+    a = a.double()
+    squares, half = a ** 2, size // 2
+    sums = torch.stack([squares[:, max(0, i - half):i + half + 1].sum(1)
+                        for i in range(a.shape[1])], dim=1)
+    return a / (k + alpha * sums) ** beta
+
+
+def test_lrn_in_float64_passes(capsys):
+    # The issue: this was told "your code raised RuntimeError: Double did not match
+    # Float", an error of the checker's own comparison.
+    from cnnlab.exercises.alexnet import check_lrn
+    assert check_lrn(lrn_in_float64)
+    assert capsys.readouterr().out == "✓ lrn: passed\n"
+
+
+def test_lrn_in_half_precision_is_told_its_dtype(capsys):
+    from cnnlab.exercises.alexnet import check_lrn
+    out = rejected(check_lrn, lambda a, size=5, alpha=1e-4, beta=0.75, k=2.0:
+                   lrn_in_float64(a, size, alpha, beta, k).half(), capsys=capsys)
+    assert "your tensor is torch.float16, too coarse for these values" in out
+
+
+def test_lrn_returning_integers_is_told_its_dtype(capsys):
+    from cnnlab.exercises.alexnet import check_lrn
+    out = rejected(check_lrn, lambda a, size=5, alpha=1e-4, beta=0.75, k=2.0:
+                   lrn_in_float64(a, size, alpha, beta, k).long(), capsys=capsys)
+    assert "returned a tensor of dtype torch.int64; return floating-point values" in out

@@ -1,11 +1,10 @@
-"""The chapter 1 (data) checkers: they pass the solution, reject the stub
-and reject plausible wrong answers with a specific message.
+"""The chapter 1 (data) checkers reject plausible wrong answers with a specific
+message, and accept right answers written differently.
 
-The solution and the stub are the "exercise" cells of the two notebooks,
-run here, so these tests test what the notebooks contain.
+(tests/test_exercise_registry.py runs every checker on the notebooks'
+solution, stub and a None answer.)
 """
 
-import pytest
 from exercise_cells import rejected
 import torch
 
@@ -13,28 +12,6 @@ from cnnlab.data import MEAN, STD
 from cnnlab.exercises.data import check_batches, check_normalise, check_split
 
 NOTEBOOK = "01_data.ipynb"
-
-
-CHECKS = [("normalise", check_normalise), ("split", check_split),
-          ("batches", check_batches)]
-
-
-@pytest.mark.parametrize("name,check", CHECKS, ids=[n for n, _ in CHECKS])
-def test_passes_the_solution(name, check, solution, capsys):
-    assert check(solution[name]) is True
-    assert capsys.readouterr().out == f"✓ {name}: passed\n"
-
-
-@pytest.mark.parametrize("name,check", CHECKS, ids=[n for n, _ in CHECKS])
-def test_rejects_the_stub(name, check, stub, capsys):
-    assert check(stub[name]) is False
-    assert f"… {name}: not done yet" in capsys.readouterr().out
-
-
-@pytest.mark.parametrize("name,check", CHECKS, ids=[n for n, _ in CHECKS])
-def test_a_none_placeholder_is_not_done_yet(name, check, capsys):
-    assert check(None) is False
-    assert "not done yet" in capsys.readouterr().out
 
 
 # --- normalise: plausible wrong answers -------------------------------------
@@ -189,3 +166,62 @@ def test_batches_rejects_the_same_order_every_epoch(capsys):
 def test_batches_rejects_images_and_labels_shuffled_apart(capsys):
     out = rejected(check_batches, batches_shuffling_apart, capsys=capsys)
     assert "the images and labels come from different examples" in out
+
+
+# --- batches: an order that is not a shuffle (issue 24) ---------------------
+
+def batches_shuffling_whole_batches(images, labels, batch_size, generator):
+    starts = list(range(0, len(labels), batch_size))
+    for i in torch.randperm(len(starts), generator=generator).tolist():
+        yield (images[starts[i]:starts[i] + batch_size],
+               labels[starts[i]:starts[i] + batch_size])
+
+
+def batches_from_a_random_start(images, labels, batch_size, generator):
+    n = len(labels)
+    start = int(torch.randint(n, (1,), generator=generator))
+    order = (torch.arange(n) + start) % n  # "a random rotation"
+    for i in range(0, n, batch_size):
+        idx = order[i:i + batch_size]
+        yield images[idx], labels[idx]
+
+
+def test_batches_rejects_shuffling_whole_batches(capsys):
+    out = rejected(check_batches, batches_shuffling_whole_batches, capsys=capsys)
+    assert "the order is not shuffled: you shuffled the order of the batches" in out
+
+
+def test_batches_rejects_a_random_rotation_of_the_stored_order(capsys):
+    out = rejected(check_batches, batches_from_a_random_start, capsys=capsys)
+    assert "(a rotation): example i + 1 still follows example i" in out
+
+
+def batches_by_argsort(images, labels, batch_size, generator):
+    """A right answer written differently: random keys sorted, a list returned."""
+    order = torch.rand(len(labels), generator=generator).argsort()
+    return [(images[order[i:i + batch_size]], labels[order[i:i + batch_size]])
+            for i in range(0, len(labels), batch_size)]
+
+
+def batches_by_index_select(images, labels, batch_size, generator):
+    order = torch.randperm(len(labels), generator=generator)
+    for chunk in order.split(batch_size):
+        yield images.index_select(0, chunk), labels.index_select(0, chunk)
+
+
+def test_batches_written_differently_pass(capsys):
+    assert check_batches(batches_by_argsort)
+    assert check_batches(batches_by_index_select)
+    assert capsys.readouterr().out == "✓ batches: passed\n" * 2
+
+
+# --- split: a hint for the sorted split (issue 24) ---------------------------
+
+def split_sorted(n, n_val, seed):
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return perm[:n - n_val].sort().values, perm[n - n_val:]  # "tidier in order"
+
+
+def test_split_sorted_is_told_the_order_is_the_shuffle(capsys):
+    out = rejected(check_split, split_sorted, capsys=capsys)
+    assert "train_idx holds the right indices, but sorted; keep the permutation's order" in out

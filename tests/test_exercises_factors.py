@@ -1,10 +1,9 @@
-"""The comparison/factors checkers: they pass the solution, reject the stub
-and reject plausible wrong answers with a specific message.
+"""The chapter 8 (factors) checkers reject plausible wrong answers with a
+specific message, and accept right answers written differently.
 
-The solution and the stub are the "exercise" cells of the two notebooks,
-run here, so these tests test what the notebooks contain. The two tests
-that train LeNet for 2 epochs on the CPU are marked slow (tens of seconds
-each on an idle laptop CPU).
+(tests/test_exercise_registry.py runs every checker on the notebooks'
+solution, stub and a None answer.) The test that trains LeNet for 2 epochs
+on the CPU is marked slow (tens of seconds on an idle laptop CPU).
 """
 
 import pytest
@@ -19,21 +18,6 @@ NOTEBOOK = "07_factors.ipynb"
 
 
 # --- training_memory_bytes --------------------------------------------------
-
-def test_training_memory_passes_the_solution(solution, capsys):
-    assert check_training_memory(solution["training_memory_bytes"]) is True
-    assert capsys.readouterr().out == "✓ training_memory_bytes: passed\n"
-
-
-def test_training_memory_rejects_the_stub(stub, capsys):
-    assert check_training_memory(stub["training_memory_bytes"]) is False
-    assert "… training_memory_bytes: not done yet" in capsys.readouterr().out
-
-
-def test_training_memory_none_is_not_done_yet(capsys):
-    assert check_training_memory(None) is False
-    assert "not done yet" in capsys.readouterr().out
-
 
 def leaf_output_bytes(model, batch_size):
     """Activations as the outputs of every leaf layer (forward hooks)."""
@@ -105,16 +89,6 @@ def test_training_memory_rejects_no_activations(capsys):
 
 # --- check_lenet_98_5 -------------------------------------------------------
 
-def test_lenet_98_5_rejects_the_stub(stub, capsys):
-    assert check_lenet_98_5(stub["build_model"], stub["make_optimizer"]) is False
-    assert "… LeNet to 98.5% in 2 epochs: not done yet" in capsys.readouterr().out
-
-
-def test_lenet_98_5_none_is_not_done_yet(capsys):
-    assert check_lenet_98_5(None, None) is False
-    assert "not done yet" in capsys.readouterr().out
-
-
 def adamw(params, steps_per_epoch, epochs):
     return torch.optim.AdamW(params, lr=1e-3), None
 
@@ -142,12 +116,6 @@ def test_lenet_98_5_rejects_a_wrong_output_shape(capsys):
 
 
 @pytest.mark.slow
-def test_lenet_98_5_passes_the_solution(solution, capsys):
-    assert check_lenet_98_5(solution["build_model"], solution["make_optimizer"]) is True
-    assert capsys.readouterr().out == "✓ LeNet to 98.5% in 2 epochs: passed\n"
-
-
-@pytest.mark.slow
 def test_lenet_98_5_rejects_the_packages_sigmoid_lenet(capsys):
     # The report's recipe: sigmoid LeNet-5, AdamW at 0.001, no schedule.
     out = rejected(check_lenet_98_5, lambda: get_model("lenet"), adamw, capsys=capsys)
@@ -155,3 +123,27 @@ def test_lenet_98_5_rejects_the_packages_sigmoid_lenet(capsys):
     # 2 epochs of 48,000 / 128 = 375 steps each.
     assert f"after {2 * 48_000 // 128} steps (2 epochs of batch 128), below 98.5%" in out
     assert "ReLU instead of sigmoid" in out
+
+
+# --- training_memory_bytes: the parameters counted as activations (issue 24) ---------
+
+def saved_with_parameters(model, batch_size):
+    """What autograd saves, every storage once, the weights' own included."""
+    saved = {}
+
+    def pack(t):
+        saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+    model.train()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(torch.zeros(batch_size, 1, 28, 28))
+    return sum(saved.values())
+
+
+def test_training_memory_rejects_the_parameters_counted_as_activations(capsys):
+    # LeNet at batch 1: 177,704 bytes of parameters, about 35 KB of activations, so
+    # the total was within the 30% tolerance (+24%); the part itself is 6x too big.
+    out = rejected(check_training_memory, memory(activations=saved_with_parameters),
+                   capsys=capsys)
+    assert "activations_bytes for get_model('lenet') at batch 1" in out
+    assert "the parameters' own storages counted" in out

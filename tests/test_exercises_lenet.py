@@ -1,42 +1,18 @@
-"""The chapter 2 (LeNet-5) checkers: they pass the solution, reject the stub
-and reject plausible wrong answers with a specific message.
+"""The chapter 2 (LeNet-5) checkers reject plausible wrong answers with a specific
+message, and accept right answers written differently.
 
-The solution and the stub are the "exercise" cells of the two notebooks,
-run here, so these tests test what the notebooks contain.
+(tests/test_exercise_registry.py runs every checker on the notebooks'
+solution, stub and a None answer.)
 """
 
-import pytest
 from exercise_cells import rejected
 import torch
+from torch import nn
 
 from cnnlab.exercises.lenet import (check_conv_output_size, check_flatten_size,
                                     check_receptive_field, check_trace)
 
 NOTEBOOK = "02_lenet.ipynb"
-
-
-CHECKS = [("flatten_size", check_flatten_size),
-          ("conv_output_size", check_conv_output_size),
-          ("trace", check_trace),
-          ("receptive_field", check_receptive_field)]
-
-
-@pytest.mark.parametrize("name,check", CHECKS, ids=[n for n, _ in CHECKS])
-def test_passes_the_solution(name, check, solution, capsys):
-    assert check(solution[name]) is True
-    assert capsys.readouterr().out == f"✓ {name}: passed\n"
-
-
-@pytest.mark.parametrize("name,check", CHECKS, ids=[n for n, _ in CHECKS])
-def test_rejects_the_stub(name, check, stub, capsys):
-    assert check(stub[name]) is False
-    assert f"… {name}: not done yet" in capsys.readouterr().out
-
-
-@pytest.mark.parametrize("name,check", CHECKS, ids=[n for n, _ in CHECKS])
-def test_a_none_placeholder_is_not_done_yet(name, check, capsys):
-    assert check(None) is False
-    assert "not done yet" in capsys.readouterr().out
 
 
 # --- flatten_size: plausible wrong answers ----------------------------------
@@ -152,7 +128,8 @@ def test_trace_rejects_hooks_left_behind(capsys):
 
 def test_trace_rejects_a_model_left_in_eval_mode(capsys):
     out = rejected(check_trace, tracer(restore_mode=False), capsys=capsys)
-    assert "trace left get_model('lenet') in eval mode" in out
+    assert ("trace was given get_model('lenet') in train mode and left it in eval mode: "
+            "you switch it to eval mode and never back") in out
 
 
 def test_trace_rejects_modules_listed_instead_of_called(capsys):
@@ -168,3 +145,120 @@ def test_trace_rejects_modules_listed_instead_of_called(capsys):
     out = rejected(check_trace, trace, capsys=capsys)
     assert "a small 3-channel net that calls its ReLU twice" in out
     assert "in the order the forward pass makes them" in out
+
+
+# --- receptive_field ----------------------------------------------------------
+
+def _layers(model):
+    return [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d))]
+
+
+def _k(m):
+    return m.kernel_size if isinstance(m.kernel_size, int) else m.kernel_size[0]
+
+
+def _s(m):
+    return m.stride if isinstance(m.stride, int) else m.stride[0]
+
+
+def test_receptive_field_without_the_jump_is_told_about_strides(capsys):
+    def no_jump(model):
+        size, out = 1, []
+        for m in _layers(model):
+            size += _k(m) - 1
+            out.append(size)
+        return out
+
+    assert not check_receptive_field(no_jump)
+    out = capsys.readouterr().out
+    # LeNet's C1, S2, C3, S4 (k 5, 2, 5, 2; strides 1, 2, 1, 2): with the jump
+    # 1+4, +1*1, +4*2, +1*2 = 5, 6, 14, 16 (test_concepts.py); without, 5, 6, 10, 11.
+    assert "expected [5, 6, 14, 16], got [5, 6, 10, 11]" in out
+    assert "multiply the jump by each layer's stride" in out
+
+
+def test_receptive_field_with_the_stride_applied_too_early_is_rejected(capsys):
+    def early(model):  # jump updated before it is used
+        size, jump, out = 1, 1, []
+        for m in _layers(model):
+            jump *= _s(m)
+            size += (_k(m) - 1) * jump
+            out.append(size)
+        return out
+
+    assert not check_receptive_field(early)
+    assert "size += (k - 1) * jump, then jump *= stride" in capsys.readouterr().out
+
+
+def test_receptive_field_written_backwards_from_the_output_passes(capsys):
+    # r_in = s * r_out + (k - s), from the top layer down: the same numbers.
+    def backwards(model):
+        layers, out = _layers(model), []
+        for top in range(len(layers)):
+            r = 1
+            for m in reversed(layers[:top + 1]):
+                r = _s(m) * (r - 1) + _k(m)
+            out.append(r)
+        return out
+
+    assert check_receptive_field(backwards)
+    assert "✓" in capsys.readouterr().out
+
+
+# --- slow_start (trains LeNet: a few seconds) -------------------------------------------
+
+def first_below(losses, start=1):
+    """The first step (from 1) whose average of the last 20 losses is under 2.0."""
+    for step in range(start, len(losses) + 1):
+        window = losses[max(0, step - 20):step]
+        if sum(window) / len(window) < 2.0:
+            return step
+    return None
+
+
+def exercise_run(activation, **changes):
+    from cnnlab.train import TrainConfig, fit
+
+    settings = dict(model="lenet", options={"activation": activation}, max_steps=300,
+                    eval_every=300, val_images=1_000, test_images=1_000, device="cpu")
+    return fit(TrainConfig(**{**settings, **changes}), progress=False).train_loss
+
+
+def test_slow_start_passes_a_hand_written_average_without_training_twice(monkeypatch,
+                                                                         capsys):
+    from cnnlab.exercises import lenet
+
+    # The exercise's run and rule: 300 steps; the first step whose last 20 losses
+    # average under 2.0 (chance, ln 10, is 2.30). A strict 20-step window, written out.
+    def by_hand(activation):
+        return first_below(exercise_run(activation), start=20)
+
+    def no_second_run(activation):
+        raise AssertionError("the oracle trained again what the answer had trained")
+
+    # The oracle's losses are the answer's own run's (the same config): the check
+    # trains two runs, not four. (The check runs in a child: the patch reaches it.)
+    monkeypatch.setattr(lenet, "_losses", no_second_run)
+    assert lenet.check_slow_start(by_hand)
+    assert capsys.readouterr().out == "✓ slow_start: passed\n"
+
+
+def test_slow_start_is_not_checked_against_a_run_with_another_config(capsys):
+    from cnnlab.exercises.lenet import check_slow_start
+
+    # Three times the learning rate: another run, whose steps are not the exercise's.
+    out = rejected(check_slow_start, lambda activation: first_below(
+        exercise_run(activation, lr=3e-3)), capsys=capsys)
+    assert "slow_start('sigmoid'): expected" in out
+
+
+def test_slow_start_rejects_a_guess_and_an_off_by_one(solution, capsys):
+    from cnnlab.exercises.lenet import check_slow_start
+
+    solution = solution["slow_start"]
+    assert not check_slow_start(lambda activation: 100)
+    assert "average the last 20 training losses" in capsys.readouterr().out
+    assert not check_slow_start(lambda activation: solution(activation) - 1)
+    assert "count steps from 1" in capsys.readouterr().out
+    assert not check_slow_start(lambda activation: solution(activation) + 1)
+    assert "not the step after it" in capsys.readouterr().out

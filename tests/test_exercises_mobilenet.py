@@ -1,8 +1,9 @@
-"""The chapter 5 checkers pass the solution, and reject the stub and wrong answers.
+"""The chapter 5 (MobileNetV1) checkers reject plausible wrong answers with a specific
+message, and accept right answers written differently.
 
-The solution and the stub are the "exercise" cells of
-solutions/05_mobilenet.ipynb and exercises/05_mobilenet.ipynb, so these
-tests test what the notebooks contain.
+(tests/test_exercise_registry.py runs every checker on the notebooks'
+solution, stub and a None answer.) Some tests use the solution notebook's
+answers, as the ``solution`` fixture gives them.
 """
 
 import pytest
@@ -34,16 +35,6 @@ def separable_with_biases(cin, cout, k=3):
 def separable_fixed_k(cin, cout, k=3):
     """Always 3x3: right for MobileNet, wrong for other kernels."""
     return 9 * cin + cin * cout
-
-
-def test_param_counts_pass_the_solution(solution, capsys):
-    assert check_param_counts(solution["standard_params"], solution["separable_params"])
-    assert verdict(capsys) == "✓ parameters: standard vs depthwise-separable: passed\n"
-
-
-def test_param_counts_stub_is_not_done(stub, capsys):
-    assert check_param_counts(stub["standard_params"], stub["separable_params"]) is False
-    assert "not done yet" in verdict(capsys)
 
 
 def test_param_counts_half_done_is_not_done(solution, stub, capsys):
@@ -119,17 +110,6 @@ class StrideOnPointwise(Separable):
         self.pointwise = nn.Conv2d(cin, cout, 1, stride, bias=False)
 
 
-def test_depthwise_separable_passes_the_solution(solution, capsys):
-    assert check_depthwise_separable(solution["MyDepthwiseSeparable"]) is True
-    assert verdict(capsys) == "✓ depthwise-separable convolution: passed\n"
-
-
-@pytest.mark.parametrize("answer", ["stub", None])
-def test_depthwise_separable_stub_is_not_done(stub, capsys, answer):
-    assert check_depthwise_separable(stub["MyDepthwiseSeparable"] if answer else None) is False
-    assert "… depthwise-separable convolution: not done yet" in verdict(capsys)
-
-
 @pytest.mark.parametrize("wrong, message", [
     (WithoutGroups, "the 3x3 conv has groups=1, so it is not depthwise"),
     (WithBias, "pass bias=False"),
@@ -157,16 +137,6 @@ def test_forgotten_groups_message_names_the_blow_up(capsys):
 
 # Exercise 3: the mult-adds ratio
 
-def test_macs_ratio_passes_the_solution(solution, capsys):
-    assert check_macs_ratio(solution["macs_ratio"]) is True
-    assert verdict(capsys) == "✓ mult-adds: separable / standard: passed\n"
-
-
-def test_macs_ratio_stub_is_not_done(stub, capsys):
-    assert check_macs_ratio(stub["macs_ratio"]) is False
-    assert "not done yet" in verdict(capsys)
-
-
 @pytest.mark.parametrize("wrong, message", [
     (lambda cin, cout, k, h, w: 1 / k**2, "that is the depthwise conv alone"),
     (lambda cin, cout, k, h, w: 1 / (1 / cout + 1 / k**2), "upside down"),
@@ -182,3 +152,145 @@ def test_macs_ratio_rejects_wrong_answers(capsys, wrong, message):
     out = verdict(capsys)
     assert out.startswith("✗ mult-adds: separable / standard: ")
     assert message in out
+
+
+# --- recompute_bn_stats -------------------------------------------------------------
+
+def _recompute(reset=True, cumulative=True, train_mode=True, restore=True, step=False):
+    def recompute_bn_stats(model, batches):
+        was_training = model.training
+        bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+        momenta = [bn.momentum for bn in bns]
+        for bn in bns:
+            if reset:
+                bn.reset_running_stats()
+            if cumulative:
+                bn.momentum = None
+        model.train(train_mode)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        for x in batches:
+            if step:  # a training step slipped in
+                model(x).sum().backward()
+                optimizer.step()
+            else:
+                with torch.no_grad():
+                    model(x)
+        for bn, m in zip(bns, momenta):
+            bn.momentum = m
+        if restore:
+            model.train(was_training)
+    return recompute_bn_stats
+
+
+def test_recompute_bn_written_as_update_bn_itself_passes(capsys):
+    from torch.optim.swa_utils import update_bn
+
+    from cnnlab.exercises.mobilenet import check_recompute_bn
+
+    assert check_recompute_bn(lambda model, batches: update_bn(batches, model))
+    assert capsys.readouterr().out == "✓ recompute_bn_stats: passed\n"
+
+
+@pytest.mark.parametrize("slip, hint", [
+    ({"cumulative": False}, "the last batches dominate"),
+    ({"reset": False}, "the stale values stay in the average"),
+    # the checker's 5 batches, each keeping 1 - 0.1 (the default momentum) of the old
+    ({"reset": False, "cumulative": False}, "still weigh 0.9^5"),
+    ({"train_mode": False}, "only in training mode"),
+    ({"restore": False}, "left it in training mode"),
+    ({"step": True}, "changed"),
+])
+def test_recompute_bn_slips_get_a_hint_that_names_them(slip, hint, capsys):
+    from cnnlab.exercises.mobilenet import check_recompute_bn
+
+    assert not check_recompute_bn(_recompute(**slip))
+    out = capsys.readouterr().out
+    assert hint in out and out.count("\n") == 1
+
+
+# --- recompute_bn_stats: state put back, and reset in the right place (issue 24) ---------
+
+def recompute_momentum_left_none(model, batches):
+    was_training = model.training
+    for bn in (m for m in model.modules() if isinstance(m, nn.BatchNorm2d)):
+        bn.reset_running_stats()
+        bn.momentum = None  # never put back
+    model.train()
+    with torch.no_grad():
+        for x in batches:
+            model(x)
+    model.train(was_training)
+
+
+def recompute_momentum_set_to_default(model, batches):
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    recompute_momentum_left_none(model, batches)
+    for bn in bns:
+        bn.momentum = 0.1  # "PyTorch's default", not what this model had
+
+
+def recompute_ending_in_eval(model, batches):
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    momenta = [bn.momentum for bn in bns]
+    recompute_momentum_left_none(model, batches)
+    for bn, momentum in zip(bns, momenta):
+        bn.momentum = momentum
+    model.eval()  # "we are done: back to evaluation"
+
+
+def recompute_resetting_after_the_loop(model, batches):
+    was_training = model.training
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    momenta = [bn.momentum for bn in bns]
+    model.train()
+    with torch.no_grad():
+        for bn in bns:
+            bn.momentum = None
+        for x in batches:
+            model(x)
+    for bn, momentum in zip(bns, momenta):
+        bn.reset_running_stats()  # in the clean-up, with the momenta
+        bn.momentum = momentum
+    model.train(was_training)
+
+
+@pytest.mark.parametrize("wrong, message", [
+    # The checker's first model has PyTorch's default momenta; its second, 0.01, 0.05, 0.3.
+    (recompute_momentum_left_none, "had momentum 0.1 before recompute_bn_stats and None"),
+    (recompute_momentum_set_to_default, "had momentum 0.01 before recompute_bn_stats and 0.1"),
+    (recompute_ending_in_eval, "the model was in training mode and recompute_bn_stats left it "
+                               "in eval mode"),
+    (recompute_resetting_after_the_loop, "you reset the statistics AFTER the batches ran"),
+])
+def test_recompute_bn_state_slips_are_named(wrong, message, capsys):
+    from cnnlab.exercises.mobilenet import check_recompute_bn
+    assert check_recompute_bn(wrong) is False
+    assert message in verdict(capsys)
+
+
+def test_recompute_bn_with_a_fresh_model_copy_of_the_statistics_passes(capsys):
+    # A right answer written differently: the averages computed by hand with forward
+    # hooks would be long; this one resets, uses momentum None through a context of
+    # its own making, and restores everything in a finally: block.
+    from cnnlab.exercises.mobilenet import check_recompute_bn
+
+    def recompute(model, batches):
+        bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+        saved = [(bn.momentum, bn.training) for bn in bns]
+        mode = model.training
+        try:
+            for bn in bns:
+                bn.reset_running_stats()
+                bn.momentum = None
+                bn.train()  # only the BN layers in training mode: dropout stays off
+            with torch.no_grad():
+                for x in batches:
+                    model(x)
+        finally:
+            for bn, (momentum, training) in zip(bns, saved):
+                bn.momentum = momentum
+                bn.train(training)
+            model.train(mode)
+
+    assert check_recompute_bn(recompute) is True
+    assert verdict(capsys) == "✓ recompute_bn_stats: passed\n"

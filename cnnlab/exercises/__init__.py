@@ -32,6 +32,7 @@ import os
 import select
 import signal
 import sys
+import sysconfig
 import threading
 import time
 import warnings
@@ -269,7 +270,8 @@ CHECKERS: dict[str, Registered] = {}
 
 
 def checker(name: str, *, answers: str | tuple[str, ...],
-            seconds: float | None = TIME_LIMIT, quiet: bool = True):
+            seconds: float | None = TIME_LIMIT, quiet: bool = True,
+            prepare: Callable[[], None] | None = None):
     """Register ``check`` as the checker of the exercise ``name``.
 
     ``check(*answers, **options)`` raises CheckFailed (or NotImplementedError)
@@ -279,7 +281,10 @@ def checker(name: str, *, answers: str | tuple[str, ...],
     answer is "not done yet". ``quiet`` runs the check under ``quiet_torch``
     (seeded, no autograd, one thread); a check that trains passes False.
     ``answers`` names what the notebook's exercise cells define, in order;
-    the module's ``NOTEBOOK`` names the notebook.
+    the module's ``NOTEBOOK`` names the notebook. ``prepare``, if given, runs
+    in this process first, outside the time limit: work that is the
+    checker's own (an import, an oracle's training run), which a cache then
+    keeps for the next run of the check; its errors are left to the check.
     """
     names = (answers,) if isinstance(answers, str) else tuple(answers)
 
@@ -290,11 +295,16 @@ def checker(name: str, *, answers: str | tuple[str, ...],
                 if any(answer is None for answer in given):
                     raise NotImplementedError
                 if not quiet:
-                    check(*given, **options)
+                    _own_errors_named(check, given, options)
                     return
                 from ._harness import quiet_torch  # _harness imports this module
                 with quiet_torch():
-                    check(*given, **options)
+                    _own_errors_named(check, given, options)
+            if prepare is not None and not _running and not any(a is None for a in given):
+                try:
+                    prepare()
+                except Exception:  # the check runs it again and says what failed
+                    pass
             return run_check(name, body, seconds)
 
         run.__annotations__ = {**check.__annotations__, "return": bool}
@@ -304,6 +314,50 @@ def checker(name: str, *, answers: str | tuple[str, ...],
         return run
 
     return register
+
+
+def _own_errors_named(check: Callable[..., None], given: tuple, options: dict) -> None:
+    """Run ``check``; an error the checker's own code raised is not the learner's.
+
+    An exception whose innermost frame outside the libraries (torch, NumPy,
+    Python's own modules, the rest of cnnlab) is the checker's was raised by
+    the check, on what the answer returned or in calling it (a comparison of a
+    float64 answer with a float32 oracle, a call with an argument the answer
+    does not take): the line says so instead of "your code raised".
+    """
+    try:
+        check(*given, **options)
+    except (CheckFailed, NotImplementedError):
+        raise
+    except Exception as err:
+        if not _raised_by_checker(err):
+            raise
+        raise CheckFailed(f"the check could not use your answer ({type(err).__name__}: "
+                          f"{_message(err)}); look at what your code returns (its type, "
+                          f"dtype and shape) and at how it is called.") from err
+
+
+# Where library code lives: Python's own modules, installed packages, and the
+# cnnlab package itself (its modules other than the checkers are library code
+# that both the answer and the checker call).
+_LIBRARY = tuple(sorted({sysconfig.get_paths()[key] for key in ("stdlib", "purelib", "platlib")}
+                        | {os.path.dirname(os.path.dirname(__file__))}))
+
+
+def _raised_by_checker(err: BaseException) -> bool:
+    """True when the innermost non-library frame of ``err``'s traceback is a checker's."""
+    frames = []
+    tb = err.__traceback__
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    for frame in reversed(frames):  # innermost first
+        if _is_checker(frame) and frame.f_globals.get("__name__") != "contextlib":
+            return True
+        filename = frame.f_code.co_filename
+        if not (filename.startswith(_LIBRARY) or filename.startswith("<frozen")):
+            return False  # the learner's code: a notebook cell, a test, an exec'd cell
+    return False
 
 
 # --- the check in a child process ------------------------------------------------

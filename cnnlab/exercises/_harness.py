@@ -44,6 +44,19 @@ def tensor_answer(value: object, call: str) -> torch.Tensor:
     return plain_tensor(value)
 
 
+def float_answer(value: object, call: str) -> torch.Tensor:
+    """An answer that must be a floating-point tensor, as a plain one.
+
+    Any floating dtype is a right answer (float64 is as right as float32: the
+    caller compares in its own dtype); an integer or boolean tensor is named.
+    """
+    value = tensor_answer(value, call)
+    expect(value.is_floating_point(),
+           f"{call} returned a tensor of dtype {value.dtype}; return floating-point "
+           f"values (torch.float32, as the input is).")
+    return value
+
+
 def plain_str(value: str) -> str:
     """``value`` as an exact ``str``: a subclass's ``__eq__`` could say yes to anything."""
     return str.__str__(value)
@@ -73,6 +86,23 @@ def quiet_torch(seed: int = 0) -> Iterator[None]:
             yield
         finally:
             torch.set_num_threads(threads)
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """One torch thread while the block runs, the caller's count restored after.
+
+    The checks run small tensors and tiny nets: a second thread adds little,
+    and on a busy CPU threads that wait for each other at every operation
+    make a check many times slower. One thread also makes the arithmetic,
+    and so a trained result, independent of the machine's core count.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def as_count(value: object, call: str, why: str = "") -> int:

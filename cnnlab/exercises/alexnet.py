@@ -15,11 +15,12 @@ from typing import Callable
 import torch
 from torch import nn
 
-from . import expect, expect_equal, run_check
-from ._harness import allclose, as_count, as_real, close, given, plain_tensor, quiet_torch
+from . import checker, expect, expect_equal
+from ._harness import allclose, as_count, as_real, close, float_answer, quiet_torch
 from ..models import count_parameters, get_model
 
 CHAPTER = "chapter 3 (AlexNet)"
+NOTEBOOK = "03_alexnet.ipynb"
 INPUT_SIZE = 28  # the digit's side, before any upsampling
 
 
@@ -37,8 +38,9 @@ LINEAR_CASES = [(256, 120), (84, 10), (128 * 7 * 7, 4096), (256 * 6 * 6, 4096),
                 (4096, 10), (1, 1), (3, 5)]
 
 
-def _check_linear_params(linear_params: Callable[[int, int], int] | None) -> None:
-    linear_params = given(linear_params)
+@checker("linear_params", answers="linear_params")
+def check_linear_params(linear_params: Callable[[int, int], int]) -> None:
+    """Check ``linear_params(in_features, out_features)`` against nn.Linear."""
     for n_in, n_out in LINEAR_CASES:
         call = f"linear_params({n_in}, {n_out})"
         got = linear_params(n_in, n_out)
@@ -57,11 +59,6 @@ def _check_linear_params(linear_params: Callable[[int, int], int] | None) -> Non
                          f"{hint}; see {CHAPTER}, 'Where the parameters sit'.")
 
 
-def check_linear_params(linear_params: Callable[[int, int], int] | None) -> bool:
-    """Check ``linear_params(in_features, out_features)`` against nn.Linear."""
-    return run_check("linear_params", lambda: _check_linear_params(linear_params))
-
-
 # --- Exercise 2: fc1_share -------------------------------------------------
 
 FC1_MODELS = ["alexnet", "alexnet_large", "lenet"]
@@ -71,8 +68,9 @@ def _first_linear(model: nn.Module) -> nn.Linear:
     return next(m for m in model.modules() if isinstance(m, nn.Linear))
 
 
-def _check_fc1_share(fc1_share: Callable[[str], float] | None) -> None:
-    fc1_share = given(fc1_share)
+@checker("fc1_share", answers="fc1_share")
+def check_fc1_share(fc1_share: Callable[[str], float]) -> None:
+    """Check ``fc1_share(model_name)``: the first FC layer's share of all parameters."""
     for name in FC1_MODELS:
         call = f"fc1_share({name!r})"
         got = fc1_share(name)
@@ -92,11 +90,6 @@ def _check_fc1_share(fc1_share: Callable[[str], float] | None) -> None:
                         f"parameters by count_parameters(get_model({name!r}))")
             expect(False, f"{call}: expected {expected:.6f}, got {got!r}. Hint: "
                           f"{hint}; see {CHAPTER}, 'Where the parameters sit'.")
-
-
-def check_fc1_share(fc1_share: Callable[[str], float] | None) -> bool:
-    """Check ``fc1_share(model_name)``: the first FC layer's share of all parameters."""
-    return run_check("fc1_share", lambda: _check_fc1_share(fc1_share))
 
 
 # --- Exercise 3: smallest_upsample -----------------------------------------
@@ -157,8 +150,9 @@ def _expected_factor(name: str, min_map: int) -> int:
     return factor
 
 
-def _check_smallest_upsample(smallest_upsample: Callable[[str, int], int] | None) -> None:
-    smallest_upsample = given(smallest_upsample)
+@checker("smallest_upsample", answers="smallest_upsample")
+def check_smallest_upsample(smallest_upsample: Callable[[str, int], int]) -> None:
+    """Check ``smallest_upsample(model_name, min_map)`` against the models' features."""
     for name, min_map in UPSAMPLE_CASES:
         call = f"smallest_upsample({name!r}, min_map={min_map})"
         expected = _expected_factor(name, min_map)  # first: the answer runs after
@@ -181,12 +175,6 @@ def _check_smallest_upsample(smallest_upsample: Callable[[str, int], int] | None
             expect_equal(call, expected, got, hint)
 
 
-def check_smallest_upsample(smallest_upsample: Callable[[str, int], int] | None) -> bool:
-    """Check ``smallest_upsample(model_name, min_map)`` against the models' features."""
-    return run_check("smallest_upsample",
-                     lambda: _check_smallest_upsample(smallest_upsample))
-
-
 # --- Exercise 4: local response normalisation by hand --------------------------
 
 def _lrn_oracle(a: torch.Tensor, size: int, alpha: float, beta: float,
@@ -195,8 +183,9 @@ def _lrn_oracle(a: torch.Tensor, size: int, alpha: float, beta: float,
     return nn.LocalResponseNorm(size, alpha=alpha * size, beta=beta, k=k)(a)
 
 
-def _check_lrn(lrn: Callable | None) -> None:
-    lrn = given(lrn)
+@checker("lrn", answers="lrn")
+def check_lrn(lrn: Callable) -> None:
+    """Check ``lrn(a, size, alpha, beta, k)``: the paper's LRN across channels."""
     where = f"See {CHAPTER}, 'Local response normalisation'."
     g = torch.Generator().manual_seed(0)
     for channels, size, alpha, beta, k in ((8, 5, 1e-4, 0.75, 2.0), (6, 3, 1e-2, 0.5, 1.0),
@@ -204,13 +193,12 @@ def _check_lrn(lrn: Callable | None) -> None:
         a = torch.relu(10 * torch.randn(2, channels, 4, 3, generator=g))
         call = f"lrn(a with {channels} channels, size={size}, alpha={alpha}, beta={beta}, k={k})"
         want = _lrn_oracle(a, size, alpha, beta, k)  # first: the answer runs after
-        got = lrn(a.clone(), size=size, alpha=alpha, beta=beta, k=k)
-        if isinstance(got, torch.Tensor):
-            got = plain_tensor(got)
-        expect(isinstance(got, torch.Tensor) and got.shape == a.shape,
-               f"{call} returned "
-               f"{tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__}; "
-               f"return a tensor of the input's shape {tuple(a.shape)}.")
+        got = float_answer(lrn(a.clone(), size=size, alpha=alpha, beta=beta, k=k), call)
+        expect(got.shape == a.shape,
+               f"{call} returned shape {tuple(got.shape)}; return a tensor of the input's "
+               f"shape {tuple(a.shape)}.")
+        # In float32, the oracle's precision: an answer computed in float64 is as right.
+        dtype, got = got.dtype, got.float()
         if allclose(got, want, rtol=1e-5, atol=1e-6):
             continue
         if allclose(got, _lrn_oracle(a, size, alpha / size, beta, k), rtol=1e-5):
@@ -223,13 +211,7 @@ def _check_lrn(lrn: Callable | None) -> None:
             hint = ("b_i = a_i / (k + alpha * sum over j = max(0, i - n//2) .. "
                     "min(N - 1, i + n//2) of a_j^2)^beta, the window cut at the first "
                     "and last channel")
+        if dtype.itemsize < 4:  # float16, bfloat16: about 3 significant digits
+            hint = f"your tensor is {dtype}, too coarse for these values: compute in float32"
         expect(False, f"{call} differs from the formula by up to "
                       f"{(got - want).abs().max().item():.3g}. Hint: {hint}. {where}")
-
-
-def check_lrn(lrn: Callable | None) -> bool:
-    """Check ``lrn(a, size, alpha, beta, k)``: the paper's LRN across channels."""
-    def check() -> None:
-        with quiet_torch():
-            _check_lrn(lrn)
-    return run_check("lrn", check)

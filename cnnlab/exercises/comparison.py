@@ -16,10 +16,11 @@ import math
 from collections.abc import Sequence
 from typing import Callable
 
-from . import expect, expect_equal, run_check, shown
-from ._harness import as_count, as_real, given, plain_str
+from . import checker, expect, expect_equal, shown
+from ._harness import as_count, as_real, plain_str
 
 CHAPTER = "chapter 7 (Comparing the five nets)"
+NOTEBOOK = "09_comparison.ipynb"
 # A right answer takes microseconds on these lists; a few seconds are plenty
 # even on a busy machine, and stop an answer that loops forever soon.
 SECONDS = 5.0
@@ -28,29 +29,43 @@ SECONDS = 5.0
 # --- Exercise 1: early stopping ----------------------------------------------
 
 def _early_stop(losses: Sequence[float], patience: int, *, ties_improve: bool = False,
-                against_previous: bool = False, extra_wait: int = 0) -> tuple[int, int]:
+                against_previous: bool = False, extra_wait: int = 0,
+                keep_true_best: bool = False) -> tuple[int, int]:
     """(stop epoch, kept epoch), epochs from 1: the rule, and some of its slips.
 
     An epoch improves when its loss is strictly below the best so far;
     training stops at the end of the ``patience``-th epoch in a row that does
     not improve, or at the last epoch; the best epoch up to the stop is kept.
+    With ``against_previous`` an epoch "improves" on the one before it, and
+    ``keep_true_best`` then still keeps the lowest loss up to the stop.
     """
     best, kept, waited, previous = math.inf, 0, 0, math.inf
+    lowest, lowest_epoch = math.inf, 0
     for epoch, loss in enumerate((float(v) for v in losses), start=1):
         reference = previous if against_previous else best
         better = loss <= reference if ties_improve else loss < reference
         previous = loss
+        if loss < lowest:
+            lowest, lowest_epoch = loss, epoch
         if better:
-            best, kept, waited = loss, epoch, 0
+            best, kept, waited = loss, (lowest_epoch if keep_true_best else epoch), 0
         else:
             waited += 1
             if waited == patience + extra_wait:
-                return epoch, kept
-    return len(losses), kept
+                return epoch, (lowest_epoch if keep_true_best else kept)
+    return len(losses), (lowest_epoch if keep_true_best else kept)
 
 
 def _first_increase(losses: Sequence[float], patience: int) -> tuple[int, int]:
     return _early_stop(losses, 1)
+
+
+def _first_rise(losses: Sequence[float], patience: int) -> tuple[int, int]:
+    """The slip as learners write it: stop at the first loss above the one before,
+    keep the epoch before it; without a rise, the last epoch for both."""
+    values = [float(v) for v in losses]
+    rise = next((e for e in range(2, len(values) + 1) if values[e - 1] > values[e - 2]), None)
+    return (rise, rise - 1) if rise else (len(values), len(values))
 
 
 def _keep_last(losses: Sequence[float], patience: int) -> tuple[int, int]:
@@ -69,6 +84,13 @@ def _best_of_all(losses: Sequence[float], patience: int) -> tuple[int, int]:
     return stop, values.index(min(values)) + 1
 
 
+def _minimum_plus_patience(losses: Sequence[float], patience: int) -> tuple[int, int]:
+    """The slip: find the lowest loss of the whole curve, stop ``patience`` later."""
+    values = [float(v) for v in losses]
+    best = values.index(min(values)) + 1
+    return min(best + patience, len(values)), best
+
+
 _SEE_STOP = f"See {CHAPTER}, 'Learning curves of the recorded runs'."
 # The usual slips, each as the answer it amounts to, and what to tell the learner.
 EARLY_STOP_SLIPS: list[tuple[Callable[[Sequence[float], int], tuple[int, int]], str]] = [
@@ -77,15 +99,23 @@ EARLY_STOP_SLIPS: list[tuple[Callable[[Sequence[float], int], tuple[int, int]], 
     (_keep_last,
      "you keep the weights of the epoch at which training stops, but that epoch (and the "
      "patience epochs before it) did not improve: keep the best epoch seen so far"),
-    (_first_increase,
-     "you stop at the first epoch that does not improve, whatever the patience; patience p "
-     "lets p epochs in a row go by without an improvement, and stops at the p-th"),
+    *[(slip, "you stop at the first epoch that does not improve, whatever the patience; "
+             "patience p lets p epochs in a row go by without an improvement, and stops "
+             "at the p-th") for slip in (_first_increase, _first_rise)],
     (lambda losses, p: _early_stop(losses, p, ties_improve=True),
      "an epoch that only EQUALS the best loss is not an improvement: use <, not <=, so a "
      "plateau counts towards the patience and the earlier of two equal epochs is kept"),
     (lambda losses, p: _early_stop(losses, p, against_previous=True),
      "you compared each epoch with the one before it; compare with the BEST loss so far, "
      "or a curve that wobbles above its best never stops"),
+    (lambda losses, p: _early_stop(losses, p, against_previous=True, keep_true_best=True),
+     "you count the patience from the last epoch that beat the one before it; count it "
+     "from the BEST loss so far (an epoch improves only when it beats the best), or a "
+     "curve that wobbles above its best never stops"),
+    (_minimum_plus_patience,
+     "you took the lowest loss of the WHOLE curve and stopped patience epochs after it; "
+     "training cannot see the epochs it has not run yet: walk the epochs in order and "
+     "stop at the patience-th epoch in a row that does not beat the best so far"),
     (lambda losses, p: _early_stop(losses, p, extra_wait=1),
      "you stop one epoch late: stop AT the p-th epoch in a row without an improvement, "
      "not after it"),
@@ -131,9 +161,11 @@ def _check_real_curve(val_losses: object) -> list[float]:
     return [as_real(v, f"val_losses[{i}]") for i, v in enumerate(val_losses)]
 
 
-def _check_early_stop(early_stop: Callable[[Sequence[float], int], tuple[int, int]] | None,
-                      val_losses: object) -> None:
-    early_stop = given(early_stop)
+@checker("early_stop", answers="early_stop", seconds=SECONDS)
+def check_early_stop(early_stop: Callable[[Sequence[float], int], tuple[int, int]],
+                     val_losses: object) -> None:
+    """Check ``early_stop(val_losses, patience) -> (stop epoch, kept epoch)`` on
+    made-up curves and on ``val_losses``, the curve the notebook trained."""
     real = _check_real_curve(val_losses)
     cases = _early_stop_cases() + [(f"your curve, patience {p}", real, p) for p in (1, 2, 3, 5)]
 
@@ -146,24 +178,16 @@ def _check_early_stop(early_stop: Callable[[Sequence[float], int], tuple[int, in
         expected = _early_stop(losses, patience)
         if got == expected:
             continue
-        fits = [hint for slip, hint in EARLY_STOP_SLIPS if slip(losses, patience) == got]
-        everywhere = [hint for slip, hint in EARLY_STOP_SLIPS
-                      if [slip(c, p) for _, c, p in cases] == answers]
-        hint = (everywhere or fits or [
-            "an epoch improves when its loss is below the best so far; stop at the "
-            "patience-th epoch in a row without an improvement (or at the last epoch), and "
-            "keep the best epoch up to there"])[0]
+        # A slip is named only when it gives the learner's answer on every curve:
+        # on one curve several slips can give the same pair by chance.
+        hint = next((hint for slip, hint in EARLY_STOP_SLIPS
+                     if [slip(c, p) for _, c, p in cases] == answers),
+                    "an epoch improves when its loss is below the best so far; stop at the "
+                    "patience-th epoch in a row without an improvement (or at the last "
+                    "epoch), and keep the best epoch up to there")
         shown = [round(float(v), 4) for v in losses]
         expect_equal(f"early_stop({shown}, patience={patience}) ({what})", expected, got,
                      f"{hint}. {_SEE_STOP}")
-
-
-def check_early_stop(early_stop: Callable[[Sequence[float], int], tuple[int, int]] | None,
-                     val_losses: object) -> bool:
-    """Check ``early_stop(val_losses, patience) -> (stop epoch, kept epoch)`` on
-    made-up curves and on ``val_losses``, the curve the notebook trained."""
-    return run_check("early_stop", lambda: _check_early_stop(early_stop, val_losses),
-                     seconds=SECONDS)
 
 
 # --- Exercise 2: the Pareto front --------------------------------------------
@@ -284,8 +308,10 @@ def _check_real_rows(rows: object) -> list[Row]:
              as_real(r[2], f"the seconds of {r[0]!r}")) for r in rows]
 
 
-def _check_pareto(pareto_front: Callable[[list[Row]], list[str]] | None, rows: object) -> None:
-    pareto_front = given(pareto_front)
+@checker("pareto_front", answers="pareto_front", seconds=SECONDS)
+def check_pareto(pareto_front: Callable[[list[Row]], list[str]], rows: object) -> None:
+    """Check ``pareto_front(rows) -> [name, ...]`` (rows of (name, accuracy,
+    seconds)) on made-up tables and on ``rows``, the table of the records."""
     tables = _pareto_tables() + [("the recorded table", _check_real_rows(rows))]
     for what, table in tables:
         call = f"pareto_front(rows) on {what}"
@@ -297,9 +323,3 @@ def _check_pareto(pareto_front: Callable[[list[Row]], list[str]] | None, rows: o
         expect_equal(f"pareto_front({shown})", expected, got,
                      f"{_pareto_hint(got, table)}. See {CHAPTER}, 'Accuracy against cost'.")
 
-
-def check_pareto(pareto_front: Callable[[list[Row]], list[str]] | None, rows: object) -> bool:
-    """Check ``pareto_front(rows) -> [name, ...]`` (rows of (name, accuracy,
-    seconds)) on made-up tables and on ``rows``, the table of the records."""
-    return run_check("pareto_front", lambda: _check_pareto(pareto_front, rows),
-                     seconds=SECONDS)

@@ -16,11 +16,12 @@ from typing import Callable, Iterable
 import torch
 from torch import Tensor
 
-from . import expect, expect_equal, run_check
-from ._harness import allclose, equal, given, plain_tensor, quiet_torch
+from . import checker, expect, expect_equal
+from ._harness import allclose, equal, plain_tensor
 from ..data import MEAN, STD, preprocess, split_indices
 
 CHAPTER = "chapter 1 (Data)"
+NOTEBOOK = "01_data.ipynb"
 
 
 # --- Exercise 1: normalise -------------------------------------------------
@@ -65,8 +66,9 @@ def _pixel_hint(normalise: Callable[[Tensor], Tensor]) -> str:
     return "; ".join(parts)
 
 
-def _check_normalise(normalise: Callable[[Tensor], Tensor] | None) -> None:
-    normalise = given(normalise)
+@checker("normalise", answers="normalise")
+def check_normalise(normalise: Callable[[Tensor], Tensor]) -> None:
+    """Check ``normalise(images_uint8) -> (N, 1, H, W) float tensor``."""
     for what, images in _normalise_cases():
         original = images.clone()
         expected = preprocess(images.clone())
@@ -93,11 +95,6 @@ def _check_normalise(normalise: Callable[[Tensor], Tensor] | None) -> None:
                    f"'Two ways to feed batches'.")
 
 
-def check_normalise(normalise: Callable[[Tensor], Tensor] | None) -> bool:
-    """Check ``normalise(images_uint8) -> (N, 1, H, W) float tensor``."""
-    return run_check("normalise", lambda: _check_normalise(normalise))
-
-
 # --- Exercise 2: split -----------------------------------------------------
 
 # (n, n_val, seed): the course's own split, then smaller ones, so that an
@@ -117,8 +114,12 @@ def _as_index_list(value: object, what: str) -> list[int]:
     return value.tolist()
 
 
-def _check_split(split: Callable[[int, int, int], tuple[Tensor, Tensor]] | None) -> None:
-    split = given(split)
+# Not quiet: the check compares the global random state before and after the
+# answer, and quiet_torch would seed it first (to a state an answer that seeds
+# the global RNG with 0 would leave unchanged).
+@checker("split", answers="split", quiet=False)
+def check_split(split: Callable[[int, int, int], tuple[Tensor, Tensor]]) -> None:
+    """Check ``split(n, n_val, seed) -> (train_idx, val_idx)`` against ``split_indices``."""
     for n, n_val, seed in SPLIT_CASES:
         call = f"split({n}, {n_val}, seed={seed})"
         state = torch.get_rng_state()
@@ -151,30 +152,44 @@ def _check_split(split: Callable[[int, int, int], tuple[Tensor, Tensor]] | None)
                f"`seed`; see {CHAPTER}, 'Why a generator of its own'.")
         # The oracle: the package's split, the one every recorded run used.
         want_train, want_val = split_indices(n, n_val, seed)
-        if not (train == want_train.tolist() and val == want_val.tolist()):
-            hint = ("your validation indices are the FIRST n_val of the permutation; "
-                    "the course takes the last n_val"
-                    if val == torch.randperm(n, generator=torch.Generator()
-                                             .manual_seed(seed))[:n_val].tolist()
-                    else "draw perm = torch.randperm(n, generator=g) once, with "
-                         "g = torch.Generator().manual_seed(seed), then "
-                         "train = perm[:n - n_val], val = perm[n - n_val:]")
-            expect(False,
-                   f"{call} is a valid split but not the course's: validation should "
-                   f"start {want_val[:5].tolist()}, yours starts {val[:5]}. Hint: "
-                   f"{hint}. See {CHAPTER}, 'The fixed split'.")
+        want_train, want_val = want_train.tolist(), want_val.tolist()
+        if not (train == want_train and val == want_val):
+            slip = _split_slip(train, val, want_train, want_val, n, n_val, seed)
+            expect(False, f"{call} is a valid split but not the course's: {slip} "
+                          f"See {CHAPTER}, 'The fixed split'.")
 
 
-def check_split(split: Callable[[int, int, int], tuple[Tensor, Tensor]] | None) -> bool:
-    """Check ``split(n, n_val, seed) -> (train_idx, val_idx)`` against ``split_indices``."""
-    return run_check("split", lambda: _check_split(split))
+def _split_slip(train: list[int], val: list[int], want_train: list[int],
+                want_val: list[int], n: int, n_val: int, seed: int) -> str:
+    """Name the slip behind a valid split that is not the course's, else show both."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    if val == perm[:n_val]:
+        return ("your validation indices are the FIRST n_val of the permutation; the "
+                "course takes the last n_val (train = perm[:n - n_val], val = "
+                "perm[n - n_val:]).")
+    if sorted(train) == sorted(want_train) and sorted(val) == sorted(want_val):
+        wrong = [(name, got, want) for name, got, want in (("train_idx", train, want_train),
+                                                             ("val_idx", val, want_val))
+                 if got != want]
+        names = " and ".join(name for name, _, _ in wrong)
+        how = ("sorted" if all(got == sorted(want) for _, got, want in wrong)
+               else "in another order")
+        verb = "holds" if len(wrong) == 1 else "hold"
+        return (f"{names} {verb} the right indices, but {how}; keep the permutation's "
+                f"order (perm[:n - n_val] as it comes): that order is the shuffle every "
+                f"recorded run used.")
+    return (f"train_idx should start {want_train[:5]}, yours starts {train[:5]}; val_idx "
+            f"should start {want_val[:5]}, yours starts {val[:5]}. Draw perm = "
+            f"torch.randperm(n, generator=g) once, with g = "
+            f"torch.Generator().manual_seed(seed), then train = perm[:n - n_val], val = "
+            f"perm[n - n_val:].")
 
 
 # --- Exercise 3: batches ---------------------------------------------------
 
-# (n, batch_size): a short last batch, an exact fit, a batch larger than the
-# data, and an odd size.
-BATCH_CASES = [(1000, 128), (1024, 256), (5, 10), (60, 7)]
+# (n, batch_size, seed): a short last batch, an exact fit, a batch larger than
+# the data, and an odd size; each with a seed of its own.
+BATCH_CASES = [(1000, 128, 42), (1024, 256, 0), (5, 10, 7), (60, 7, 123)]
 
 
 def _indexed_data(n: int) -> tuple[Tensor, Tensor]:
@@ -221,21 +236,23 @@ def _one_epoch(batches: Callable, images: Tensor, labels: Tensor, batch_size: in
     return sizes, order
 
 
-def _check_batches(batches: Callable | None) -> None:
-    batches = given(batches)
-    with quiet_torch():  # one thread: 76 small gathers, not 76 thread handshakes
-        for n, batch_size in BATCH_CASES:
-            _check_batches_case(batches, n, batch_size)
+@checker("batches", answers="batches")
+def check_batches(batches: Callable) -> None:
+    """Check ``batches(images, labels, batch_size, generator)`` over one and two epochs."""
+    for n, batch_size, seed in BATCH_CASES:
+        _check_batches_case(batches, n, batch_size, seed)
 
 
-def _check_batches_case(batches: Callable, n: int, batch_size: int) -> None:
+def _check_batches_case(batches: Callable, n: int, batch_size: int, seed: int) -> None:
     """One size: an epoch, a second epoch, and the same seed again."""
     images, labels = _indexed_data(n)
     call = f"batches(<{n} examples>, batch_size={batch_size})"
-    generator = torch.Generator().manual_seed(42)
+    generator = torch.Generator().manual_seed(seed)
     sizes, first = _one_epoch(batches, images, labels, batch_size, generator, call)
     full, rest = divmod(n, batch_size)
     expected_sizes = [batch_size] * full + ([rest] if rest else [])
+    if sizes != expected_sizes and sorted(sizes) == sorted(expected_sizes) and n >= 60:
+        _expect_shuffled(first, sizes, call)  # whole batches shuffled: the short one moves
     if sizes != expected_sizes:
         hint = ("the last, shorter batch is missing: range(0, n, batch_size) "
                 "includes it" if sizes == [batch_size] * full
@@ -252,6 +269,7 @@ def _check_batches_case(batches: Callable, n: int, batch_size: int) -> None:
         expect(first != list(range(n)),
                f"{call}: the examples came out in their stored order 0, 1, 2, ...: "
                f"shuffle with torch.randperm(n, generator=generator).")
+        _expect_shuffled(first, sizes, call)
         _, second = _one_epoch(batches, images, labels, batch_size, generator, call)
         expect(second != first,
                f"{call}: the second epoch came out in the same order as the first. "
@@ -262,7 +280,7 @@ def _check_batches_case(batches: Callable, n: int, batch_size: int) -> None:
     try:
         torch.manual_seed(12345)
         _, again = _one_epoch(batches, images, labels, batch_size,
-                              torch.Generator().manual_seed(42), call)
+                              torch.Generator().manual_seed(seed), call)
     finally:
         torch.set_rng_state(torch_state)
     expect(again == first,
@@ -272,6 +290,32 @@ def _check_batches_case(batches: Callable, n: int, batch_size: int) -> None:
            f"see {CHAPTER}, 'Why a generator of its own'.")
 
 
-def check_batches(batches: Callable | None) -> bool:
-    """Check ``batches(images, labels, batch_size, generator)`` over one and two epochs."""
-    return run_check("batches", lambda: _check_batches(batches))
+def _expect_shuffled(order: list[int], sizes: list[int], call: str) -> None:
+    """Fail when the order keeps neighbours together: shuffled batches, a rotation.
+
+    In a random order of n examples, example i + 1 follows example i about
+    once in all; a shuffle of whole batches, or the stored order started at
+    a random point, keeps that for all but a few pairs. A tenth of the pairs
+    is far above chance (for n = 60 a random order gets there with a
+    probability under 1e-4) and far below either slip.
+    """
+    n = len(order)
+    followers = sum(b == a + 1 for a, b in zip(order, order[1:]))
+    if followers <= n // 10:
+        return
+    starts = [sum(sizes[:i]) for i in range(len(sizes))]
+    runs = all(order[s:s + k] == list(range(order[s], order[s] + k))
+               for s, k in zip(starts, sizes))
+    if order == [(order[0] + i) % n for i in range(n)]:
+        hint = (f"the order is the stored one started at example {order[0]} (a rotation): "
+                f"example i + 1 still follows example i, so every batch holds neighbours")
+    elif runs:
+        hint = ("you shuffled the order of the batches, but each batch still holds "
+                "neighbouring examples in their stored order: shuffle the examples "
+                "themselves, then slice that order into batches")
+    else:
+        hint = (f"in {followers} of {n - 1} places example i + 1 comes right after "
+                f"example i; in a shuffled order that happens about once")
+    expect(False, f"{call}: the order is not shuffled: {hint}. Draw "
+                  f"torch.randperm(n, generator=generator) and slice it; see {CHAPTER}, "
+                  f"'Two ways to feed batches'.")

@@ -17,12 +17,13 @@ from typing import Callable
 import torch
 from torch import nn
 
-from . import expect, expect_equal, run_check
-from ._harness import allclose, as_count, given, quiet_torch, tensor_answer
+from . import checker, expect, expect_equal
+from ._harness import allclose, as_count, tensor_answer
 from ..models import count_parameters
 from ..models.googlenet import INCEPTION, Inception
 
 CHAPTER = "chapter 6 (GoogLeNet)"
+NOTEBOOK = "06_googlenet.ipynb"
 
 Row = tuple[int, int, int, int, int, int, int]
 
@@ -56,8 +57,9 @@ def _as_int(call: str, got) -> int:
     return as_count(got, call)  # None is a missing return: as_count says so
 
 
-def _check_inception_out_channels(fn: Callable[[Row], int]) -> None:
-    fn = given(fn)
+@checker("Inception output channels", answers="inception_out_channels")
+def check_inception_out_channels(fn: Callable[[Row], int]) -> None:
+    """Check ``inception_out_channels(row)`` on the paper's rows and invented ones."""
     for row in ROWS:
         cin, c1, c3r, c3, c5r, c5, pool = row
         call = f"inception_out_channels({row})"
@@ -75,14 +77,6 @@ def _check_inception_out_channels(fn: Callable[[Row], int]) -> None:
             hint = "only each branch's last layer sets the channels that are concatenated."
         expect_equal(call, expected, got,
                      hint + f" See {CHAPTER}, 'The Inception module'.")
-
-
-def check_inception_out_channels(fn: Callable[[Row], int]) -> bool:
-    """Check ``inception_out_channels(row)`` on the paper's rows and invented ones."""
-    def check() -> None:
-        with quiet_torch():
-            _check_inception_out_channels(fn)
-    return run_check("Inception output channels", check)
 
 
 def _convs(module: nn.Module) -> list[nn.Conv2d]:
@@ -162,8 +156,9 @@ def _check_same_function(block_cls: type) -> None:
            f"padding=1), then its 1x1 conv. See {CHAPTER}, 'The Inception module'.")
 
 
-def _check_inception(block_cls: type) -> None:
-    block_cls = given(block_cls)
+@checker("Inception module", answers="MyInception")
+def check_inception(block_cls: type) -> None:
+    """Check ``MyInception(cin, c1, c3r, c3, c5r, c5, pool_proj)`` against the package's."""
     for row, size in SHAPE_CASES:
         name = f"MyInception{row}"
         module = block_cls(*row)
@@ -194,16 +189,9 @@ def _check_inception(block_cls: type) -> None:
     _check_same_function(block_cls)
 
 
-def check_inception(block_cls: type) -> bool:
-    """Check ``MyInception(cin, c1, c3r, c3, c5r, c5, pool_proj)`` against the package's."""
-    def check() -> None:
-        with quiet_torch():
-            _check_inception(block_cls)
-    return run_check("Inception module", check)
-
-
-def _check_inception_params(fn: Callable[[Row], int]) -> None:
-    fn = given(fn)
+@checker("Inception parameter count", answers="inception_params")
+def check_inception_params(fn: Callable[[Row], int]) -> None:
+    """Check ``inception_params(row)`` against the package's module, row by row."""
     for row in ROWS:
         cin, c1, c3r, c3, c5r, c5, pool = row
         call = f"inception_params({row})"
@@ -224,10 +212,3 @@ def _check_inception_params(fn: Callable[[Row], int]) -> None:
         expect_equal(call, expected, got, hint + f" See {CHAPTER}, 'The channel "
                      f"arithmetic, module by module'.")
 
-
-def check_inception_params(fn: Callable[[Row], int]) -> bool:
-    """Check ``inception_params(row)`` against the package's module, row by row."""
-    def check() -> None:
-        with quiet_torch():
-            _check_inception_params(fn)
-    return run_check("Inception parameter count", check)

@@ -11,22 +11,21 @@
 from __future__ import annotations
 
 import math
-from contextlib import suppress
+from contextlib import contextmanager
 from functools import cache
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import expect, expect_equal, run_check, shown
-from ._harness import as_count, equal, given, plain_str, quiet_torch
+from . import checker, expect, expect_equal, shown
+from ._harness import as_count, equal, one_thread, plain_str, quiet_torch
 from ..models import get_model
 from ..shapes import receptive_fields, trace_shapes
 
 CHAPTER = "chapter 2 (LeNet-5)"
-
-
+NOTEBOOK = "02_lenet.ipynb"
 
 
 # --- Exercise 1: flatten_size ----------------------------------------------
@@ -50,8 +49,9 @@ def _measured_flatten(size: int, padding: int) -> int:
         return _lenet_features()(x).numel()
 
 
-def _check_flatten_size(flatten_size: Callable[..., int] | None) -> None:
-    flatten_size = given(flatten_size)
+@checker("flatten_size", answers="flatten_size")
+def check_flatten_size(flatten_size: Callable[..., int]) -> None:
+    """Check ``flatten_size(input_size, padding=0)`` for LeNet's two conv/pool stages."""
     for size, padding in FLATTEN_CASES:
         call = f"flatten_size({size}, padding={padding})"
         expected = _measured_flatten(size, padding)  # first: the answer runs after
@@ -75,11 +75,6 @@ def _check_flatten_size(flatten_size: Callable[..., int] | None) -> None:
                          f"takes 4 off, each 2x2 pool halves and rounds down (see "
                          f"{CHAPTER}, 'The shape trace').")
             expect_equal(call, expected, got, hint)
-
-
-def check_flatten_size(flatten_size: Callable[..., int] | None) -> bool:
-    """Check ``flatten_size(input_size, padding=0)`` for LeNet's two conv/pool stages."""
-    return run_check("flatten_size", lambda: _check_flatten_size(flatten_size))
 
 
 # --- Exercise 2: conv_output_size ------------------------------------------
@@ -132,8 +127,9 @@ def _conv_hint(conv_output_size: Callable[..., int]) -> str:
     return "n_out = floor((n - k + 2p) / s) + 1"
 
 
-def _check_conv_output_size(conv_output_size: Callable[..., int] | None) -> None:
-    conv_output_size = given(conv_output_size)
+@checker("conv_output_size", answers="conv_output_size")
+def check_conv_output_size(conv_output_size: Callable[..., int]) -> None:
+    """Check ``conv_output_size(size, kernel, stride=1, padding=0)`` against nn.Conv2d."""
     for size, kernel, stride, padding in CONV_CASES:
         call = f"conv_output_size({size}, {kernel}, stride={stride}, padding={padding})"
         expected = _measured_conv(size, kernel, stride, padding)  # first: the answer runs after
@@ -142,11 +138,6 @@ def _check_conv_output_size(conv_output_size: Callable[..., int] | None) -> None
         if got != expected:
             expect_equal(f"{call} (what nn.Conv2d gives)", expected, got,
                          _conv_hint(conv_output_size) + f"; see {CHAPTER}, 'The shape trace'.")
-
-
-def check_conv_output_size(conv_output_size: Callable[..., int] | None) -> bool:
-    """Check ``conv_output_size(size, kernel, stride=1, padding=0)`` against nn.Conv2d."""
-    return run_check("conv_output_size", lambda: _check_conv_output_size(conv_output_size))
 
 
 # --- Exercise 3: trace -----------------------------------------------------
@@ -233,14 +224,14 @@ class _FailingNet(nn.Module):
         return self.fc(self.conv(x))
 
 
-def _check_trace(trace: Callable[[nn.Module, int], list] | None) -> None:
-    trace = given(trace)
+@checker("trace", answers="trace")
+def check_trace(trace: Callable[[nn.Module, int], list]) -> None:
+    """Check ``trace(model, input_size)`` against ``cnnlab.shapes.trace_shapes``."""
     for what, model, size in _trace_cases():
-        with quiet_torch():  # one thread, and the notebook's RNG left as it was
-            _check_trace_on(trace, what, model.train(), size)
-    with quiet_torch():  # a model in eval mode must stay in eval mode
-        _check_trace_on(trace, "get_model('lenet') in eval mode", get_model("lenet").eval(), 28)
-        _check_trace_fails_cleanly(trace)
+        _check_trace_on(trace, what, model.train(), size)
+    # A model in eval mode must stay in eval mode.
+    _check_trace_on(trace, "get_model('lenet')", get_model("lenet").eval(), 28)
+    _check_trace_fails_cleanly(trace)
 
 
 def _check_trace_fails_cleanly(trace: Callable) -> None:
@@ -279,19 +270,17 @@ def _check_trace_on(trace: Callable, what: str, model: nn.Module, size: int) -> 
            f"trace left {left} forward hooks on {what}; every later forward "
            f"pass would call them. Keep the handles that register_forward_hook "
            f"returns and call .remove() on each (in a finally: block).")
-    expect(model.training == was_training,
-           f"trace left {what} in {'train' if model.training else 'eval'} mode; it was in "
-           f"{'train' if was_training else 'eval'} mode. Put it back as it was "
-           f"(was_training = model.training first, model.train(was_training) last).")
+    if model.training != was_training:
+        slip = ("you call model.train() at the end whatever the mode was" if model.training
+                else "you switch it to eval mode and never back")
+        expect(False, f"trace was given {what} in {'train' if was_training else 'eval'} "
+                      f"mode and left it in {'train' if model.training else 'eval'} mode: "
+                      f"{slip}. Put it back as it was (was_training = model.training first, "
+                      f"model.train(was_training) last).")
     again = _as_records(trace(model, size), what)
     expect(again == got,
            f"a second trace of {what} gave {len(again)} entries, the first "
            f"{len(got)}: the first call left something behind on the model.")
-
-
-def check_trace(trace: Callable[[nn.Module, int], list] | None) -> bool:
-    """Check ``trace(model, input_size)`` against ``cnnlab.shapes.trace_shapes``."""
-    return run_check("trace", lambda: _check_trace(trace))
 
 
 # --- Exercise 4: receptive_field ---------------------------------------------
@@ -309,13 +298,17 @@ class _StridedChain(nn.Module):
 
 
 def _receptive_cases() -> list[tuple[str, nn.Module]]:
-    return [("get_model('lenet')", get_model("lenet")),
-            ("get_model('alexnet_large').features", get_model("alexnet_large").features),
-            ("a chain of strided convs and a pool", _StridedChain())]
+    # On the meta device: the answer reads kernel sizes and strides only, and
+    # AlexNet-large's 58 M parameters are not worth initialising for that.
+    with torch.device("meta"):
+        return [("get_model('lenet')", get_model("lenet")),
+                ("get_model('alexnet_large').features", get_model("alexnet_large").features),
+                ("a chain of strided convs and a pool", _StridedChain())]
 
 
-def _check_receptive_field(receptive_field: Callable[[nn.Module], list] | None) -> None:
-    receptive_field = given(receptive_field)
+@checker("receptive_field", answers="receptive_field")
+def check_receptive_field(receptive_field: Callable[[nn.Module], list]) -> None:
+    """Check ``receptive_field(model) -> [size per conv/pool layer]`` on three models."""
     for what, model in _receptive_cases():
         expected = [f.size for f in receptive_fields(model)]
         got = receptive_field(model)
@@ -348,27 +341,64 @@ def _check_receptive_field(receptive_field: Callable[[nn.Module], list] | None) 
                      f"{hint}; see {CHAPTER}, 'How much of the digit each layer sees'.")
 
 
-def check_receptive_field(receptive_field: Callable[[nn.Module], list] | None) -> bool:
-    """Check ``receptive_field(model) -> [size per conv/pool layer]`` on three models."""
-    return run_check("receptive_field", lambda: _check_receptive_field(receptive_field))
-
-
 # --- Exercise 5: the slow start, measured --------------------------------------
 
 SLOW_START_STEPS = 300
 THRESHOLD, WINDOW = 2.0, 20
+# The answer trains two 300-step LeNets (seconds each on one thread), and the
+# oracle two more where the answer's runs cannot serve. Past this, it is stuck.
+SLOW_START_SECONDS = 240
 
 
-@cache  # deterministic on one machine: train each oracle run once per session
+def _slow_start_config(activation: str):
+    """The exercise's run, as its text gives it."""
+    from ..train import TrainConfig
+
+    return TrainConfig(model="lenet", options={"activation": activation},
+                       max_steps=SLOW_START_STEPS, eval_every=SLOW_START_STEPS,
+                       val_images=1_000, test_images=1_000, device="cpu")
+
+
+@cache  # deterministic on one machine: train each oracle run once per process
 def _losses(activation: str) -> tuple[float, ...]:
-    """The training losses of the exercise's run (the oracle trains it too)."""
-    from ..train import TrainConfig, fit
+    """The training losses of the exercise's run, trained by the oracle.
 
-    config = TrainConfig(model="lenet", options={"activation": activation},
-                         max_steps=SLOW_START_STEPS, eval_every=SLOW_START_STEPS,
-                         val_images=1_000, test_images=1_000, device="cpu")
-    with torch.random.fork_rng(devices=[]):
-        return tuple(fit(config, progress=False).train_loss)
+    On one thread: a tiny net, where a second thread only adds waiting (on a
+    busy 2-core CPU one thread ran these 300 steps 3 to 7 times faster).
+    """
+    from ..train import fit
+
+    with torch.random.fork_rng(devices=[]), one_thread():
+        return tuple(fit(_slow_start_config(activation), progress=False).train_loss)
+
+
+@contextmanager
+def _watching_runs() -> Iterator[list[tuple[object, tuple[float, ...]]]]:
+    """Record the runs ``cnnlab.train.train`` makes meanwhile (``fit`` calls it):
+    (config, training losses) for each run on the default data.
+
+    The answer trains the exercise's run itself. When one of its runs has the
+    exercise's config, its losses are the oracle's too (training is
+    deterministic on one machine), and the check need not train them again:
+    two runs instead of four. They are copied as the run ends, before the
+    answer sees them.
+    """
+    from .. import train as training
+
+    runs: list[tuple[object, tuple[float, ...]]] = []
+    original = training.train
+
+    def recorded(config, data=None, **kwargs):
+        model, result = original(config, data, **kwargs)
+        if data is None:
+            runs.append((config, tuple(result.train_loss)))
+        return model, result
+
+    training.train = recorded
+    try:
+        yield runs
+    finally:
+        training.train = original
 
 
 def _first_below(losses: tuple[float, ...], strict_window: bool) -> int | None:
@@ -384,13 +414,20 @@ def _first_below(losses: tuple[float, ...], strict_window: bool) -> int | None:
     return None
 
 
-def _check_slow_start(slow_start: Callable[[str], int | None] | None) -> None:
-    slow_start = given(slow_start)
+# Not quiet: the answer trains (autograd on); the check seeds and restores the RNG itself.
+@checker("slow_start", answers="slow_start", seconds=SLOW_START_SECONDS, quiet=False)
+def check_slow_start(slow_start: Callable[[str], int | None]) -> None:
+    """Check ``slow_start(activation)`` against the same training runs (seconds)."""
     where = f"See {CHAPTER}, 'Why later networks use ReLU'."
     for activation in ("sigmoid", "relu"):
         call = f"slow_start({activation!r})"
-        losses = _losses(activation)  # first: the answer runs after
-        got = slow_start(activation)
+        # Training seeds torch: keep the notebook's random state as it was.
+        with torch.random.fork_rng(devices=[]), one_thread(), _watching_runs() as runs:
+            got = slow_start(activation)
+        config = _slow_start_config(activation)
+        losses = next((run for seen, run in runs if seen == config), None)
+        if losses is None:  # the answer trained some other run, or none: train ours
+            losses = _losses(activation)
         right = {_first_below(losses, strict) for strict in (False, True)}
         if got is None:
             expect(right == {None}, f"{call} returned None, but the moving average falls "
@@ -399,26 +436,13 @@ def _check_slow_start(slow_start: Callable[[str], int | None] | None) -> None:
         got = as_count(got, call)
         if got in right:
             continue
-        off_by_one = {r + 1 for r in right if r} | {r - 1 for r in right if r}
-        hint = ("count steps from 1, and return the step at which the average first drops "
-                "below the threshold" if got in off_by_one else
-                f"train with the TrainConfig given above, average the last {WINDOW} "
-                f"training losses at each step, and return the first step below "
-                f"{THRESHOLD}")
+        if got in {r - 1 for r in right if r}:  # the step's index, counted from 0
+            hint = "count steps from 1 (enumerate(averages, start=1))"
+        elif got in {r + 1 for r in right if r}:
+            hint = ("return the step at which the average first drops below the "
+                    "threshold, not the step after it")
+        else:
+            hint = (f"train with the TrainConfig given above, average the last {WINDOW} "
+                    f"training losses at each step, and return the first step below "
+                    f"{THRESHOLD}")
         expect_equal(call, min(right), got, hint + f". {where}")
-
-
-def check_slow_start(slow_start: Callable[[str], int | None] | None) -> bool:
-    """Check ``slow_start(activation)`` by training both LeNets the same way (seconds)."""
-    if slow_start is not None:
-        # The oracle's runs train here, not in the check's child process, so that
-        # the cache keeps them for the next run of this check; a failure here
-        # comes back in the check, which trains again and reports it.
-        with suppress(Exception):
-            for activation in ("sigmoid", "relu"):
-                _losses(activation)
-
-    def check() -> None:
-        with torch.random.fork_rng(devices=[]):  # training seeds torch: keep the notebook's
-            _check_slow_start(slow_start)
-    return run_check("slow_start", check, seconds=600)

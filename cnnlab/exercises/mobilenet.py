@@ -9,19 +9,21 @@
 """
 from __future__ import annotations
 
+from functools import cache
 from typing import Callable
 
 import torch
 from torch import Tensor, nn
 from torchinfo import summary
 
-from . import expect, expect_equal, run_check
-from ._harness import (allclose, as_count, as_real, close, equal, given, plain_tensor,
-                       quiet_torch, tensor_answer)
+from . import checker, expect, expect_equal
+from ._harness import (allclose, as_count, as_real, close, equal, plain_tensor, quiet_torch,
+                       tensor_answer)
 from ..models import count_parameters
 from ..models.mobilenet import DepthwiseSeparable
 
 CHAPTER = "chapter 5 (MobileNetV1)"
+NOTEBOOK = "05_mobilenet.ipynb"
 
 # (cin, cout, k): MobileNet's own shapes, a square 512 block, and shapes
 # where cin != cout and k != 3, so that a formula mixing them up fails.
@@ -49,9 +51,11 @@ def _as_int(call: str, got) -> int:
     return as_count(got, call)  # None is a missing return: as_count says so
 
 
-def _check_param_counts(standard_params: Callable[..., int],
-                        separable_params: Callable[..., int]) -> None:
-    standard_params, separable_params = given(standard_params), given(separable_params)
+@checker("parameters: standard vs depthwise-separable",
+         answers=("standard_params", "separable_params"))
+def check_param_counts(standard_params: Callable[..., int],
+                       separable_params: Callable[..., int]) -> None:
+    """Check both parameter-count functions on several (cin, cout, k)."""
     for cin, cout, k in PARAM_CASES:
         standard, separable = _layers(cin, cout, k)
         expected = count_parameters(standard)
@@ -75,15 +79,6 @@ def _check_param_counts(standard_params: Callable[..., int],
             hint = (f"depthwise {k}x{k} (k*k*cin) plus pointwise 1x1 (cin*cout). "
                     f"See {CHAPTER}, 'Counting weights and mult-adds'.")
         expect_equal(call, expected, got, hint)
-
-
-def check_param_counts(standard_params: Callable[..., int],
-                       separable_params: Callable[..., int]) -> bool:
-    """Check both parameter-count functions on several (cin, cout, k)."""
-    def check() -> None:
-        with quiet_torch():
-            _check_param_counts(standard_params, separable_params)
-    return run_check("parameters: standard vs depthwise-separable", check)
 
 
 def _check_convs(block: nn.Module, cin: int, cout: int, stride: int) -> None:
@@ -158,8 +153,9 @@ def _check_same_function(block: nn.Module, cin: int, cout: int, stride: int) -> 
            f"ReLU. See {CHAPTER}, 'Depthwise-separable convolution'.")
 
 
-def _check_depthwise_separable(block_cls: type) -> None:
-    block_cls = given(block_cls)
+@checker("depthwise-separable convolution", answers="MyDepthwiseSeparable")
+def check_depthwise_separable(block_cls: type) -> None:
+    """Check ``MyDepthwiseSeparable(cin, cout, stride)`` against the package's block."""
     for cin, cout, stride, size in BLOCK_CASES:
         name = f"MyDepthwiseSeparable({cin}, {cout}, stride={stride})"
         block = block_cls(cin, cout, stride)
@@ -184,16 +180,9 @@ def _check_depthwise_separable(block_cls: type) -> None:
             _check_same_function(block, cin, cout, stride)
 
 
-def check_depthwise_separable(block_cls: type) -> bool:
-    """Check ``MyDepthwiseSeparable(cin, cout, stride)`` against the package's block."""
-    def check() -> None:
-        with quiet_torch():
-            _check_depthwise_separable(block_cls)
-    return run_check("depthwise-separable convolution", check)
-
-
-def _check_macs_ratio(fn: Callable[..., float]) -> None:
-    fn = given(fn)
+@checker("mult-adds: separable / standard", answers="macs_ratio")
+def check_macs_ratio(fn: Callable[..., float]) -> None:
+    """Check ``macs_ratio(cin, cout, k, h, w)`` against torchinfo on real layers."""
     for cin, cout, k, h, w in MACS_CASES:
         standard, separable = _layers(cin, cout, k)
         # torchinfo counts each conv's weights times its output pixels.
@@ -216,16 +205,9 @@ def _check_macs_ratio(fn: Callable[..., float]) -> None:
                       f"See {CHAPTER}, 'Counting weights and mult-adds'.")
 
 
-def check_macs_ratio(fn: Callable[..., float]) -> bool:
-    """Check ``macs_ratio(cin, cout, k, h, w)`` against torchinfo on real layers."""
-    def check() -> None:
-        with quiet_torch():
-            _check_macs_ratio(fn)
-    return run_check("mult-adds: separable / standard", check)
-
-
 # --- Exercise 4: recompute the batch-norm statistics ---------------------------
 
+@cache  # built once per session: the check deep-copies it
 def _stale_model(seed: int) -> nn.Module:
     """A thin MobileNet (width 0.25) after a few training steps, in eval mode,
     whose running statistics are stale: set to values no batch would give."""
@@ -249,6 +231,7 @@ def _stale_model(seed: int) -> nn.Module:
     return model.eval()
 
 
+@cache
 def _recompute_batches() -> list[Tensor]:
     from ..data import load_mnist, preprocess
 
@@ -262,54 +245,119 @@ def _bn_buffers(model: nn.Module) -> list[tuple[Tensor, Tensor]]:
             for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
 
 
-def _check_recompute_bn(recompute: Callable[[nn.Module, list], None] | None) -> None:
+def _bn_layers(model: nn.Module) -> list[nn.BatchNorm2d]:
+    return [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+
+
+# The usual slips, each as the way it recomputes (see _recomputed), and what to
+# tell the learner.
+RECOMPUTE_SLIPS: list[tuple[dict, str]] = [
+    (dict(train=False),  # ran the batches in eval mode
+     "a BatchNorm layer updates its statistics only in training mode: switch the model "
+     "to train() while the batches go through (under torch.no_grad())"),
+    (dict(cumulative=False),  # kept momentum 0.1
+     "with momentum 0.1 the last batches dominate and the first are mostly forgotten; "
+     "set each BN's momentum to None for an equal-weight (cumulative) average, then "
+     "restore it"),
+    (dict(reset=False),  # did not reset
+     "reset each BN's statistics first (reset_running_stats()): without it the stale "
+     "values stay in the average"),
+    (dict(reset=False, cumulative=False),  # neither
+     "with momentum 0.1 and no reset the stale statistics still weigh 0.9^5 ~ 0.59 "
+     "after 5 batches; reset each BN, and set its momentum to None for an equal-weight "
+     "average"),
+    (dict(reset=False, reset_after=True),  # reset once the batches had run
+     "you reset the statistics AFTER the batches ran, which throws away what they "
+     "measured: reset first, then run the batches"),
+]
+# Momenta the second case gives its BN layers, none of them PyTorch's default
+# 0.1, so that an answer that sets 0.1 back instead of what was there fails.
+OTHER_MOMENTA = (0.01, 0.05, 0.3)
+
+
+def _build_stale_model() -> None:
+    """Build the stale model in the notebook's process, where the cache keeps it
+    for the next run of the check (its three training steps take seconds)."""
+    with quiet_torch():
+        _stale_model(0)
+        _recompute_batches()
+
+
+@checker("recompute_bn_stats", answers="recompute_bn_stats", prepare=_build_stale_model)
+def check_recompute_bn(recompute: Callable[[nn.Module, list], None]) -> None:
+    """Check ``recompute_bn_stats(model, batches)`` against ``update_bn``, on a model
+    in eval mode and on one in training mode with momenta of its own."""
+    import copy
+
+    stale, batches = copy.deepcopy(_stale_model(0)), _recompute_batches()
+    _check_recompute_case(recompute, stale, batches)
+    for i, bn in enumerate(_bn_layers(stale)):
+        bn.momentum = OTHER_MOMENTA[i % len(OTHER_MOMENTA)]
+    _check_recompute_case(recompute, stale.train(), batches)
+
+
+def _check_recompute_case(recompute: Callable[[nn.Module, list], None], stale: nn.Module,
+                          batches: list) -> None:
+    """Run the answer on a copy of ``stale`` (which stays as it is); compare with
+    update_bn on another copy, and the slips on others."""
     import copy
 
     from torch.optim.swa_utils import update_bn
 
-    recompute = given(recompute)
-    stale, batches = _stale_model(0), _recompute_batches()
-    model, oracle = copy.deepcopy(stale), copy.deepcopy(stale)  # the stale one stays pristine
+    where = f"See {CHAPTER}, 'Run it yourself: training live' (the update_bn cells)."
+    mode = "training" if stale.training else "eval"
+    model, oracle = copy.deepcopy(stale), copy.deepcopy(stale)
     update_bn(batches, oracle)  # PyTorch's own: reset, cumulative average, mode restored
     weights = {k: v.clone() for k, v in model.named_parameters()}
+    momenta = [bn.momentum for bn in _bn_layers(model)]
+    modes: set[bool] = set()  # the mode the BN layers were in for each batch
+    hooks = [bn.register_forward_pre_hook(lambda module, _: modes.add(module.training))
+             for bn in _bn_layers(model)]
     with torch.enable_grad():  # as in a notebook: the learner's code decides
-        recompute(model, batches)
-    where = f"See {CHAPTER}, 'Run it yourself: training live' (the update_bn cells)."
+        recompute(model, [x.clone() for x in batches])  # theirs to change
+    for hook in hooks:
+        hook.remove()
     changed = [k for k, v in model.named_parameters() if not equal(v, weights[k])]
     expect(not changed, f"recompute_bn_stats changed {len(changed)} weights (e.g. "
                         f"{changed[0] if changed else ''}); only the running statistics may "
                         f"change: no optimiser step, no backward pass. {where}")
-    expect(not model.training,
-           f"the model was in eval mode and recompute_bn_stats left it in training mode; "
-           f"put the mode back as it was (model.train(was_training)). {where}")
+    expect(model.training == oracle.training,
+           f"the model was in {mode} mode and recompute_bn_stats left it in "
+           f"{'training' if model.training else 'eval'} mode; put the mode back as it was "
+           f"(was_training = model.training first, model.train(was_training) last). {where}")
+    after = [bn.momentum for bn in _bn_layers(model)]
+    wrong = next(((i, a, b) for i, (a, b) in enumerate(zip(momenta, after)) if a != b), None)
+    if wrong is not None:
+        i, before, now = wrong
+        expect(False, f"BatchNorm layer {i} had momentum {before} before recompute_bn_stats "
+                      f"and {now} after; remember each BN's momentum before you change it "
+                      f"and put that value back, whatever it was. {where}")
     got, want = _bn_buffers(model), _bn_buffers(oracle)
     worst = _gap(got, want)
     if worst <= 1e-4:
         return
-    # Name the slip whose result the answer reproduces, on copies of the stale model.
-    slips = [  # (how the slip recomputes, what to tell the learner)
-        (dict(reset=True, cumulative=True, train=False),  # ran the batches in eval mode
-         "a BatchNorm layer updates its statistics only in training mode: switch "
-         "the model to train() while the batches go through (under torch.no_grad())"),
-        (dict(reset=True, cumulative=False, train=True),  # kept momentum 0.1
-         "with momentum 0.1 the last batches dominate and the first are mostly "
-         "forgotten; set each BN's momentum to None for an equal-weight "
-         "(cumulative) average, then restore it"),
-        (dict(reset=False, cumulative=True, train=True),  # did not reset
-         "reset each BN's statistics first (reset_running_stats()): without it the "
-         "stale values stay in the average"),
-        (dict(reset=False, cumulative=False, train=True),  # neither
-         "with momentum 0.1 and no reset the stale statistics still weigh "
-         "0.9^5 ~ 0.59 after 5 batches; reset each BN, and set its momentum to None "
-         "for an equal-weight average")]
-    hint = ("reset each BN's statistics, set its momentum to None, run every batch in "
-            "training mode under torch.no_grad(), then restore the momenta and the mode")
-    for settings, advice in slips:
-        if _gap(got, _bn_buffers(_recomputed(copy.deepcopy(stale), batches, **settings))) <= 1e-4:
-            hint = advice
-            break
-    expect(False, f"the running statistics differ from torch.optim.swa_utils.update_bn's by "
-                  f"up to {worst:.3g}: {hint}. {where}")
+    # Name the slip whose result the answer reproduces, on copies of the stale model,
+    # among those that ran the batches with BN in the mode the answer did: reset
+    # after the loop and run in eval mode both leave the reset statistics.
+    for settings, advice in RECOMPUTE_SLIPS:
+        if modes and modes != {settings.get("train", True)}:
+            continue
+        slipped = _recomputed(copy.deepcopy(stale), batches, **settings)
+        if _gap(got, _bn_buffers(slipped)) <= 1e-4:
+            expect(False, f"the running statistics differ from "
+                          f"torch.optim.swa_utils.update_bn's by up to {worst:.3g}: "
+                          f"{advice}. {where}")
+    layer = next(i for i, (g, w) in enumerate(zip(got, want)) if _gap([g], [w]) > 1e-4)
+    expect(False, f"the running statistics differ from torch.optim.swa_utils.update_bn's "
+                  f"by up to {worst:.3g}: BatchNorm layer {layer}'s running_mean should "
+                  f"start {_first(want[layer][0])}, yours starts {_first(got[layer][0])}. "
+                  f"Reset each BN's statistics, set its momentum to None, run every batch in "
+                  f"training mode under torch.no_grad(), then restore the momenta and the "
+                  f"mode. {where}")
+
+
+def _first(values: Tensor) -> list[float]:
+    return [round(v, 4) for v in values[:3].tolist()]
 
 
 def _gap(a: list[tuple[Tensor, Tensor]], b: list[tuple[Tensor, Tensor]]) -> float:
@@ -318,10 +366,12 @@ def _gap(a: list[tuple[Tensor, Tensor]], b: list[tuple[Tensor, Tensor]]) -> floa
                for x, y in zip(a, b))
 
 
-def _recomputed(model: nn.Module, batches: list, reset: bool, cumulative: bool,
-                train: bool) -> nn.Module:
+def _recomputed(model: nn.Module, batches: list, reset: bool = True,
+                cumulative: bool = True, train: bool = True,
+                reset_after: bool = False) -> nn.Module:
     """``model`` after a recomputation done one particular (possibly wrong) way."""
-    for bn in (m for m in model.modules() if isinstance(m, nn.BatchNorm2d)):
+    bns = _bn_layers(model)
+    for bn in bns:
         if reset:
             bn.reset_running_stats()
         if cumulative:
@@ -330,12 +380,6 @@ def _recomputed(model: nn.Module, batches: list, reset: bool, cumulative: bool,
     with torch.no_grad():
         for x in batches:
             model(x)
+    for bn in bns if reset_after else []:
+        bn.reset_running_stats()
     return model
-
-
-def check_recompute_bn(recompute: Callable[[nn.Module, list], None] | None) -> bool:
-    """Check ``recompute_bn_stats(model, batches)`` against ``update_bn``."""
-    def check() -> None:
-        with quiet_torch():
-            _check_recompute_bn(recompute)
-    return run_check("recompute_bn_stats", check)

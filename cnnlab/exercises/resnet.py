@@ -17,20 +17,28 @@ from functools import cache
 from typing import Callable
 
 import torch
+# The first model built on the meta device imports torch._dynamo: seconds of
+# work, more on a busy CPU. Imported here, with the checkers, so that those
+# seconds are never charged to a learner's answer inside a check's time limit.
+import torch._dynamo  # noqa: F401
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import expect, expect_equal, run_check, shown
-from ._harness import (allclose, as_count, equal, given, plain_str, plain_tensor, quiet_torch,
+from . import checker, expect, expect_equal, shown
+from ._harness import (allclose, as_count, equal, float_answer, plain_str, plain_tensor,
                        tensor_answer)
 from ..models import count_parameters, get_model
 from ..models.resnet import BasicBlock, make_downsample
 
 CHAPTER = "chapter 4 (ResNet-18)"
+NOTEBOOK = "04_resnet.ipynb"
 
-# (cin, cout, stride): a block that keeps the shape, and the first blocks of
-# stages 2 and 3, which halve the map and double the channels.
-BLOCK_SHAPES = [(64, 64, 1), (64, 128, 2), (128, 256, 2)]
+# (cin, cout, stride): a block that keeps the shape; the first blocks of
+# stages 2 and 3, which halve the map and double the channels; and two that
+# change only one of the two (a stride-1 block that doubles the channels, a
+# stride-2 block that keeps them), so that an identity shortcut chosen by
+# the stride alone, or by the channels alone, meets a block it cannot add.
+BLOCK_SHAPES = [(64, 64, 1), (64, 128, 2), (128, 256, 2), (64, 128, 1), (64, 64, 2)]
 MAP_SIZE = 8  # small maps keep the checks fast; a block works on any size
 
 
@@ -112,7 +120,9 @@ def _check_own_shortcut(block_cls: type) -> None:
     # With F(x) muted, what is left of a down-sampling block is its shortcut.
     # That must be its own 1x1 projection: changing conv1 (which belongs to
     # F) must not change the output. The report's fix fails here.
-    for cin, cout, stride in BLOCK_SHAPES[1:]:
+    for cin, cout, stride in BLOCK_SHAPES:
+        if stride == 1 and cin == cout:
+            continue  # no projection: the identity test above covers it
         block = _mute_residual(_build(block_cls, cin, cout, stride))
         x = torch.rand(2, cin, MAP_SIZE, MAP_SIZE)
         call = f"MyBasicBlock({cin}, {cout}, stride={stride})(x)"
@@ -134,14 +144,15 @@ def _check_parameters(block_cls: type) -> None:
         expected = count_parameters(_package_block(cin, cout, stride))
         got = count_parameters(_build(block_cls, cin, cout, stride))
         projection = cin * cout + 2 * cout  # 1x1 conv weights + BN's scale and shift
-        if stride != 1 and got == expected - projection:
+        changes_shape = stride != 1 or cin != cout
+        if changes_shape and got == expected - projection:
             hint = ("exactly the projection's parameters are missing: this exercise asks "
                     "for the paper's option B, a 1x1 conv + BN on the shortcut where the "
                     "shape changes, not option A's zero padding (or no shortcut at all).")
         else:
             hint = (f"conv1 (3*3*{cin}*{cout}) and conv2 (3*3*{cout}*{cout}) have no bias, "
                     f"bn1 and bn2 have 2*{cout} each"
-                    + (f", and the projection has {cin}*{cout} + 2*{cout}" if stride != 1
+                    + (f", and the projection has {cin}*{cout} + 2*{cout}" if changes_shape
                        else "; a block that keeps the shape has no shortcut parameters")
                     + f". See {CHAPTER}, 'Fix 3, the paper's option B'.")
         expect_equal(f"parameters of MyBasicBlock({cin}, {cout}, stride={stride})",
@@ -203,8 +214,9 @@ def _check_same_function(block_cls: type) -> None:
                    f"relu(F(x) + shortcut(x)). See {CHAPTER}, 'The basic block'.")
 
 
-def _check_basic_block(block_cls: type) -> None:
-    block_cls = given(block_cls)
+@checker("BasicBlock with a projection shortcut", answers="MyBasicBlock")
+def check_basic_block(block_cls: type) -> None:
+    """Check ``MyBasicBlock(cin, cout, stride)``: shapes, identity, own shortcut, size."""
     _check_shapes(block_cls)
     _check_identity(block_cls)
     # Before the parameter count: the report's fix has option A's count,
@@ -212,14 +224,6 @@ def _check_basic_block(block_cls: type) -> None:
     _check_own_shortcut(block_cls)
     _check_parameters(block_cls)
     _check_same_function(block_cls)
-
-
-def check_basic_block(block_cls: type) -> bool:
-    """Check ``MyBasicBlock(cin, cout, stride)``: shapes, identity, own shortcut, size."""
-    def check() -> None:
-        with quiet_torch():
-            _check_basic_block(block_cls)
-    return run_check("BasicBlock with a projection shortcut", check)
 
 
 @cache
@@ -254,7 +258,29 @@ def _smallest_factor(min_size: int, stage: str = "layer4") -> int:
     return factor
 
 
-MIN_SIZES = (2, 1, 4, 8)
+# 2 is the chapter's case; 1, 4 and 8 keep a hard-coded answer (or "return
+# min_size", right up to 7) from passing; 7 tells "maps strictly bigger than
+# min_size" from "layer4's side is 28 * f / 32, rounded down" (they agree on
+# the other four).
+MIN_SIZES = (2, 1, 4, 8, 7)
+
+# The usual slips, each as the answer it amounts to, and what to tell the learner.
+RESNET_UPSAMPLE_SLIPS: list[tuple[Callable[[int], int], str]] = [
+    (lambda m: _smallest_factor(m, "layer3"),
+     "every answer fits layer3's maps: measure layer4's output, not layer3's."),
+    (lambda m: _smallest_factor(m) - 1,
+     "every answer is one less than the smallest factor that works: return the first "
+     "factor whose layer4 maps are big enough, not the one before it."),
+    # Maps strictly bigger than m are maps of at least m + 1 (sides are whole).
+    (lambda m: _smallest_factor(m + 1),
+     "every answer makes the maps strictly bigger than min_size: 'at least' means >=, "
+     "not >."),
+    # The smallest f with floor(28 * f / 32) >= m.
+    (lambda m: -(-32 * m // 28),
+     "every answer takes layer4's side as 28 * f / 32 rounded DOWN; each stride-2 layer "
+     "(3x3, padding 1) rounds UP, ceil(n / 2), so the side is ceil(28 * f / 32). Measure "
+     "it rather than derive it: a forward hook on model.layer4."),
+]
 
 
 def _answers(fn: Callable[[int], int]) -> dict[int, object]:
@@ -271,29 +297,21 @@ def _answers(fn: Callable[[int], int]) -> dict[int, object]:
 def _hint(fn: Callable[[int], int], min_size: int, expected: int, got: int) -> str:
     """Why ``got`` is not the answer: a slip that fits every case, else the facts."""
     answers = _answers(fn)
-    if all(answers[m] == _smallest_factor(m, "layer3") for m in MIN_SIZES):
-        return "every answer fits layer3's maps: measure layer4's output, not layer3's."
-    if all(answers[m] == _smallest_factor(m) - 1 for m in MIN_SIZES):
-        return ("every answer is one less than the smallest factor that works: return the "
-                "first factor whose layer4 maps are big enough, not the one before it.")
-    # Maps strictly bigger than m are maps of at least m + 1 (sides are whole).
-    if all(answers[m] == _smallest_factor(m + 1) for m in MIN_SIZES):
-        return ("every answer makes the maps strictly bigger than min_size: 'at least' "
-                "means >=, not >.")
+    for slip, hint in RESNET_UPSAMPLE_SLIPS:
+        if all(answers[m] == slip(m) for m in MIN_SIZES):
+            return hint
     if got < 1:
         return "the factor is at least 1 (1 means no upsampling)."
     h, w = _stage_sizes(expected)["layer4"]
     gh, gw = _stage_sizes(got)["layer4"]
     return (f"at x{got} ({28 * got} px) layer4's maps are {gh}x{gw}; x{expected} is the "
-            f"first factor that gives at least {min_size}x{min_size} ({h}x{w}). The map is "
-            f"not simply proportional to the factor (each stride-2 layer rounds up): "
-            f"measure it for each factor, starting from 1.")
+            f"first factor that gives at least {min_size}x{min_size} ({h}x{w}). Measure "
+            f"layer4's output for f = 1, 2, 3, ... and return the first f that is enough.")
 
 
-def _check_smallest_upsample(fn: Callable[[int], int]) -> None:
-    fn = given(fn)
-    # 2 is the chapter's case; 1, 4 and 8 keep a hard-coded answer (or
-    # "return min_size", right up to 7) from passing.
+@checker("smallest upsampling factor for ResNet-18", answers="smallest_upsample_for_resnet")
+def check_smallest_upsample(fn: Callable[[int], int]) -> None:
+    """Check ``smallest_upsample_for_resnet(min_size)`` for several ``min_size``."""
     for min_size in MIN_SIZES:
         expected = _smallest_factor(min_size)  # first: the answer runs after
         got = fn(min_size)  # None here is a missing return, not an untouched cell
@@ -302,20 +320,6 @@ def _check_smallest_upsample(fn: Callable[[int], int]) -> None:
         if got != expected:
             expect_equal(call, expected, got, _hint(fn, min_size, expected, got)
                          + f" See {CHAPTER}, 'Bug 4: 28x28 digits shrink to 1x1 maps'.")
-
-
-def check_smallest_upsample(fn: Callable[[int], int]) -> bool:
-    """Check ``smallest_upsample_for_resnet(min_size)`` for several ``min_size``."""
-    # The first model built on the meta device imports torch._dynamo: seconds of
-    # work, more on a busy CPU. Done here, before the time limit starts, so that
-    # those seconds are not charged to the learner's answer. (The limit itself
-    # never stops an import halfway: see time_limit.)
-    import torch._dynamo  # noqa: F401
-
-    def check() -> None:
-        with quiet_torch():
-            _check_smallest_upsample(fn)
-    return run_check("smallest upsampling factor for ResNet-18", check)
 
 
 # --- Exercise 3: batch normalization by hand ---------------------------------
@@ -350,11 +354,17 @@ def _bn_slip(case: dict, got_y: Tensor, got_mean: Tensor, got_var: Tensor) -> st
     shape = (1, -1, 1, 1)
     ref = lambda v, m=batch_mean: (case["gamma"].view(shape) * (x - m.view(shape))  # noqa: E731
                                    / torch.sqrt(v.view(shape) + 1e-5) + case["beta"].view(shape))
+    batch = x.shape[0]
+    by_batch = biased * batch / (batch - 1)  # Bessel's correction with N, not N*H*W
+    if allclose(got_var, 0.9 * case["running_var"] + 0.1 * by_batch, atol=1e-5):
+        return (f"Bessel's correction divides by n - 1 with n the number of values per "
+                f"channel, N*H*W = {count} here, not the batch size N = {batch}: "
+                f"running_var gets biased * n / (n - 1)")
     if allclose(got_var, 0.9 * case["running_var"] + 0.1 * biased, atol=1e-5):
         return ("running_var must be updated with the UNBIASED batch variance (divide by "
                 "n - 1, with n = N*H*W values per channel); only the normalisation "
                 "itself uses the biased one")
-    if allclose(got_y, ref(unbiased), atol=1e-4):
+    if allclose(got_y, ref(unbiased), atol=1e-4) or allclose(got_y, ref(by_batch), atol=1e-4):
         return ("normalise with the BIASED batch variance (divide by n, "
                 "x.var(dims, unbiased=False)); the unbiased one is for running_var only")
     if allclose(got_mean, 0.1 * case["running_mean"] + 0.9 * batch_mean, atol=1e-5):
@@ -368,11 +378,15 @@ def _bn_slip(case: dict, got_y: Tensor, got_mean: Tensor, got_var: Tensor) -> st
         return ("one mean and one variance PER CHANNEL: reduce over dims (0, 2, 3), not "
                 "over the whole tensor")
     return ("y = gamma * (x - mean) / sqrt(var + eps) + beta, with the batch's per-channel "
-            "mean and biased variance in training mode")
+            "mean and biased variance in training mode; running = 0.9 * running + 0.1 * "
+            "batch statistic, with the unbiased variance (n - 1, n = N*H*W)")
 
 
-def _check_batch_norm(batch_norm: Callable | None) -> None:
-    batch_norm = given(batch_norm)
+@checker("batch_norm", answers="batch_norm")
+def check_batch_norm(batch_norm: Callable) -> None:
+    """Check ``batch_norm(x, gamma, beta, running_mean, running_var, training)``
+    against PyTorch's BatchNorm2d in training and eval mode (momentum 0.1,
+    eps 1e-5), running statistics updated in place."""
     for seed, shape in ((0, (8, 3, 5, 5)), (1, (2, 4, 3, 7))):
         for training in (True, False):
             case = _bn_case(seed, shape)
@@ -382,15 +396,14 @@ def _check_batch_norm(batch_norm: Callable | None) -> None:
             y = batch_norm(case["x"], case["gamma"], case["beta"], mean, var, training)
             mode = "training" if training else "eval"
             call = f"batch_norm(x of shape {shape}, ..., training={training})"
-            if isinstance(y, Tensor):
-                y = plain_tensor(y)
+            y = float_answer(y, call)
             # Updated in place by the answer, which could also have set their
             # __class__ to a tensor subclass of its own.
             mean, var = plain_tensor(mean), plain_tensor(var)
-            expect(isinstance(y, Tensor) and y.shape == x_before.shape,
-                   f"{call} returned {type(y).__name__}"
-                   + (f" of shape {tuple(y.shape)}" if isinstance(y, Tensor) else "")
-                   + f"; return y, a tensor of the input's shape {shape}.")
+            expect(y.shape == x_before.shape,
+                   f"{call} returned a tensor of shape {tuple(y.shape)}; return y, a "
+                   f"tensor of the input's shape {shape}.")
+            y = y.float()  # float64 is as right: compare in the oracle's float32
             expect(equal(case["x"], x_before),
                    f"{call} changed x; compute y as a new tensor.")
             if not training:
@@ -416,24 +429,17 @@ def _check_batch_norm(batch_norm: Callable | None) -> None:
                    f"which every block uses'.")
 
 
-def check_batch_norm(batch_norm: Callable | None) -> bool:
-    """Check ``batch_norm(x, gamma, beta, running_mean, running_var, training)``
-    against PyTorch's BatchNorm2d in training and eval mode (momentum 0.1,
-    eps 1e-5), running statistics updated in place."""
-    def check() -> None:
-        with quiet_torch():
-            _check_batch_norm(batch_norm)
-    return run_check("batch_norm", check)
-
-
 # --- Exercise 4: option A, the zero-padding shortcut ---------------------------
 
-# (cin, cout, stride, map size): ResNet-18's three stage changes, an odd map.
-SHORTCUT_CASES = [(64, 128, 2, 14), (128, 256, 2, 7), (256, 512, 2, 4), (3, 8, 2, 9)]
+# (cin, cout, stride, map size): ResNet-18's three stage changes, an odd map,
+# and strides 1 and 3, so that an answer that always halves the map fails.
+SHORTCUT_CASES = [(64, 128, 2, 14), (128, 256, 2, 7), (256, 512, 2, 4), (3, 8, 2, 9),
+                  (16, 32, 1, 5), (8, 24, 3, 7)]
 
 
-def _check_zero_pad_shortcut(shortcut: Callable | None) -> None:
-    shortcut = given(shortcut)
+@checker("zero_pad_shortcut", answers="zero_pad_shortcut")
+def check_zero_pad_shortcut(shortcut: Callable) -> None:
+    """Check ``zero_pad_shortcut(x, cout, stride)``: the paper's option A."""
     where = f"See {CHAPTER}, 'Fix 2, the paper's option A: zero padding, no parameters'."
     for cin, cout, stride, size in SHORTCUT_CASES:
         x = torch.randn(2, cin, size, size)
@@ -441,22 +447,26 @@ def _check_zero_pad_shortcut(shortcut: Callable | None) -> None:
         call = f"zero_pad_shortcut(x of shape {tuple(x.shape)}, cout={cout}, stride={stride})"
         # A stride-2 1x1 conv's pixels: 0, 2, 4, ...; taken first, the answer runs after.
         kept = x[:, :, ::stride, ::stride].clone()
-        got = shortcut(x, cout, stride)
-        if isinstance(got, Tensor):
-            got = plain_tensor(got)
+        got = float_answer(shortcut(x, cout, stride), call)
         want_shape = (2, cout) + tuple(kept.shape[2:])
-        expect(isinstance(got, Tensor) and tuple(got.shape) == want_shape,
-               f"{call} returned shape "
-               f"{tuple(got.shape) if isinstance(got, Tensor) else type(got).__name__}; "
-               f"expected {want_shape}: the main path's shape, so that the two can be "
-               f"added. Take every stride-th pixel and add zero channels. {where}")
+        if tuple(got.shape) != want_shape:
+            halved = -(-size // 2)
+            hint = (f"your map is {halved}x{halved}, halved whatever the stride: keep "
+                    f"every stride-th pixel, x[:, :, ::stride, ::stride] (stride "
+                    f"{stride} here)" if stride != 2 and got.shape[2:] == (halved, halved)
+                    else "take every stride-th pixel and add zero channels")
+            expect(False, f"{call} returned shape {tuple(got.shape)}; expected "
+                          f"{want_shape}: the main path's shape, so that the two can be "
+                          f"added. Hint: {hint}. {where}")
+        got = got.float()  # float64 holds the same values: compare in float32
         expect(equal(x, before), f"{call} changed x; return a new tensor. {where}")
         # The zeros may sit before, after or around the kept channels: any
         # contiguous block of cin channels equal to the kept pixels will do.
         starts = [s for s in range(cout - cin + 1) if equal(got[:, s:s + cin], kept)]
         if not starts:
-            if allclose(got[:, :cin], F.avg_pool2d(x, stride, stride), atol=1e-6) or \
-                    allclose(got[:, -cin:], F.avg_pool2d(x, stride, stride), atol=1e-6):
+            averaged = F.avg_pool2d(x, stride, stride, ceil_mode=True)
+            if any(part.shape == averaged.shape and allclose(part, averaged, atol=1e-6)
+                   for part in (got[:, :cin], got[:, -cin:])):
                 hint = ("you averaged the pixels; option A is an identity on the pixels "
                         "it keeps: x[:, :, ::stride, ::stride]")
             elif any(equal(got[:, s:s + cin], x[:, :, 1::stride, 1::stride])
@@ -474,14 +484,6 @@ def _check_zero_pad_shortcut(shortcut: Callable | None) -> None:
                f"{call}: the {cout - cin} extra channels must be zeros (option A adds no "
                f"parameters and no new signal); yours hold values up to "
                f"{rest.abs().max().item():.3g}. {where}")
-
-
-def check_zero_pad_shortcut(shortcut: Callable | None) -> bool:
-    """Check ``zero_pad_shortcut(x, cout, stride)``: the paper's option A."""
-    def check() -> None:
-        with quiet_torch():
-            _check_zero_pad_shortcut(shortcut)
-    return run_check("zero_pad_shortcut", check)
 
 
 # --- Exercise 5: plain against residual, and the seed-to-seed spread ------------
@@ -515,6 +517,15 @@ def _by_ranges(s: dict[str, list[float]]) -> str:
     if max(s["residual"]) < min(s["plain"]):
         return "residual"
     if max(s["plain"]) < min(s["residual"]):
+        return "plain"
+    return "no difference"
+
+
+def _by_ranges_ties_win(s: dict[str, list[float]]) -> str:
+    """The slip: ranges that only touch (equal at one end) still give a winner."""
+    if max(s["residual"]) <= min(s["plain"]):
+        return "residual"
+    if max(s["plain"]) <= min(s["residual"]):
         return "plain"
     return "no difference"
 
@@ -554,7 +565,13 @@ _WINDOW_HINT = (f"steps {FIRST_STEP} to {LAST_STEP} counted from 1 are losses[{F
                 f"{LAST_STEP}] in Python (index = step - 1): 20 losses per run")
 _OVERLAP_RULE = ("call an arm better only when every one of its runs is below every run of "
                  "the other (the two ranges do not overlap), else return 'no difference'")
-_OFF_BY_ONE = f"your window is off by one: {_WINDOW_HINT}"
+
+
+def _window_hint(start: int, stop: int) -> str:
+    """What a window slip averaged, next to the right window."""
+    return (f"you averaged losses[{start}:{stop}], which is steps {start + 1}-{stop} "
+            f"({stop - start} losses); {_WINDOW_HINT}")
+
 # The usual slips, each as the verdict it amounts to, and what to tell the learner.
 PLAIN_VS_RESIDUAL_SLIPS: list[tuple[Callable[[Runs], str], str]] = [
     (_rule(_by_ranges, swap=True),
@@ -581,7 +598,11 @@ PLAIN_VS_RESIDUAL_SLIPS: list[tuple[Callable[[Runs], str], str]] = [
      f"you averaged steps 1-{FIRST_STEP - 1}, where the loss still depends on where the "
      f"random weights started; summarise each run by steps {FIRST_STEP}-{LAST_STEP} "
      f"({_WINDOW_HINT})"),
-    *[(_rule(_by_ranges, a, b), _OFF_BY_ONE)
+    (_rule(_by_ranges_ties_win),
+     "when the two ranges only touch (the lowest run of one arm equals the highest of "
+     "the other), no arm has every run below every run of the other: that is 'no "
+     "difference'. Compare with <, not <="),
+    *[(_rule(_by_ranges, a, b), _window_hint(a, b))
       for a, b in ((11, 31), (9, 29), (10, 29), (11, 30), (9, 30), (10, 31))],
 ]
 
@@ -621,6 +642,14 @@ def _plain_vs_residual_cases() -> list[tuple[str, dict]]:
         ("outliers at steps 11 and 31",
          {"plain": [c(1.0, 0.50, {11: 5.0}), c(1.0, 0.51, {11: 5.0})],
           "residual": [c(1.0, 0.55, {31: 5.0}), c(1.0, 0.56, {31: 5.0})]}),
+        # One outlier in the plain runs at a step on either side of each end of the
+        # window: each window slip counts a different set of them.
+        *[(f"an outlier at step {step} in the plain runs",
+           {"plain": [c(1.0, 0.50, {step: 5.0}), c(1.0, 0.51, {step: 5.0})],
+            "residual": [c(1.0, 0.55), c(1.0, 0.56)]}) for step in (10, 11, 30, 31)],
+        # 0.5, 0.375 and 0.625 are exact in binary: the two means are equal exactly.
+        ("ranges that touch: the worst residual run equals the best plain run",
+         {"plain": [c(1.5, 0.5), c(1.5, 0.625)], "residual": [c(1.5, 0.375), c(1.5, 0.5)]}),
         ("NumPy float32 arrays (a 2-D array for the plain runs), 30 steps each",
          {"plain": np.array([c(1.2, 0.70, steps=30), c(1.2, 0.66, steps=30)], np.float32),
           "residual": [np.array(c(2.0, 0.48, steps=30), np.float32),
@@ -663,8 +692,11 @@ def _gap(s: dict[str, list[float]]) -> float:
                abs(min(s["residual"]) - max(s["plain"])))
 
 
-def _check_plain_vs_residual(verdict: Callable[[Runs], str] | None, runs: object) -> None:
-    verdict = given(verdict)
+@checker("plain_vs_residual", answers="verdict", seconds=VERDICT_SECONDS)
+def check_plain_vs_residual(verdict: Callable[[Runs], str], runs: object) -> None:
+    """Check ``verdict(runs) -> 'residual' | 'plain' | 'no difference'`` on made-up
+    training curves and on ``runs``, the plain and residual runs the notebook
+    trained (``{"plain": [losses, ...], "residual": [losses, ...]}``)."""
     where = f"See {CHAPTER}, 'The degradation problem: why the shortcut is there'."
     cases = _plain_vs_residual_cases()
     answers = [_as_verdict(verdict(_copy_runs(r)), f"verdict(runs) on {what}")
@@ -692,10 +724,3 @@ def _check_plain_vs_residual(verdict: Callable[[Runs], str] | None, runs: object
                      f"{[round(v, 4) for v in s['plain']]}, residual "
                      f"{[round(v, 4) for v in s['residual']]}. {where}")
 
-
-def check_plain_vs_residual(verdict: Callable[[Runs], str] | None, runs: object) -> bool:
-    """Check ``verdict(runs) -> 'residual' | 'plain' | 'no difference'`` on made-up
-    training curves and on ``runs``, the plain and residual runs the notebook
-    trained (``{"plain": [losses, ...], "residual": [losses, ...]}``)."""
-    return run_check("plain_vs_residual",
-                     lambda: _check_plain_vs_residual(verdict, runs), seconds=VERDICT_SECONDS)
