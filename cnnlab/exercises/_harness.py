@@ -13,9 +13,11 @@ from __future__ import annotations
 import math
 from contextlib import contextmanager
 from numbers import Integral, Real
+from collections.abc import Sequence
 from typing import Iterator, TypeVar
 
 import torch
+from torch import nn
 
 from . import expect, shown
 
@@ -146,3 +148,29 @@ REL_TOL = 1e-6
 def close(got: float, expected: float) -> bool:
     """True when ``got`` equals ``expected`` to float32 precision."""
     return math.isclose(got, expected, rel_tol=REL_TOL, abs_tol=1e-12)
+
+
+# --- a residual block's shortcut, for the block checkers --------------------------
+
+def shortcut_layers(block: nn.Module, named: Sequence[str]) -> list[nn.Module]:
+    """The block's convs and BNs other than the named ones: its shortcut's."""
+    main = {id(getattr(block, n)) for n in named}
+    return [m for m in block.modules()
+            if isinstance(m, (nn.Conv2d, nn.BatchNorm2d)) and id(m) not in main]
+
+
+def load_shortcut(extra: list[nn.Module], downsample: nn.Module, what: str,
+                  hint: str = "") -> None:
+    """Copy the answer's shortcut (``extra``: one 1x1 Conv2d and one BatchNorm2d)
+    into the oracle's ``downsample``; CheckFailed naming ``what`` otherwise.
+
+    Matched by type, not by the order they were created in: the output
+    comparison that follows is what checks the order they run in.
+    """
+    for kind in (nn.Conv2d, nn.BatchNorm2d):
+        theirs = [m for m in extra if isinstance(m, kind)]
+        expect(len(theirs) == 1,
+               f"the shortcut of {what} should hold one 1x1 Conv2d and one BatchNorm2d; "
+               f"it holds {[type(m).__name__ for m in extra]}." + (f" {hint}" if hint else ""))
+        ours = next(m for m in downsample.modules() if isinstance(m, kind))
+        ours.load_state_dict(theirs[0].state_dict())

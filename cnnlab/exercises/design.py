@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from . import checker, expect, expect_equal, shown
 # one_thread is imported by the design notebook from here, too
 from ._harness import (allclose, as_count, as_real, close, equal, given,  # noqa: F401
-                       one_thread, tensor_answer)
+                       load_shortcut, one_thread, shortcut_layers, tensor_answer)
 from ..models import count_parameters, eval_mode, get_model
 from ..models.googlenet import Inception
 from ..models.mobilenet import SETTINGS
@@ -145,13 +145,6 @@ def _named_layers(block: nn.Module, name: str, kinds: dict[str, type], why: str)
         expect(isinstance(layer, kind),
                f"{name}.{attr} is a {type(layer).__name__}; it should be an "
                f"nn.{kind.__name__}.")
-
-
-def _extra(block: nn.Module, named: Sequence[str]) -> list[nn.Module]:
-    """The block's convs and BNs other than the named ones: its shortcut's."""
-    main = {id(getattr(block, n)) for n in named}
-    return [m for m in block.modules()
-            if isinstance(m, (nn.Conv2d, nn.BatchNorm2d)) and id(m) not in main]
 
 
 def _size_mismatch(err: RuntimeError) -> bool:
@@ -269,7 +262,7 @@ def _check_bottleneck_shape(block: nn.Module, cin: int, planes: int, stride: int
     except RuntimeError as err:
         if not _size_mismatch(err):
             raise
-        convs = [m for m in _extra(block, BOTTLENECK_LAYERS) if isinstance(m, nn.Conv2d)]
+        convs = [m for m in shortcut_layers(block, BOTTLENECK_LAYERS) if isinstance(m, nn.Conv2d)]
         if not convs and stride == 1:
             hint = (f"the output has 4 * {planes} = {4 * planes} channels but x has {cin}, "
                     f"so x cannot be added as it is, even at stride 1. The shortcut needs "
@@ -304,7 +297,7 @@ def _check_bottleneck_identity(block_cls: type) -> None:
     out = tensor_answer(block.eval()(x), f"{name}(x)")
     if equal(out, F.relu(x)):
         return
-    extra = _extra(block, BOTTLENECK_LAYERS)
+    extra = shortcut_layers(block, BOTTLENECK_LAYERS)
     if extra:
         hint = (f"where the shape is kept the shortcut is x itself; your block has "
                 f"{[type(m).__name__ for m in extra]} besides the six layers, which "
@@ -354,15 +347,8 @@ def _bottleneck_oracle(block: nn.Module, cin: int, planes: int,
     for layer in BOTTLENECK_LAYERS:
         getattr(oracle, layer).load_state_dict(getattr(block, layer).state_dict())
     if oracle.downsample is not None:
-        extra = _extra(block, BOTTLENECK_LAYERS)
-        for kind in (nn.Conv2d, nn.BatchNorm2d):
-            theirs = [m for m in extra if isinstance(m, kind)]
-            expect(len(theirs) == 1,
-                   f"the shortcut of {_bottleneck_name(cin, planes, stride)} should hold "
-                   f"one 1x1 Conv2d and one BatchNorm2d; it holds "
-                   f"{[type(m).__name__ for m in extra]}.")
-            ours = next(m for m in oracle.downsample.modules() if isinstance(m, kind))
-            ours.load_state_dict(theirs[0].state_dict())
+        load_shortcut(shortcut_layers(block, BOTTLENECK_LAYERS), oracle.downsample,
+                      _bottleneck_name(cin, planes, stride))
     return oracle
 
 
@@ -615,7 +601,7 @@ def _check_clean_identity(block_cls: type) -> None:
             elif any(m is not block.bn1 for m in seen):
                 hint = ("a BN reads x on the shortcut: the shortcut of a block that keeps "
                         "the shape is x itself, with no BN or conv on it.")
-            elif _extra(block, PREACT_LAYERS):
+            elif shortcut_layers(block, PREACT_LAYERS):
                 hint = ("the block has a conv besides conv1 and conv2, on its shortcut: "
                         "where the shape is kept the shortcut is x itself, with no conv "
                         "or BN on it.")
@@ -692,7 +678,7 @@ def _check_preact_function(block_cls: type, cin: int, cout: int, stride: int) ->
     name = _preact_name(cin, cout, stride)
     block = _build_preact(block_cls, cin, cout, stride)
     _randomise_batch_norms(block)
-    extra = [m for m in _extra(block, PREACT_LAYERS)]
+    extra = [m for m in shortcut_layers(block, PREACT_LAYERS)]
     oracles = []
     for reads in ("preactivated", "input"):
         oracle = ReferencePreActBlock(cin, cout, stride, reads)

@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import checker, expect, expect_equal, shown
-from ._harness import (allclose, as_count, equal, float_answer, plain_str, plain_tensor,
-                       tensor_answer)
+from ._harness import (allclose, as_count, equal, float_answer, load_shortcut, plain_str,
+                       plain_tensor, shortcut_layers, tensor_answer)
 from ..models import count_parameters, get_model
 from ..models.resnet import BasicBlock, make_downsample
 
@@ -175,19 +175,9 @@ def _copy_into_package_block(block: nn.Module, cin: int, cout: int,
     for name in ("conv1", "bn1", "conv2", "bn2"):
         getattr(oracle, name).load_state_dict(getattr(block, name).state_dict())
     if oracle.downsample is not None:  # the learner's own 1x1 conv and BN
-        main = {id(getattr(block, n)) for n in ("conv1", "bn1", "conv2", "bn2")}
-        extra = [m for m in block.modules()
-                 if isinstance(m, (nn.Conv2d, nn.BatchNorm2d)) and id(m) not in main]
-        # Matched by type, not by the order they were created in: the output
-        # comparison below is what checks the order they run in.
-        for kind in (nn.Conv2d, nn.BatchNorm2d):
-            theirs = [m for m in extra if isinstance(m, kind)]
-            expect(len(theirs) == 1,
-                   f"the shortcut of MyBasicBlock({cin}, {cout}, stride={stride}) should "
-                   f"hold one 1x1 Conv2d and one BatchNorm2d; it holds "
-                   f"{[type(m).__name__ for m in extra]}. See {CHAPTER}, 'Fix 3'.")
-            ours = next(m for m in oracle.downsample.modules() if isinstance(m, kind))
-            ours.load_state_dict(theirs[0].state_dict())
+        load_shortcut(shortcut_layers(block, ("conv1", "bn1", "conv2", "bn2")),
+                      oracle.downsample, f"MyBasicBlock({cin}, {cout}, stride={stride})",
+                      f"See {CHAPTER}, 'Fix 3'.")
     return oracle
 
 
