@@ -355,7 +355,7 @@ def test_a_memory_total_too_big_is_told_to_count_less(capsys):
 
     from cnnlab.exercises.factors import check_training_memory
 
-    right = exercise_namespace("solutions", "07_factors.ipynb")["training_memory_bytes"]
+    right = exercise_namespace("solutions", "08_factors.ipynb")["training_memory_bytes"]
 
     def doubled(model, batch_size):  # "x2 for the backward pass"
         parts = dict(right(model, batch_size))

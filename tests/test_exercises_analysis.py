@@ -237,7 +237,7 @@ def test_every_slip_in_the_checker_is_caught_by_the_made_up_runs():
 # --- early_stop -----------------------------------------------------------------------
 
 def test_early_stop_solution_on_the_example_and_edges():
-    early_stop = exercise_namespace("solutions", "09_comparison.ipynb")["early_stop"]
+    early_stop = exercise_namespace("solutions", "07_comparison.ipynb")["early_stop"]
     # The notebook's example: best 0.7 at epoch 2; epochs 3 and 4 do not beat it.
     assert early_stop([1.0, 0.7, 0.8, 0.75, 0.9], 2) == (4, 2)
     assert early_stop([0.5], 1) == (1, 1)
@@ -256,7 +256,7 @@ def test_early_stop_at_the_first_increase_is_told_about_patience(capsys):
 
 
 def test_early_stop_keeping_the_last_epoch_is_told_to_keep_the_best(capsys):
-    solution = exercise_namespace("solutions", "09_comparison.ipynb")["early_stop"]
+    solution = exercise_namespace("solutions", "07_comparison.ipynb")["early_stop"]
 
     def keep_last(val_losses, patience):
         stop, _ = solution(val_losses, patience)
@@ -357,7 +357,7 @@ def test_early_stop_written_differently_passes(capsys):
 
 
 def test_early_stop_needs_the_curve_the_cell_trained(capsys):
-    solution = exercise_namespace("solutions", "09_comparison.ipynb")["early_stop"]
+    solution = exercise_namespace("solutions", "07_comparison.ipynb")["early_stop"]
     assert "a list of at least two numbers" in rejected(check_early_stop, solution, [0.5],
                                                         capsys)
     assert "return a pair (stop epoch, kept epoch)" in rejected(
@@ -403,7 +403,7 @@ def recorded_rows() -> tuple:
 
 
 def test_pareto_solution_on_the_records_and_by_hand():
-    pareto_front = exercise_namespace("solutions", "09_comparison.ipynb")["pareto_front"]
+    pareto_front = exercise_namespace("solutions", "07_comparison.ipynb")["pareto_front"]
     # By time: lenet, resnet18 (more accurate), alexnet (99.20 % beats googlenet's and
     # mobilenet_v1's accuracy in less time than either).
     assert pareto_front(ROWS) == ["lenet", "resnet18", "alexnet"]
@@ -476,7 +476,7 @@ def test_pareto_with_time_the_wrong_way_round_is_told_faster_is_better(capsys):
 
 
 def test_pareto_in_the_wrong_order_is_told_fastest_first(capsys):
-    solution = exercise_namespace("solutions", "09_comparison.ipynb")["pareto_front"]
+    solution = exercise_namespace("solutions", "07_comparison.ipynb")["pareto_front"]
     out = rejected(check_pareto, lambda rows: solution(rows)[::-1], ROWS, capsys)
     assert "listed fastest first" in out
 

@@ -14,7 +14,7 @@ from torch import nn
 from cnnlab.exercises.factors import check_lenet_98_5, check_training_memory
 from cnnlab.models import count_parameters, get_model
 
-NOTEBOOK = "07_factors.ipynb"
+NOTEBOOK = "08_factors.ipynb"
 
 
 # --- training_memory_bytes --------------------------------------------------

@@ -20,7 +20,7 @@ from . import checker, expect, expect_equal, shown
 from ._harness import as_count, as_real, plain_str
 
 CHAPTER = "chapter 7 (Comparing the five nets)"
-NOTEBOOK = "09_comparison.ipynb"
+NOTEBOOK = "07_comparison.ipynb"
 # A right answer takes microseconds on these lists; a few seconds are plenty
 # even on a busy machine, and stop an answer that loops forever soon.
 SECONDS = 5.0

@@ -27,7 +27,7 @@ from ..models import count_parameters, get_model
 from ..train import evaluate, set_seed
 
 CHAPTER = "chapter 8 (What moves accuracy and cost)"
-NOTEBOOK = "07_factors.ipynb"
+NOTEBOOK = "08_factors.ipynb"
 MiB = 2 ** 20
 
 

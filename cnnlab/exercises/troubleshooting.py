@@ -32,7 +32,7 @@ from ..models.resnet import BasicBlock
 from ..results import RESULTS_DIR
 
 CHAPTER = "chapter 9 (Troubleshooting)"
-NOTEBOOK = "08_troubleshooting.ipynb"
+NOTEBOOK = "09_troubleshooting.ipynb"
 KINDS = ("flatten", "shortcut", "memory", "input too small")
 # What each kind is, for the hints.
 MEANING = {
