@@ -26,10 +26,16 @@ import argparse
 import json
 import os
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
-import torch
+# A fresh compile cache for every run: a cache left by an earlier run would
+# make torch.compile look almost free (it did: LeNet's and AlexNet's 3.5 s
+# in results/benchmarks/cpu_recipe.json came from a warm cache).
+os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="cnnlab-inductor-")
+
+import torch  # noqa: E402  (after the cache is chosen)
 import torch.nn.functional as F
 
 from cnnlab.data import DeviceBatches, load_mnist, preprocess
@@ -114,6 +120,7 @@ def main() -> None:
     report = {"how": f"median seconds per training step (batch 128, AdamW, float32), "
                      f"{args.rounds} alternating rounds of {args.steps} steps per setting; "
                      f"compile time charged over {FULL_RUN_STEPS} steps",
+              "compile_cache": "fresh (TORCHINDUCTOR_CACHE_DIR set to an empty folder)",
               "load_average_before": list(os.getloadavg()),
               "provenance": provenance(torch.device("cpu")), "models": []}
     for name in args.models:
