@@ -2,7 +2,9 @@
 
 Bugs 1 and 4 of the report are shape bugs: a flatten size computed for
 32x32 inputs, and ResNet's last stages shrinking 28x28 digits to 1x1 maps.
-``trace_shapes`` shows both by hooking every leaf layer.
+``trace_shapes`` shows both by hooking every leaf layer; ``size_steps``
+applies the output-size formula layer by layer and checks it against the
+trace, and ``settings_table`` sets each layer's settings beside its output.
 """
 from __future__ import annotations
 
@@ -64,7 +66,8 @@ def forward_shapes(model: nn.Module, modules: Iterable[tuple[str, nn.Module]],
     hooks = [module.register_forward_hook(record(name)) for name, module in modules]
     try:
         with torch.no_grad(), eval_mode(model):
-            device = next(model.parameters()).device
+            first = next(model.parameters(), None)  # a pool alone has none
+            device = first.device if first is not None else torch.device("cpu")
             model(torch.zeros(1, in_channels, size, size, device=device))
     finally:
         for h in hooks:
@@ -193,3 +196,139 @@ def shape_markdown(rows: Iterable, keep=None) -> str:
         lines.append("| " + " | ".join(cells + [f"⚠ {r.warning}" if r.warning else ""])
                      + " |")
     return "\n".join(lines) if rows else "(no layer matches)"
+
+
+# --- The layer table and the output-size formula (chapter 2) -----------------
+
+def _side(v: int | tuple[int, ...]) -> int:
+    """The height component of a size setting (an int or an (h, w) tuple)."""
+    return v[0] if isinstance(v, tuple) else v
+
+
+def _window(v: int | tuple[int, ...]) -> str:
+    h, w = v if isinstance(v, tuple) else (v, v)
+    return f"{h}x{w}"
+
+
+def layer_settings(module: nn.Module) -> str:
+    """The settings that decide a layer's output, as text for a layer table.
+
+    A convolution gives its channels and kernel ('1 -> 6 channels, 5x5
+    kernel'), a max or average pool its window and stride ('2x2 window,
+    stride 2'), each followed by its padding and dilation where they are
+    not 0 and 1 (and a convolution's stride where it is not 1); a linear
+    layer gives its features ('256 -> 120'). Any other layer (an
+    activation, a flatten) gives '': it does not change the size.
+    """
+    extra = []
+    if isinstance(module, nn.Conv2d):
+        text = (f"{module.in_channels} -> {module.out_channels} channels, "
+                f"{_window(module.kernel_size)} kernel")
+        if _side(module.stride) != 1:
+            extra.append(f"stride {_side(module.stride)}")
+    elif isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
+        text = f"{_window(module.kernel_size)} window, stride {_side(module.stride)}"
+    elif isinstance(module, nn.Linear):
+        return f"{module.in_features} -> {module.out_features}"
+    else:
+        return ""
+    padding = getattr(module, "padding", 0)
+    if isinstance(padding, str) or _side(padding) != 0:
+        extra.append(f"padding {padding if isinstance(padding, str) else _side(padding)}")
+    if _side(getattr(module, "dilation", 1)) != 1:
+        extra.append(f"dilation {_side(module.dilation)}")
+    return ", ".join([text] + extra)
+
+
+def settings_table(model: nn.Module, size: int = 28,
+                   in_channels: int | None = None) -> str:
+    """A Markdown table of ``model``'s leaf layers for one (1, C, size, size)
+    input: name, type, settings (``layer_settings``), output shape
+    (C x H x W, from ``trace_shapes``) and parameters, with a total row that
+    counts the model's own parameters.
+    """
+    modules = dict(model.named_modules())
+    lines = ["| layer | type | settings | output (C x H x W) | parameters |",
+             "|---|---|---|---|---:|"]
+    for r in trace_shapes(model, size, in_channels):
+        lines.append(f"| `{r.name}` | {r.kind} | {layer_settings(modules[r.name])} "
+                     f"| {' x '.join(map(str, r.output_shape))} | {r.parameters:,} |")
+    total = sum(p.numel() for p in model.parameters())
+    lines.append(f"| | **total** | | | **{total:,}** |")
+    return "\n".join(lines)
+
+
+def output_side(n: int, kernel: int, stride: int = 1, padding: int = 0) -> int:
+    """The side of a conv or pool layer's output for an input of side ``n``:
+
+        n_out = floor((n - kernel + 2 * padding) / stride) + 1
+    """
+    return (n - kernel + 2 * padding) // stride + 1
+
+
+@dataclass
+class SizeStep:
+    """The output-size formula applied to one conv or pool layer."""
+
+    name: str                  # e.g. "features.0"
+    kind: str                  # "Conv2d", "MaxPool2d" or "AvgPool2d"
+    kernel: int
+    padding: int
+    stride: int
+    n_in: int                  # the side that reaches the layer
+    n_out: int                 # output_side(n_in, kernel, stride, padding)
+    traced: int | None = None  # the side the layer produced when the model ran
+
+    @property
+    def agrees(self) -> bool | None:
+        """Whether the formula gives the traced side (None when not traced)."""
+        return None if self.traced is None else self.traced == self.n_out
+
+
+def size_steps(model: nn.Module, size: int = 28, trace: bool = True,
+               in_channels: int | None = None) -> list[SizeStep]:
+    """Apply ``output_side`` to every Conv2d, MaxPool2d and AvgPool2d of
+    ``model`` in turn, starting from an input of side ``size``, with each
+    layer's kernel, padding and stride read from the module (their height
+    component).
+
+    Each layer's input is the previous one's output, so the layers must form
+    one chain in ``named_modules`` order, as in LeNet or AlexNet; the
+    branches of a ResNet or an Inception module do not. With ``trace`` the
+    model also runs on one (1, C, size, size) input and each step records
+    the height its layer really produced; a layer with a setting that the
+    formula leaves out (a dilation, ``ceil_mode=True``) then disagrees.
+    Without ``trace`` nothing runs, so a size the model cannot take (LeNet
+    at 32) still gives its steps.
+    """
+    layers = [(name, m) for name, m in model.named_modules()
+              if isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d))]
+    traced: dict[str, int] = {}
+    if trace:
+        for name, _, shape in forward_shapes(model, layers, size, in_channels):
+            traced.setdefault(name, shape[-2])  # a layer called twice: its first call
+    steps, n = [], size
+    for name, m in layers:
+        k, s = _side(m.kernel_size), _side(m.stride)
+        p = 0 if isinstance(m.padding, str) else _side(m.padding)
+        steps.append(SizeStep(name, type(m).__name__, k, p, s, n,
+                              output_side(n, k, s, p), traced.get(name)))
+        n = steps[-1].n_out
+    return steps
+
+
+def size_steps_markdown(steps: list[SizeStep]) -> str:
+    """A Markdown table of ``size_steps``: each layer's formula with its
+    numbers filled in, the traced side beside it, and a warning on a row
+    where the two differ."""
+    lines = ["| layer | type | `(n - k + 2*p) // s + 1` | traced | |",
+             "|---|---|---|--:|---|"]
+    for st in steps:
+        formula = (f"`({st.n_in} - {st.kernel} + 2*{st.padding}) // {st.stride} + 1 "
+                   f"= {st.n_out}`")
+        traced = "" if st.traced is None else str(st.traced)
+        note = {None: "", True: "✓",
+                False: "⚠ differs: the layer has a setting the formula leaves out"}
+        lines.append(f"| `{st.name}` | {st.kind} | {formula} | {traced} "
+                     f"| {note[st.agrees]} |")
+    return "\n".join(lines)
