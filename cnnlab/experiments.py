@@ -58,17 +58,20 @@ def _planned_record(p: Planned, device: str, root: Path) -> RunResult | None:
 
 
 def experiment_table(arms: list[Arm]) -> str:
-    """Markdown: test accuracy per arm, mean ± standard deviation over seeds."""
-    lines = ["| arm | test accuracy (%) | each seed | training time (s) | rerun one seed |",
-             "|---|---|---|---|---|"]
+    """Markdown: test accuracy per arm, mean ± standard deviation over seeds;
+    under the table, the command that reruns each arm (a command inside the
+    table would make it wider than the page)."""
+    lines = ["| arm | test accuracy (%) | each seed | training time (s) |",
+             "|---|---|---|---|"]
     for a in arms:
         if not a.runs:
-            lines.append(f"| {a.name} | not recorded yet (0 of {a.planned}) | | "
-                         f"| `{a.command}` |")
+            lines.append(f"| {a.name} | not recorded yet (0 of {a.planned}) | | |")
             continue
         each = ", ".join(f"{100 * r.test_accuracy:.2f}" for r in a.runs)
         lines.append(f"| {a.name} | {a.spread.text(a.planned)} | {each} "
-                     f"| {_quiet_seconds(list(a.runs))} | `{a.command}` |")
+                     f"| {_quiet_seconds(list(a.runs))} |")
+    lines += ["", "To rerun an arm's first seed (add `--seed N` for another of its seeds):", ""]
+    lines += [f"* {a.name}: `{a.command}`" for a in arms]
     return "\n".join(lines)
 
 

@@ -42,12 +42,16 @@ CELL_OUTPUT = 'class="cell_output'
 
 
 def toc_pages(toc: Path) -> list[str]:
-    """Every document named in _toc.yml, root first, without its suffix."""
-    data = yaml.safe_load(toc.read_text())
-    pages = [data["root"]]
-    for part in data.get("parts", []):
-        pages += [chapter["file"] for chapter in part.get("chapters", [])]
-    return pages
+    """Every document named in _toc.yml, root first, sections after their
+    chapter, without its suffix."""
+    def walk(entries: list[dict]) -> list[str]:
+        found = []
+        for entry in entries:
+            found += [entry[key] for key in ("root", "file") if key in entry]
+            for key in ("parts", "chapters", "sections"):
+                found += walk(entry.get(key, []))
+        return found
+    return walk([yaml.safe_load(toc.read_text())])
 
 
 def ink(png: Path, height: int | None = None) -> float:

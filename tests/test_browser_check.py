@@ -1,6 +1,9 @@
 """tests/browser_check.py must catch what a reader would see broken."""
+import json
+
 import browser_check
-from browser_check import page_problems
+import pytest
+from browser_check import page_problems, table_problems
 from check_built_book import WIDGET
 
 MATH = '<span class="math notranslate nohighlight">\\(F(x)\\)</span>'
@@ -63,3 +66,149 @@ def test_ci_requires_chromium(monkeypatch):
     assert browser_check.main([]) == 1
     monkeypatch.delenv("CI")
     assert browser_check.main(["--require"]) == 1
+
+
+# The table check. table_problems reads TABLE_PROBE's report out of the DOM;
+# the probe itself is tried in Chromium on tables that wrap, scroll and fit.
+
+def _report(*cells: dict, tables: int = 1) -> str:
+    body = json.dumps({"tables": tables, "squeezed": list(cells)})
+    return f'<body><script type="application/json" id="table-probe">{body}</script></body>'
+
+
+SQUEEZED = {"table": 2, "columns": ["arm", "training time (s)"], "column": "training time (s)",
+            "text": "training time (s)", "words": 3, "lines": 3, "broken": None, "overflow": 0}
+
+
+def test_a_squeezed_cell_is_reported_with_its_table_and_column():
+    [problem] = page_problems("<table></table>", _report(SQUEEZED), "", INKY)
+    assert problem.startswith("table 2 (arm | training time (s)) is squeezed")
+    assert 'column "training time (s)"' in problem
+    assert "one word per line (3 words on 3 lines)" in problem
+
+
+def test_a_broken_or_overflowing_word_is_reported():
+    broken = {**SQUEEZED, "words": 1, "lines": 2, "broken": "11,175,370"}
+    out = {**SQUEEZED, "table": 3, "lines": 1, "overflow": 40}
+    problems = table_problems("<table>", _report(broken, out))
+    assert 'the word "11,175,370" broken across lines' in problems[0]
+    assert "runs 40 px out of its cell" in problems[1]
+
+
+def test_many_squeezed_cells_are_named_three_at_a_time():
+    [problem] = table_problems("<table>", _report(*[SQUEEZED] * 5))
+    assert problem.count("one word per line") == 3 and problem.endswith("and 2 more cells")
+
+
+def test_tables_that_were_not_measured_are_reported():
+    assert any("not measured" in p for p in page_problems("<table>", "<body></body>", "", INKY))
+    assert table_problems("<table>", _report()) == []
+
+
+# Tables in a 360 px column: 1 squeezed; 2 scrolls; 3 fits; 4 a word broken
+# mid-word; 5 a line break after a hyphen in a cell wider than the word
+# (ordinary typesetting); 6 a column narrower than the word "mult-adds".
+ROW = ("<tr><td>report's block (reuse_conv1)</td><td>97.01 ± 0.93 (3 of 5 seeds)</td>"
+       "<td>232 (2 of 3 seeds; 1 that shared the CPU left out)</td>"
+       "<td><code>python -m cnnlab train resnet18 --epochs 1 --shortcut zero_pad</code></td></tr>")
+HEAD = ("<thead><tr><th>arm</th><th>test accuracy (%)</th><th>training time (s)</th>"
+        "<th>rerun one seed</th></tr></thead>")
+PAGE = f"""<!DOCTYPE html><html><head><meta charset="utf-8"><style>
+  body {{ font: 16px sans-serif; }} .column {{ width: 360px; }}
+  td, th {{ padding: 4px; border: 1px solid #999; }}
+</style></head><body><div class="column">
+  <table id="wraps">{HEAD}<tbody>{ROW}</tbody></table>
+  <div style="overflow-x: auto"><table id="scrolls" style="white-space: nowrap">
+    {HEAD}<tbody>{ROW}</tbody></table></div>
+  <table id="fits"><thead><tr><th>model</th><th>parameters</th></tr></thead>
+    <tbody><tr><td>ResNet-18 (option B)</td><td>11,175,370</td></tr></tbody></table>
+  <table id="breaks" style="width: 60px; word-break: break-all"><tr>
+    <td>11,175,370</td></tr></table>
+  <table id="hyphen-fits" style="font: 16px monospace"><tr>
+    <td style="width: 12ch">xx xxxxx-yyyyy</td><td>a b</td></tr></table>
+  <table id="hyphen-squeezed"><tr><td style="width: 1px">mult-adds</td></tr></table>
+  <details><summary>hidden</summary><table><tr><td>a b c d</td></tr></table></details>
+</div></body></html>"""
+
+
+@pytest.fixture(scope="module")
+def probed(tmp_path_factory) -> dict:
+    """TABLE_PROBE's report on PAGE, as Chromium rendered it at 1280 px."""
+    browser = browser_check.find_browser()
+    if browser is None:
+        pytest.skip("no Chromium on this machine")
+    folder = tmp_path_factory.mktemp("tables")
+    (folder / "page.html").write_text(PAGE)
+    dom, _ = browser_check.open_page(browser, folder / "page.html", folder / "page.png")
+    report = json.loads(browser_check.PROBE_REPORT.search(dom).group(1))
+    return {"dom": dom, "tables": report["tables"],
+            "squeezed": {cell["table"] for cell in report["squeezed"]},
+            "problems": table_problems(PAGE, dom)}
+
+
+def test_the_probe_measures_every_visible_table(probed):
+    assert probed["tables"] == 6  # the one in the closed <details> is hidden
+
+
+def test_a_table_squeezed_into_its_column_is_caught(probed):
+    assert 1 in probed["squeezed"]
+    assert any(p.startswith("table 1 ") and "one word per line" in p
+               for p in probed["problems"])
+
+
+def test_a_table_that_scrolls_or_fits_passes(probed):
+    assert 2 not in probed["squeezed"] and 3 not in probed["squeezed"]
+
+
+def test_a_word_broken_across_lines_is_caught(probed):
+    assert any(p.startswith("table 4 ") and 'the word "11,175,370" broken' in p
+               for p in probed["problems"])
+
+
+def test_a_break_after_a_hyphen_is_caught_only_where_the_word_does_not_fit(probed):
+    assert 5 not in probed["squeezed"]  # "xx xxxxx-" / "yyyyy": the word fits in 12ch
+    assert any(p.startswith("table 6 ") and 'the word "mult-adds" broken' in p
+               for p in probed["problems"])
+
+
+# The book's own fix (_static/tables.js and tables.css) on the table that
+# squeezes above, in the theme's scrolling box: no cell reads one word per line.
+FIXED_PAGE = f"""<!DOCTYPE html><html><head><meta charset="utf-8">
+<link rel="stylesheet" href="{(browser_check.ROOT / '_static/tables.css').as_uri()}">
+<script src="{(browser_check.ROOT / '_static/tables.js').as_uri()}"></script><style>
+  body {{ font: 16px sans-serif; }} .bd-article {{ width: 360px; }}
+  .pst-scrollable-table-container {{ overflow-x: auto; }}
+  td, th {{ padding: 4px; border: 1px solid #999; }} p {{ margin: 0; }}
+</style></head><body><article class="bd-article">
+  <div class="pst-scrollable-table-container"><table>
+    {HEAD.replace("<th>", "<th><p>").replace("</th>", "</p></th>")}
+    <tbody>{ROW.replace("<td>", "<td><p>").replace("</td>", "</p></td>")}</tbody></table></div>
+  <div class="pst-scrollable-table-container"><table><tr><td><p>mult-adds</p></td>
+    <td><p>stochastic diagonal Levenberg-Marquardt</p></td></tr></table></div>
+  <details><summary>opened once the page has loaded</summary>
+    <div class="pst-scrollable-table-container"><table>
+      {HEAD.replace("<th>", "<th><p>").replace("</th>", "</p></th>")}
+      <tbody>{ROW.replace("<td>", "<td><p>").replace("</td>", "</p></td>")}</tbody>
+    </table></div></details>
+</article><script>
+  // After tables.js's last pass (once fonts are ready), before the probe's.
+  addEventListener("load", () => document.fonts.ready.then(
+    () => setTimeout(() => document.querySelector("details").open = true)));
+</script></body></html>"""
+
+
+def test_the_books_table_style_keeps_every_cell_readable(tmp_path):
+    browser = browser_check.find_browser()
+    if browser is None:
+        pytest.skip("no Chromium on this machine")
+    (tmp_path / "page.html").write_text(FIXED_PAGE)
+    dom, _ = browser_check.open_page(browser, tmp_path / "page.html", tmp_path / "page.png")
+    assert table_problems(FIXED_PAGE, dom) == []
+    assert '"tables":3' in browser_check.PROBE_REPORT.search(dom).group(1)
+    assert "cell-one-line" in dom  # tables.js ran (the same page without it squeezes)
+
+
+def test_every_document_in_the_toc_is_opened_sections_included():
+    docs = browser_check.toc_pages(browser_check.ROOT / "_toc.yml")
+    assert docs[0] == "book/intro" and len(docs) == len(set(docs))
+    assert docs.index("book/04b_resnet_experiments") == docs.index("book/04_resnet") + 1
