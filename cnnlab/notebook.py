@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 
 from .results import RunResult
 
@@ -85,8 +86,8 @@ def _test_digits():
 def _no_predictions(model: str) -> None:
     # Printed, not displayed: a cell whose figure has a caption wraps every
     # displayed output in it, and this line is not the figure.
-    print(f"No recorded run of {model} keeps its test predictions yet (records made "
-          f"before the course kept them have none).")
+    print(f"No recorded run of {model} keeps its test predictions yet; its runs still "
+          f"to be recorded will (python -m cnnlab record status lists them).")
 
 
 def show_confusion(model: str) -> None:
@@ -158,3 +159,50 @@ def show_fooled_all(models: list[str]) -> None:
     found, _, images, labels, o = _overlap(models)
     if o is not None and len(o.by_all):
         display(fooled_all_figure(o, found, images, labels))
+
+
+def duration(seconds: float) -> str:
+    """A length of time as a reader says it: '4.2 h', '12 min' or '45 s'."""
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    if seconds >= 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:.0f} s"
+
+
+def machine_now(device: "torch.device | str") -> str:
+    """What a timing taken just now depends on: the device, and on a CPU the
+    threads PyTorch uses and the load average (where the system reports one)."""
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        return f"{device.type}, {torch.cuda.get_device_name(device)}"
+    threads = torch.get_num_threads()
+    text = f"{device.type}, {threads} thread{'s' if threads != 1 else ''}"
+    if hasattr(os, "getloadavg"):
+        text += f", load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    return text
+
+
+def run_length_text(seconds: float, device: "torch.device | str") -> str:
+    """The projected length of a run, worded as what it is: this machine's
+    figure at this moment, not a property of the network."""
+    return (f"= about {duration(seconds)} on this machine, now "
+            f"({machine_now(device)}).\nA figure of this machine at this moment: "
+            f"other programs running slow each step down.")
+
+
+def oom_text(record: dict | None) -> str:
+    """The recorded out-of-memory experiment (``cnnlab.memory_tables.oom_record``)
+    in a few lines: each case's batch, cap, estimate and outcome."""
+    if record is None:
+        return ("The out-of-memory experiment is not recorded yet "
+                "(python -m cnnlab record oom records it).")
+    where = record["provenance"]
+    lines = [f"{record['model']}, one training step under a memory cap "
+             f"({where['device']}, recorded {where['date'][:10]}):"]
+    lines += [f"  batch {c['batch_size']:>3} within {c['cap_bytes'] / 2**30:g} GiB "
+              f"(estimate {c['estimate']['total'] / 2**30:.2f} GiB): {c['outcome']}"
+              for c in record["cases"]]
+    return "\n".join(lines)

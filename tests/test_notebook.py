@@ -91,3 +91,64 @@ def test_no_predictions_is_a_printed_line_not_a_displayed_output(show, monkeypat
     assert getattr(notebook, show)("googlenet") is None
     assert displayed == []
     assert "No recorded run of googlenet keeps its test predictions" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("seconds, text", [
+    (4.2 * 3600, "4.2 h"), (3600, "1.0 h"),       # an hour or more: hours, one decimal
+    (3599, "60 min"), (12 * 60, "12 min"), (60, "1 min"),  # a minute or more: minutes
+    (59.4, "59 s"), (0.2, "0 s"),                  # under a minute: seconds
+])
+def test_duration_says_hours_minutes_or_seconds(seconds, text):
+    assert notebook.duration(seconds) == text
+
+
+def _fake_cpu(monkeypatch, threads, load=None, cores=2):
+    import os
+
+    import torch
+
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    if load is None:
+        monkeypatch.delattr(os, "getloadavg", raising=False)
+    else:
+        monkeypatch.setattr(os, "getloadavg", lambda: (load, 0.0, 0.0))
+
+
+def test_machine_now_names_the_threads_and_the_load_of_a_cpu(monkeypatch):
+    _fake_cpu(monkeypatch, threads=2, load=1.84)
+    assert notebook.machine_now("cpu") == "cpu, 2 threads, load average 1.8 on 2 cores"
+    _fake_cpu(monkeypatch, threads=1)  # a system without a load average (Windows)
+    assert notebook.machine_now("cpu") == "cpu, 1 thread"
+
+
+def test_machine_now_names_the_gpu(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: "NVIDIA H100")
+    assert notebook.machine_now("cuda") == "cuda, NVIDIA H100"
+
+
+def test_run_length_text_is_this_machines_figure_now(monkeypatch):
+    """The projected length is worded as a figure of this machine at this moment."""
+    _fake_cpu(monkeypatch, threads=2, load=1.84)
+    seconds = 1875 * 6.74 + 704 * 3.56  # the steps and evaluation batches of a run
+    first, second = notebook.run_length_text(seconds, "cpu").splitlines()
+    assert first == ("= about 4.2 h on this machine, now "
+                     "(cpu, 2 threads, load average 1.8 on 2 cores).")
+    assert "this machine at this moment" in second and "slow" in second
+
+
+def test_oom_text_gives_one_line_per_case():
+    gib = 2**30
+    record = {"model": "alexnet_large",
+              "provenance": {"device": "cpu", "date": "2026-11-29T10:00:00+00:00"},
+              "cases": [{"batch_size": 128, "cap_bytes": 2 * gib,
+                         "estimate": {"total": 1.5 * gib}, "outcome": "trained one step"},
+                        {"batch_size": 512, "cap_bytes": gib // 2,
+                         "estimate": {"total": 3 * gib}, "outcome": "failed"}]}
+    assert notebook.oom_text(record).splitlines() == [
+        "alexnet_large, one training step under a memory cap (cpu, recorded 2026-11-29):",
+        "  batch 128 within 2 GiB (estimate 1.50 GiB): trained one step",
+        "  batch 512 within 0.5 GiB (estimate 3.00 GiB): failed"]
+    assert "not recorded yet" in notebook.oom_text(None)
