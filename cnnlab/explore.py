@@ -95,6 +95,20 @@ def smallest_input(model: nn.Module | str, low: int = 1, high: int = 256,
     return None
 
 
+def smallest_input_markdown(models: Sequence[str], low: int = 1,
+                            high: int = 64) -> str:
+    """A Markdown table: for each model, the smallest input size it runs on
+    and the smallest at which every map before the global pool stays at least
+    2x2 (``smallest_input``), searched from ``low`` to ``high`` px."""
+    lines = ["| model | runs from | keeps every map at 2x2 or more from |",
+             "|---|--:|--:|"]
+    for name in models:
+        cells = [smallest_input(name, low, high, min_map=m) for m in (1, 2)]
+        lines.append(f"| `{name}` | " + " | ".join(
+            f"{c} px" if c is not None else f"over {high} px" for c in cells) + " |")
+    return "\n".join(lines)
+
+
 @torch.no_grad()
 def predict(model: nn.Module, images: Tensor, batch_size: int = 1000) -> Tensor:
     """Class probabilities (N, 10) for uint8 images (N, 28, 28), in eval mode;
@@ -116,9 +130,24 @@ def most_confused(matrix: Tensor, k: int = 5) -> list[tuple[int, int, int]]:
     """The ``k`` largest off-diagonal cells as (true, predicted, count)."""
     off = matrix.clone()
     off.fill_diagonal_(0)
-    counts, flat = off.flatten().sort(descending=True)
+    # Stable: equal counts keep (true, predicted) order, so ties list the same way.
+    counts, flat = off.flatten().sort(descending=True, stable=True)
     n = matrix.shape[0]
     return [(int(i) // n, int(i) % n, int(c)) for c, i in zip(counts[:k], flat[:k]) if c > 0]
+
+
+def confused_markdown(matrix: Tensor, k: int = 5) -> str:
+    """A Markdown table of the ``k`` pairs a network confuses most
+    (``most_confused``), each with its count the other way round, which
+    says whether the two digits are mixed up both ways."""
+    lines = ["| true digit | read as | test digits | the other way round |",
+             "|--:|--:|--:|--:|"]
+    for true, predicted, count in most_confused(matrix, k):
+        lines.append(f"| {true} | {predicted} | {count} "
+                     f"| {int(matrix[predicted, true])} ({predicted} read as {true}) |")
+    if len(lines) == 2:
+        return "No test digit is misread."
+    return "\n".join(lines)
 
 
 def misclassified(probs: Tensor, labels: Tensor) -> Tensor:
@@ -144,8 +173,10 @@ def activations(model: nn.Module, layer: str, image: Tensor) -> Tensor:
 
 
 def feature_map_figure(maps: Tensor, title: str, columns: int = 8) -> Figure:
-    """A grid of the channels of a (C, H, W) activation (at most 32 shown)."""
+    """A grid of the channels of a (C, H, W) activation (at most 32 shown),
+    in at most ``columns`` columns (fewer when there are fewer maps)."""
     maps = maps[:32]
+    columns = min(columns, len(maps))
     rows = int(np.ceil(len(maps) / columns))
     fig = Figure(figsize=(columns * 1.1, rows * 1.1 + 0.4), layout="constrained")
     axes = np.atleast_1d(fig.subplots(rows, columns)).flatten()

@@ -40,7 +40,7 @@ class Spread:
         return statistics.stdev(self.values) if self.n > 1 else 0.0
 
     def text(self, planned: int | None = None) -> str:
-        """'97.29 ± 0.36 (3 seeds)', '97.57' for one run; with ``planned``,
+        """'97.29 ± 0.35 (3 seeds)', '97.56' for one run; with ``planned``,
         '97.10 ± 0.20 (2 of 3 seeds)' while seeds are missing."""
         of = f"{self.n} of {planned}" if planned and planned != self.n else f"{self.n}"
         if self.n == 1:
@@ -152,8 +152,9 @@ def shared_note(runs: list[RunResult]) -> str:
             unknown.append(name)
     sentences = []
     if busy:
-        sentences.append("Other work shared the CPU: " + "; ".join(busy) + ". This CPU "
-                         "can train those runs faster than their time and images/s say.")
+        sentences.append("Other work shared the CPU: " + "; ".join(busy) + ". Those "
+                         "runs' times are longer, and their images/s lower, than their "
+                         "machine gives with its cores free.")
     if quiet and not busy:
         sentences.append("The training processes had their cores to themselves.")
     elif quiet:
@@ -206,35 +207,58 @@ def curves_figure(runs: list[RunResult], title: str = "",
 
 
 def first_epoch_ranking(recorded: dict[str, list[RunResult]]) -> str:
-    """Markdown: our networks ranked by validation accuracy after one epoch,
-    against the report's order (``REPORT_SPEED_TIERS``). Two networks are
-    called the other way round only when the seeds separate them (each has
-    two seeds or more, and the gap is over twice the larger spread)."""
+    """Markdown: each network's validation accuracy after one epoch (mean
+    over its seeds), then, against the report's reading of its curves
+    (``REPORT_SPEED_TIERS``), only what the seeds separate (``separated``:
+    two seeds or more each, a gap over twice the larger spread), whether it
+    agrees with the report or not. A network with one seed is placed against
+    no other, however large the gap."""
     from .report import REPORT_SPEED_TIERS
 
     ours = {name: Spread(tuple(100 * r.epoch_val_accuracy[0] for r in runs))
             for name, runs in recorded.items() if name in REPORT_SPEED_TIERS and runs}
     if len(ours) < 2:
         return ("Fewer than two networks have a recorded full run, so this page cannot "
-                "rank the curves yet.")
+                "compare their curves yet.")
     order = sorted(ours, key=lambda n: ours[n].mean, reverse=True)
-    text = ("Ours, by validation accuracy after one epoch (mean over seeds): "
-            + ", ".join(f"`{n}` {ours[n].text()}" for n in order) + ". ")
-    against = [(a, b) for a in order for b in order
-               if REPORT_SPEED_TIERS[a] > REPORT_SPEED_TIERS[b]
-               and order.index(a) < order.index(b)]
-    apart = [(a, b) for a, b in against if separated(ours[a], ours[b]) == 1]
-    unsure = [(a, b) for a, b in against if (a, b) not in apart]
-    if apart:
-        text += ("Against the report's order, and beyond the spread of our seeds: "
-                 + "; ".join(f"`{a}` ahead of `{b}`" for a, b in apart) + ". ")
-    if unsure:
-        text += ("Our means also put " + "; ".join(f"`{a}` ahead of `{b}`" for a, b in unsure)
-                 + ", against the report's order, but the seeds cannot separate those "
-                   "(one seed, or a gap within twice the spread). ")
-    if not against:
-        text += "Among the recorded networks, this agrees with the report's order."
-    return text.strip()
+    sentences = ["Validation accuracy (%) after the first epoch, mean over seeds: "
+                 + ", ".join(f"`{n}` {ours[n].text(planned_seeds(n) or None)}"
+                             for n in order) + "."]
+    pairs = [(a, b) for i, a in enumerate(order) for b in order[i + 1:]]
+    calls = {"agree": [], "against": [], "together": []}
+    close = []
+    for a, b in pairs:
+        apart = separated(ours[a], ours[b])
+        if apart == 0:
+            close.append(f"`{a}` and `{b}`")
+        elif apart == 1:
+            ta, tb = REPORT_SPEED_TIERS[a], REPORT_SPEED_TIERS[b]
+            key = "agree" if ta < tb else "against" if ta > tb else "together"
+            calls[key].append(f"`{a}` ahead of `{b}`")
+    if calls["agree"]:
+        sentences.append("The seeds put " + "; ".join(calls["agree"])
+                         + ", as the report's reading has it.")
+    if calls["against"]:
+        sentences.append("Against the report's order, and beyond the spread of our "
+                         "seeds: " + "; ".join(calls["against"]) + ".")
+    if calls["together"]:
+        sentences.append("The seeds put " + "; ".join(calls["together"])
+                         + ", which the report placed together.")
+    if close:
+        each = "the gap is" if len(close) == 1 else "each gap is"
+        sentences.append("The seeds cannot separate " + "; ".join(close)
+                         + f": {each} within twice the larger spread.")
+    if not any(calls.values()) and not close:
+        sentences.append("No two networks have two seeds each yet, so the seeds "
+                         "separate none of them.")
+    single = [f"`{n}`" for n in order if ours[n].n < 2]
+    if single:
+        verb = "has" if len(single) == 1 else "have"
+        each = "" if len(single) == 1 else " each"
+        sentences.append(f"{_and(single)} {verb} one seed{each} so far, so whether "
+                         f"{'it agrees' if len(single) == 1 else 'they agree'} with the "
+                         f"report's order is still open, however large a gap looks.")
+    return " ".join(sentences)
 
 
 # ------------------------------------------------------------ the comparison
@@ -362,9 +386,20 @@ def accuracy_ranking(recorded: dict[str, list[RunResult]]) -> str:
     several = {n: s for n, s in spreads.items() if s.n > 1}
     if several:
         widest = max(several, key=lambda n: max(several[n].values) - min(several[n].values))
-        s = several[widest]
-        sentences.append(f"For scale: seeds alone move `{widest}` from {min(s.values):.2f}% "
-                         f"to {max(s.values):.2f}%.")
+        s, runs = several[widest], recorded[widest]
+        lo, hi = min(s.values), max(s.values)
+        machines = {machine_name(r) for r in runs}
+        commits = {r.provenance.get("git_commit") for r in runs}
+        if len(machines) == 1 and len(commits) == 1:
+            sentences.append(f"For scale: seeds alone move `{widest}` from {lo:.2f}% "
+                             f"to {hi:.2f}%.")
+        else:
+            where = " ".join([f"on {len(machines)} machines"] * (len(machines) > 1)
+                             + [f"from {len(commits)} commits"] * (len(commits) > 1))
+            seeds = _and([str(r.config.get("seed")) for r in runs])
+            sentences.append(f"For scale: the runs of `{widest}` (seeds {seeds}) span "
+                             f"{lo:.2f}% to {hi:.2f}%. They were recorded {where}, so "
+                             f"that spread holds more than the seed's effect.")
     return " ".join(sentences)
 
 
@@ -452,8 +487,11 @@ def validation_note(runs: list[RunResult]) -> str:
     for (every, images), names in schemes.items():
         full = max(images, default=0)
         subset = sorted({n for n in images if n < full})
-        text = (f"{', '.join(names)}: validated every {every} steps, "
-                f"{images.count(full)} points on all {full:,} images (filled)")
+        who = (_and(names) if len(schemes) > 1 or len(names) == 1 else
+               "Both runs" if len(names) == 2 else f"All {len(names)} runs")
+        points = images.count(full)
+        text = (f"{who}: validated every {every} steps, {points} "
+                f"point{'s' if points != 1 else ''} on all {full:,} images (filled)")
         if subset:
             counts = ", ".join(f"{sum(n == s for n in images)} on the first {s:,}"
                                for s in subset)

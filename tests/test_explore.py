@@ -48,6 +48,17 @@ def test_smallest_input_of_a_pooling_net():
     assert explore.smallest_input(net, min_map=2) == 6  # (6 - 2) // 2 = 2
 
 
+def test_smallest_input_markdown_reads_both_searches():
+    table = explore.smallest_input_markdown(["lenet", "resnet18"], 1, 64)
+    # LeNet's flatten takes 16*4*4 only: 28 px for both searches. ResNet-18
+    # (x2 upsampled) runs from 1 px; its maps stay 2x2 from 17 px: 34, 17, 9,
+    # 5, 3, 2 after the upsampling, the stem, the pool and the three halvings.
+    assert "| `lenet` | 28 px | 28 px |" in table
+    assert "| `resnet18` | 1 px | 17 px |" in table
+    assert "| `lenet` | over 20 px | over 20 px |" in explore.smallest_input_markdown(
+        ["lenet"], 1, 20)
+
+
 def test_resnet_needs_more_pixels_for_2x2_maps():
     runs = explore.smallest_input("resnet18", 1, 64)
     keeps_2x2 = explore.smallest_input("resnet18", 1, 64, min_map=2)
@@ -63,6 +74,23 @@ def test_confusion_matrix_and_most_confused():
     cm = explore.confusion_matrix(predicted, labels, classes=3)
     assert cm.tolist() == [[1, 1, 0], [0, 1, 2], [0, 0, 1]]
     assert explore.most_confused(cm, 2) == [(1, 2, 2), (0, 1, 1)]
+
+
+def test_most_confused_lists_ties_in_class_order():
+    cm = torch.zeros(4, 4, dtype=torch.long)
+    cm[3, 0] = cm[1, 2] = cm[2, 1] = 5  # three pairs tied at 5
+    cm[0, 3] = 7
+    assert explore.most_confused(cm, 4) == [(0, 3, 7), (1, 2, 5), (2, 1, 5), (3, 0, 5)]
+
+
+def test_confused_markdown_gives_each_pair_the_other_way_round():
+    labels = torch.tensor([5] * 12 + [3] * 9 + [9] * 2)
+    predicted = torch.tensor([3] * 12 + [5] * 9 + [9] * 2)
+    table = explore.confused_markdown(explore.confusion_matrix(predicted, labels), 2)
+    rows = table.splitlines()[2:]
+    assert rows == ["| 5 | 3 | 12 | 9 (3 read as 5) |", "| 3 | 5 | 9 | 12 (5 read as 3) |"]
+    right = explore.confusion_matrix(labels, labels)
+    assert explore.confused_markdown(right) == "No test digit is misread."
 
 
 def test_misclassified_most_confident_first():
@@ -84,7 +112,9 @@ def test_activations_and_filters(mnist):
     assert maps.shape == (6, 24, 24)  # C1: 6 maps of 28 - 5 + 1 px
     assert explore.first_layer_filters(model).shape == (6, 5, 5)
     fig = explore.feature_map_figure(maps, "C1")
-    assert len(fig.axes) == 8  # one row of 8 columns (the default): 6 maps, 2 left blank
+    assert len(fig.axes) == 6  # 6 maps: one row of 6, not 8 columns with 2 left blank
+    fig = explore.feature_map_figure(torch.zeros(16, 8, 8), "C3")
+    assert len(fig.axes) == 16 and sum(bool(ax.images) for ax in fig.axes) == 16  # 2 x 8
 
 
 def test_predict_and_activations_leave_the_model_in_the_mode_they_found():

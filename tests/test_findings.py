@@ -212,15 +212,29 @@ def test_first_epoch_ranking_calls_an_order_only_where_seeds_separate_it():
         return out
 
     # The report: resnet18 in the fastest tier, lenet in the slowest.
-    apart = first_epoch_ranking({"lenet": runs("lenet", [98.0, 98.1]),
-                                 "resnet18": runs("resnet18", [90.0, 90.2])})
-    assert "beyond the spread of our seeds: `lenet` ahead of `resnet18`" in apart
+    against = first_epoch_ranking({"lenet": runs("lenet", [98.0, 98.1]),
+                                   "resnet18": runs("resnet18", [90.0, 90.2])})
+    assert "beyond the spread of our seeds: `lenet` ahead of `resnet18`" in against
+    # Means 98.05 ± 0.07 and 90.10 ± 0.14 (2 of the plan's 3 seeds each).
+    assert against.startswith("Validation accuracy (%) after the first epoch, mean over "
+                              "seeds: `lenet` 98.05 ± 0.07 (2 of 3 seeds), `resnet18`")
+    agree = first_epoch_ranking({"lenet": runs("lenet", [90.0, 90.2]),
+                                 "resnet18": runs("resnet18", [98.0, 98.1])})
+    assert "The seeds put `resnet18` ahead of `lenet`, as the report's reading" in agree
+    # A single seed is placed against no other network, however far apart.
     one_seed = first_epoch_ranking({"lenet": runs("lenet", [98.0, 98.1]),
                                     "resnet18": runs("resnet18", [90.0])})
-    assert "seeds cannot separate those" in one_seed and "beyond the spread" not in one_seed
-    agree = first_epoch_ranking({"lenet": runs("lenet", [90.0]),
-                                 "resnet18": runs("resnet18", [98.0])})
-    assert agree.endswith("this agrees with the report's order.")
+    assert "ahead" not in one_seed and "`resnet18` 90.00 (1 of 3 seeds)" in one_seed
+    assert "`resnet18` has one seed so far, so whether it agrees" in one_seed
+    assert "No two networks have two seeds each yet" in one_seed
+    # Gaps within twice the spread are said to be, not ranked.
+    close = first_epoch_ranking({"lenet": runs("lenet", [90.0, 92.0]),
+                                 "resnet18": runs("resnet18", [91.0, 93.0])})
+    assert "cannot separate `resnet18` and `lenet`" in close and "ahead" not in close
+    # Two networks of one tier (alexnet, resnet18) apart: the report did not order them.
+    tier = first_epoch_ranking({"alexnet": runs("alexnet", [98.0, 98.1]),
+                                "resnet18": runs("resnet18", [90.0, 90.2])})
+    assert "`alexnet` ahead of `resnet18`, which the report placed together" in tier
 
 
 # ------------------------------------------------------------ the comparison
@@ -263,6 +277,13 @@ def test_the_ranking_names_only_what_the_seeds_separate():
     assert "`alexnet` ahead" not in text and "ahead of `googlenet`" not in text
     # LeNet's seeds set the scale: 97.00 to 97.20, the widest range recorded.
     assert "seeds alone move `lenet` from 97.00% to 97.20%" in text
+    # Runs from two machines (or commits) are not called the seeds' effect alone.
+    other = fake_run("lenet", 44, 0.972)
+    other.provenance = other.provenance | {"device_name": "another CPU"}
+    mixed = accuracy_ranking({"lenet": recorded["lenet"][:2] + [other]})
+    assert "seeds alone" not in mixed
+    assert ("the runs of `lenet` (seeds 42, 43 and 44) span 97.00% to 97.20%. They were "
+            "recorded on 2 machines, so that spread holds more" in mixed)
     # Two networks whose seeds overlap are said to be inseparable, not ranked.
     close = accuracy_ranking({"lenet": recorded["lenet"],
                               "resnet18": [fake_run("resnet18", 42 + i, a / 100)
@@ -361,7 +382,11 @@ def test_validation_note_counts_the_points_and_the_subsets_standard_error():
     r = fake_run(acc=0.96, steps=(25, 50, 75), images=(1000, 1000, 12000), eval_every=25)
     text = validation_note([r])
     # sqrt(0.96 x 0.04 / 1,000) = 0.0062: 0.6 points.
-    assert "validated every 25 steps, 1 points on all 12,000 images (filled)" in text
+    assert "validated every 25 steps, 1 point on all 12,000 images (filled)" in text
+    # Runs that share the scheme are counted, not each named.
+    both = validation_note([r, fake_run(seed=43, acc=0.96, steps=(25, 50, 75),
+                                        images=(1000, 1000, 12000), eval_every=25)])
+    assert both.startswith("Both runs: validated every 25 steps")
     assert "2 on the first 1,000 (hollow)" in text and "about 0.6 points" in text
 
 
