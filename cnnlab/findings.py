@@ -121,6 +121,22 @@ def report_position(model: str, runs: list[RunResult]) -> str:
     return f"The report's single run, {theirs:.2f}%, lies {where}."
 
 
+def seed_spread_text(model: str, runs: list[RunResult]) -> str:
+    """What the seeds of ``model`` say about seed-to-seed noise, in a sentence
+    or two: how far changing only the seed moved the test accuracy."""
+    if not runs:
+        return f"No full run of {model} is recorded yet: run `make record-cpu`."
+    values = sorted(100 * r.test_accuracy for r in runs)
+    if len(values) == 1:
+        return (f"One seed of {model} is recorded so far ({values[0]:.2f}%): the spread "
+                f"between seeds needs more of them.")
+    lo, hi = values[0], values[-1]
+    return (f"Changing only the seed moved {model}'s test accuracy by {hi - lo:.2f} "
+            f"points ({lo:.2f} to {hi:.2f}% over {len(values)} seeds). Two single runs "
+            f"that differ by less than that may differ by the seed alone; {len(values)} "
+            f"seeds give only a rough lower bound on the spread.")
+
+
 def shared_note(runs: list[RunResult]) -> str:
     """Whether each CPU run had its cores to itself, in a sentence or two ('' on a GPU).
 

@@ -190,6 +190,18 @@ def test_report_position_says_where_the_reports_number_falls(accs, words):
     assert report_position("vgg", runs) == ""  # no report row, no sentence
 
 
+def test_seed_spread_text_gives_the_range_the_seed_alone_moved():
+    from cnnlab.findings import seed_spread_text
+
+    runs = [fake_run("lenet", 42 + i, a / 100) for i, a in enumerate((97.41, 96.89, 97.56))]
+    text = seed_spread_text("lenet", runs)
+    # 97.56 - 96.89 = 0.67, from the lowest to the highest whatever the order.
+    assert "moved lenet's test accuracy by 0.67 points (96.89 to 97.56% over 3 seeds)" in text
+    assert "3 seeds give only a rough lower bound" in text
+    assert "needs more of them" in seed_spread_text("lenet", runs[:1])
+    assert "No full run of lenet is recorded yet" in seed_spread_text("lenet", [])
+
+
 def test_experiment_time_leaves_out_a_seed_that_shared_the_cpu():
     runs = [fake_run(seed=42 + i, acc=0.98, device="cpu") for i in range(3)]
     for r, seconds, cpu in zip(runs, (200.0, 240.0, 640.0), (396.0, 470.0, 640.0)):
