@@ -7,7 +7,7 @@ networks' mistakes overlap, without training anything.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -118,12 +118,15 @@ class Overlap:
     wrong: dict[str, np.ndarray]  # model -> indices it gets wrong
     by_all: np.ndarray            # indices every network gets wrong
     vote_wrong: np.ndarray        # indices the majority vote gets wrong
+    seeds: dict[str, int] = field(default_factory=dict)  # model -> seed of its predictions
 
     def table(self, n_test: int) -> str:
         """Markdown: mistakes per network, by all of them, and by the vote."""
         lines = ["| | test digits wrong | test accuracy (%) |", "|---|---|---|"]
         for model, wrong in self.wrong.items():
-            lines.append(f"| {model} | {len(wrong)} | {100 * (1 - len(wrong) / n_test):.2f} |")
+            seed = f" (seed {self.seeds[model]})" if model in self.seeds else ""
+            lines.append(f"| {model}{seed} | {len(wrong)} | "
+                         f"{100 * (1 - len(wrong) / n_test):.2f} |")
         lines.append(f"| all {len(self.wrong)} wrong on the same digit | "
                      f"{len(self.by_all)} | |")
         lines.append(f"| majority vote of the {len(self.wrong)} | {len(self.vote_wrong)} | "
@@ -139,7 +142,8 @@ def overlap(predictions: list[Predictions], labels: np.ndarray) -> Overlap:
     for w in wrong.values():
         by_all = np.intersect1d(by_all, w)
     vote = majority_vote(predictions, labels)
-    return Overlap(wrong, by_all, np.flatnonzero(vote != labels))
+    return Overlap(wrong, by_all, np.flatnonzero(vote != labels),
+                   {p.model: p.seed for p in predictions})
 
 
 def overlap_text(o: Overlap, missing: list[str], n_test: int) -> str:
@@ -152,9 +156,17 @@ def overlap_text(o: Overlap, missing: list[str], n_test: int) -> str:
     gained = len(o.wrong[best]) - len(o.vote_wrong)
     verb = ("gets fewer wrong than" if gained > 0 else
             "gets as many wrong as" if gained == 0 else "gets more wrong than")
-    lines.append(f"The majority vote {verb} the best single network, {best} "
-                 f"({len(o.vote_wrong)} against {len(o.wrong[best])} test digits). "
-                 f"{len(o.by_all)} digits fool every network here.")
+    if len(o.wrong) == 2:
+        # Two voters tie wherever they disagree, and a tie goes to the more
+        # accurate one: the vote is that network, by construction.
+        lines.append(f"With two networks the vote cannot gain anything: wherever they "
+                     f"disagree the vote is a tie, which goes to the more accurate one, so "
+                     f"the vote is {best} ({len(o.vote_wrong)} test digits wrong). A vote "
+                     f"needs three networks or more to outvote a mistake.")
+    else:
+        lines.append(f"The majority vote {verb} the best single network, {best} "
+                     f"({len(o.vote_wrong)} against {len(o.wrong[best])} test digits).")
+    lines.append(f"{len(o.by_all)} test digits fool every network here.")
     if missing:
         lines.append(f"Not in this comparison yet, having no record that keeps its "
                      f"predictions: {', '.join(missing)}.")
@@ -167,8 +179,12 @@ def fooled_all_figure(o: Overlap, predictions: list[Predictions], images: np.nda
     shown = o.by_all[:n]
     captions = [f"{labels[i]}: " + "".join(str(p.classes[i]) for p in predictions)
                 for i in shown]
-    names = ", ".join(p.model for p in predictions)
+    models = [p.model for p in predictions]
+    names = (" and ".join(models) if len(models) == 2 else
+             ", ".join(models[:-1]) + " and " + models[-1] if len(models) > 2 else models[0])
+    who = (f"both {names}" if len(models) == 2 else
+           f"all {len(models)} of {names}" if len(models) > 2 else names)
     return digit_grid(images[shown], captions,
-                      f"The {len(o.by_all)} test digits all of {names} get wrong "
+                      f"The {len(o.by_all)} test digits {who} get wrong "
                       f"(first {len(shown)}); caption: true digit, then each network's "
                       f"answer in that order")

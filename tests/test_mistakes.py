@@ -40,7 +40,7 @@ def test_overlap_is_what_every_network_gets_wrong():
     # vote: image 0 -> 9 (wrong), 1 -> 1, 2 -> 9 (a and b), 3 -> 3, 4 -> 4
     assert o.vote_wrong.tolist() == [0, 2]
     table = o.table(len(labels))
-    assert "| b | 3 | 40.00 |" in table and "| all 3 wrong on the same digit | 1 |" in table
+    assert "| b (seed 42) | 3 | 40.00 |" in table and "| all 3 wrong on the same digit | 1 |" in table
 
 
 def test_a_recorded_networks_predictions_give_its_recorded_accuracy():
@@ -72,6 +72,11 @@ def test_overlap_text_says_what_the_vote_does_and_who_is_missing():
     text = overlap_text(overlap([a, b, c], labels), ["d"], len(labels))
     # a and c each get 2 wrong (a is first); the vote gets 2 wrong too: a tie.
     assert "The majority vote gets as many wrong as the best single network, a (2 against 2" in text
-    assert "1 digits fool every network here" in text and "predictions: d." in text
+    assert "1 test digits fool every network here" in text and "predictions: d." in text
+    assert "| a (seed 42) | 2 |" in text  # each network's row names its record's seed
+    # Two networks: the vote is the more accurate one by construction, and says so.
+    two = overlap_text(overlap([b, c], labels), [], len(labels))
+    assert "With two networks the vote cannot gain anything" in two
+    assert "the vote is c (2 test digits wrong)" in two  # c: 2 wrong, b: 3
     one = overlap_text(overlap([a], labels), ["b", "c"], len(labels))
     assert one.startswith("Fewer than two networks") and "Missing: b, c." in one
