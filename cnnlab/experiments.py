@@ -128,8 +128,9 @@ def verdict(arms: list[Arm]) -> str:
     best, worst = ranked[0], ranked[-1]
     gap = best.spread.mean - worst.spread.mean
     noise = max(best.spread.std, worst.spread.std)
-    text = (f"Over {best.planned} seeds each, {best.name} scored highest "
-            f"({best.spread.mean:.2f}%) and {worst.name} lowest "
+    high, low = ("higher", "lower") if len(done) == 2 else ("highest", "lowest")
+    text = (f"Over {best.planned} seeds each, {best.name} scored {high} "
+            f"({best.spread.mean:.2f}%) and {worst.name} {low} "
             f"({worst.spread.mean:.2f}%): a gap of {gap:.2f} points, against a "
             f"seed-to-seed standard deviation of up to {noise:.2f} points. ")
     both = "these two arms" if len(done) > 2 else "the arms"

@@ -36,14 +36,18 @@ def test_verdict_calls_arms_apart_only_beyond_twice_the_spread():
     apart = verdict([arm("A", [99.0, 99.1, 99.2]), arm("B", [98.0, 98.1, 98.2])])
     # Means 99.10 and 98.10 (each arm's three seeds), a gap of 1.00 point
     # against a spread (sample std) of 0.10 in each arm.
-    assert "A scored highest (99.10%)" in apart and "B lowest (98.10%)" in apart
+    # Two arms: "higher" and "lower"; three or more: "highest" and "lowest".
+    assert "A scored higher (99.10%)" in apart and "B lower (98.10%)" in apart
     assert "gap of 1.00 points" in apart and "the arms differ" in apart
     # Means 98.83 and 98.77, a gap of 0.07 against spreads of 0.76 and 0.32.
     close = verdict([arm("A", [99.0, 98.0, 99.5]), arm("B", [98.9, 98.4, 99.0])])
     assert "cannot tell the arms apart" in close
     # The ranking follows the numbers, whatever the order of the arms.
     flipped = verdict([arm("B", [98.0, 98.1, 98.2]), arm("A", [99.0, 99.1, 99.2])])
-    assert "A scored highest" in flipped
+    assert "A scored higher" in flipped
+    three = verdict([arm("B", [98.0, 98.1, 98.2]), arm("A", [99.0, 99.1, 99.2]),
+                     arm("C", [98.5, 98.6, 98.7])])
+    assert "A scored highest (99.10%)" in three and "B lowest (98.10%)" in three
 
 
 def test_a_gap_between_one_and_two_spreads_is_not_called_a_difference():
