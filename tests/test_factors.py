@@ -10,8 +10,8 @@ from torch import nn
 from cnnlab import factors
 from cnnlab.data import DeviceBatches, MnistSplits
 from cnnlab.factors import (LiveRun, depth_figure, depth_table, flat_gradient,
-                            input_size_figure, lenet_at, lenet_final_side, model_facts,
-                            train_for_steps, weight_depth)
+                            input_size_figure, input_size_note, lenet_at,
+                            lenet_final_side, model_facts, train_for_steps, weight_depth)
 from cnnlab.memory import on_meta
 from cnnlab.models import count_parameters, get_model
 from cnnlab.plots import model_colour
@@ -141,6 +141,54 @@ def test_the_input_size_figure_draws_every_run_in_lenets_colour():
     assert labels == ["recorded full runs, 28 px (3 seeds)", "this run, 28 px",
                       "this run, 56 px"]
     assert fig.get_facecolor()[:3] == (1.0, 1.0, 1.0)
+
+
+def _recorded(val_at_375: float, test: float, epochs: int = 5) -> SimpleNamespace:
+    """A recorded 28 px run: validated at steps 125, 250 and 375, then tested."""
+    return SimpleNamespace(val_step=[125, 250, 375], val_accuracy=[0.4, 0.7, val_at_375],
+                           test_accuracy=test, epoch_val_accuracy=[0.9] * epochs)
+
+
+_LIVE = {1: LiveRun((125, 250, 375), (0.5, 0.8, 0.86), 0.8746, 2000),
+         2: LiveRun((125, 250, 375), (0.6, 0.8, 0.88), 0.8995, 2000)}
+
+
+def test_the_input_size_note_sets_the_gap_beside_the_seeds_spread():
+    recorded = [_recorded(0.8692, 0.9756), _recorded(0.8348, 0.9689),
+                _recorded(0.8828, 0.9741)]
+    note = input_size_note(_LIVE, recorded, report_gain=0.5)
+    # 89.95 - 87.46 = +2.49; the recorded runs sorted, lowest to highest.
+    assert note.startswith("This page, one seed per size: 56 px scored +2.49 points of "
+                           "test accuracy against 28 px after 375 steps.")
+    assert ("(3 seeds): 83.48% to 88.28% validation accuracy at step 375, and 96.89% to "
+            "97.56% test accuracy after 5 epochs.") in note
+    # 97.56 - 96.89 = 0.67 points: the report's 0.5 fits inside.
+    assert note.endswith("is no wider than that last range (0.67 points): the seed alone "
+                         "moves one run by as much.")
+
+
+def test_the_input_size_note_says_when_the_reports_gain_is_wider_than_the_seeds():
+    recorded = [_recorded(0.87, 0.973), _recorded(0.86, 0.975)]
+    note = input_size_note(_LIVE, recorded, report_gain=0.5)
+    # 97.50 - 97.30 = 0.20 points, narrower than 0.5: still no claim on the size.
+    assert "wider than that last range (0.20 points), but one run per size cannot" in note
+    assert "no wider" not in note
+
+
+def test_the_input_size_note_leaves_out_a_step_the_records_did_not_validate():
+    # Runs validated elsewhere than at the page's last step: no such range.
+    recorded = [SimpleNamespace(val_step=[100], val_accuracy=[0.5], test_accuracy=t,
+                                epoch_val_accuracy=[0.9]) for t in (0.96, 0.97)]
+    note = input_size_note(_LIVE, recorded)
+    assert "validation accuracy at step" not in note
+    assert "(2 seeds): 96.00% to 97.00% test accuracy after 1 epoch." in note
+
+
+@pytest.mark.parametrize("recorded", [[], [_recorded(0.87, 0.975)]])
+def test_the_input_size_note_claims_no_spread_from_fewer_than_two_runs(recorded):
+    note = input_size_note(_LIVE, recorded)
+    assert "cannot say how far the seed alone moves one run" in note
+    assert "report's" not in note
 
 
 # ----------------------------------------------------------------------- depth
