@@ -232,6 +232,51 @@ def test_a_limit_that_fired_in_process_puts_the_alarm_handler_back(monkeypatch, 
             _spin()
 
 
+def _alarm_inside_setitimer(monkeypatch, when):
+    """Deliver SIGALRM from inside ``signal.setitimer`` when ``when(seconds)``:
+    the alarm then lands in the limit's own set-up or clean-up, as it can on
+    a loaded machine."""
+    real = signal.setitimer
+
+    def setitimer(which, seconds, *interval):
+        if when(seconds):
+            os.kill(os.getpid(), signal.SIGALRM)
+        return real(which, seconds, *interval)
+
+    monkeypatch.setattr(signal, "setitimer", setitimer)
+
+
+def _left_as_it_was(handler, trace) -> None:
+    assert signal.getsignal(signal.SIGALRM) is handler
+    assert sys.gettrace() is trace
+    assert exercises._deadline is None
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+def test_an_alarm_during_the_limits_clean_up_leaves_nothing_behind(monkeypatch):
+    # The body ended just as the time ran out: the alarm arrives while the
+    # limit is being taken down. It once raised there, skipped the rest of the
+    # clean-up, and left the handler and the raising tracer to the next test.
+    handler, trace = signal.getsignal(signal.SIGALRM), sys.gettrace()
+    with monkeypatch.context() as patch:
+        _alarm_inside_setitimer(patch, lambda seconds: seconds == 0)
+        with time_limit(5.0):
+            pass
+    _left_as_it_was(handler, trace)
+
+
+def test_an_alarm_during_the_limits_set_up_still_stops_the_loop_and_cleans_up(monkeypatch):
+    # A limit with almost nothing left (an inner check near the outer's end)
+    # fires before the body starts: the loop is stopped all the same.
+    handler, trace = signal.getsignal(signal.SIGALRM), sys.gettrace()
+    with monkeypatch.context() as patch:
+        _alarm_inside_setitimer(patch, lambda seconds: seconds == 5.0)
+        with pytest.raises(TookTooLong):
+            with time_limit(5.0):
+                _spin()
+    _left_as_it_was(handler, trace)
+
+
 def test_a_check_forked_after_torch_used_two_threads_still_runs_torch(capsys):
     # GNU OpenMP hangs in a forked child once the parent used its threads,
     # unless the child runs on one thread.

@@ -131,9 +131,17 @@ def time_limit(seconds: float | None) -> Iterator[None]:
             raise TookTooLong(seconds)
         return again
 
+    armed = [False]  # True from just before the timer is set until clean-up starts
+
     def stop(_signum, frame):
-        if _importing(frame):  # stopping an import halfway would leave a module
-            signal.setitimer(signal.ITIMER_REAL, 0.05)  # half-built: stop just after
+        if not armed[0]:  # the limit is being taken down: its body is over
+            return
+        # Not inside an import (stopping it halfway would leave a module
+        # half-built) nor inside the limit's own set-up and clean-up (a raise
+        # there would skip the clean-up and leave this handler and the tracer
+        # behind): stop just after instead.
+        if _importing(frame) or _in_time_limit(frame):
+            signal.setitimer(signal.ITIMER_REAL, 0.05)
             return
         sys.settrace(again)
         while frame is not None and not _is_checker(frame):  # the learner's frames
@@ -143,12 +151,14 @@ def time_limit(seconds: float | None) -> Iterator[None]:
         raise TookTooLong(seconds)
 
     previous, previous_trace = signal.signal(signal.SIGALRM, stop), sys.gettrace()
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    _deadline = end
-    try:
+    try:  # the timer is set inside the try: its clean-up must run whenever it fires
+        armed[0] = True
+        _deadline = end
+        signal.setitimer(signal.ITIMER_REAL, seconds)
         yield
     finally:
-        # The tracer first: after the alarm it raises in any function called that
+        armed[0] = False  # first: an alarm from here on does nothing
+        # The tracer next: after the alarm it raises in any function called that
         # is not the checkers' own, and signal.signal is one (in signal.py).
         sys.settrace(previous_trace)  # a debugger's or coverage's tracer, if any
         signal.setitimer(signal.ITIMER_REAL, 0)
@@ -166,6 +176,13 @@ def _importing(frame) -> bool:
             return True
         frame = frame.f_back
     return False
+
+
+def _in_time_limit(frame) -> bool:
+    """True for a frame of ``time_limit`` itself or of contextlib's ``with``
+    machinery around it: the limit's own set-up or clean-up is running."""
+    return (frame.f_code is time_limit.__wrapped__.__code__
+            or frame.f_globals.get("__name__") == "contextlib")
 
 
 def _is_checker(frame) -> bool:
