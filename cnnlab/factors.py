@@ -29,6 +29,7 @@ from .data import DeviceBatches, MnistSplits
 from .memory import on_meta
 from .models import count_parameters, get_model
 from .plots import model_colour
+from .report import REPORT, REPORT_LENET_54PX_GAIN
 from .train import TrainConfig, evaluate, train_step
 
 # ------------------------------------------------------------------ input size
@@ -140,11 +141,6 @@ def input_size_figure(live: dict[int, LiveRun], recorded: list = ()) -> Figure:
     ax.legend(fontsize=9, loc="lower right")
     fig.patch.set_facecolor("white")
     return fig
-
-
-# The report: LeNet fed 54x54 digits instead of 28x28 "raises the accuracy by
-# 0.5%" (percentage points of test accuracy), from one run per size.
-REPORT_LENET_54PX_GAIN = 0.5
 
 
 def input_size_note(live: dict[int, LiveRun], recorded: Sequence = (),
@@ -259,7 +255,6 @@ def depth_table(facts: dict[str, Facts]):
     """Markdown: depth (weight layers), parameters, mult-adds per image, our
     recorded test accuracy and the report's, one row per model."""
     from .notebook import markdown_table
-    from .report import REPORT
 
     rows = [[name, f.depth, f"{f.parameters:,}", f"{f.mult_adds / 1e6:,.1f} M",
              recorded_accuracy(name),

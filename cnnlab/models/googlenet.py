@@ -13,7 +13,9 @@ the pools here use ``ceil_mode`` without padding, so 56 -> 28 -> 14 -> 7
 conv without bias and followed by batch norm (Ioffe & Szegedy, 2015), and
 no local response normalisation, which BN replaces. It is this network
 with BN, not the paper's BN-Inception, which also changed the modules.
-Chapter 6 trains both to see whether BN ends the slow start.
+The ``batch_norm`` experiment (``cnnlab.plan``) trains both, one epoch and
+three seeds each, to see whether BN ends the slow start; chapter 6 shows its
+records once they exist.
 """
 from collections import OrderedDict
 from typing import Callable
