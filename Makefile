@@ -5,7 +5,7 @@ STAMP   := .venv/.installed
 JB      := .venv/bin/jupyter-book
 NOTEBOOKS := book exercises solutions
 
-.PHONY: venv book test test-fast notebooks chapter-times screenshots record record-cpu record-status clean
+.PHONY: venv book test test-slow test-all test-fast notebooks chapter-times screenshots record record-cpu record-status clean
 
 venv: $(STAMP)
 
@@ -21,19 +21,38 @@ $(STAMP): requirements.txt pyproject.toml
 book: $(STAMP)
 	$(JB) build . -W -n --keep-going
 
-# Unit tests, notebooks re-executed and compared (nbval), then the book build,
-# a check of the built pages' HTML (every page built, no blank or transparent
-# figure, alt text, MathJax served by the book, no placeholder link, no widget
-# without a static view), and the pages opened offline in headless Chromium
-# (typeset formulas, no script error, nothing blank). Without Chromium the
-# browser checks are skipped with one loud line.
+# Two tiers; CI (.ci/run) runs both, `make test-all`.
+#
+# `make test`, the everyday suite (about 11 minutes on 2 cores): the unit tests
+# but the slow-marked ones, on two workers; the exercise and solution notebooks
+# re-executed and compared with their stored outputs (nbval); the book built
+# from its stored outputs; a check of the built pages' HTML (every page built,
+# no blank or transparent figure, alt text, MathJax served by the book, no
+# placeholder link, no widget without a static view); and the pages opened
+# offline in headless Chromium (typeset formulas, no script error, nothing
+# blank, no table squeezed to a word per line). Without Chromium the browser
+# checks are skipped with one loud line (never in CI).
+#
+# `make test-slow` (about 13 minutes): the slow-marked unit tests (full-split
+# training runs) and nbval over the book's chapters, whose cells train
+# networks live on the CPU (about 10 minutes of the chapters' own time).
+PYTEST_WORKERS := -n 2 --dist loadfile
+NBVAL := $(PY) -m pytest --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+
 test: $(STAMP)
-	$(PY) -m pytest tests
-	$(PY) -m pytest --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider $(NOTEBOOKS)
+	$(PY) -m pytest $(PYTEST_WORKERS) -m "not slow" tests
+	$(NBVAL) exercises solutions
 	$(JB) build . -W -n --keep-going --builder html --path-output .cache/book-test
 	$(PY) tests/check_built_book.py .cache/book-test/_build/html
 	$(PY) tests/browser_check.py .cache/book-test/_build/html
 
+test-slow: $(STAMP)
+	$(PY) -m pytest $(PYTEST_WORKERS) -m slow tests
+	$(NBVAL) book
+
+test-all: test test-slow
+
+# The unit tests but the slow ones, on one worker: a quick check while editing.
 test-fast: $(STAMP)
 	$(PY) -m pytest tests -m "not slow"
 

@@ -1,4 +1,5 @@
 """Shared fixtures: a small slice of the real split for fast training tests."""
+import os
 import signal
 
 import pytest
@@ -12,6 +13,16 @@ from cnnlab.data import MnistSplits, Split, load_mnist
 # inherited: the signal tests need Ctrl-C to arrive as it does in a terminal.
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+# Under pytest-xdist (`make test` runs two workers) each worker gets its share
+# of the cores: two workers each running two OpenMP threads on two cores would
+# fight over them. Subprocesses the tests start inherit the share.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    _workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    _threads = max(1, torch.get_num_threads() // _workers)
+    torch.set_num_threads(_threads)
+    os.environ["OMP_NUM_THREADS"] = str(_threads)
 
 
 @pytest.fixture(scope="session")
