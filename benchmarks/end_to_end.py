@@ -17,7 +17,11 @@ from before the process starts to after it exits:
   repository's results/ are left alone), with whatever validation schedule
   it has by default;
 * cnnlab again through ``benchmarks/cnnlab_phases.py``, which runs the same
-  CLI with clocks on its phases (its total shows what the clocks cost).
+  CLI with clocks on its phases (its total shows what the clocks cost);
+* and, for each ``--variant LABEL=FLAGS``, the CLI with those flags added
+  (``--threads``, ``--channels-last``, ``--eval-batch``: settings that change
+  the rounding, so the default run, which the records were made with, keeps
+  none of them).
 
 The four alternate in order, ``--repeats`` times; the ratio is of the
 medians. Where the time goes (medians, seconds): start-up + exit of the
@@ -29,6 +33,8 @@ validation, test, and the rest.
     python benchmarks/end_to_end.py                       # 3 x each, about 5 min on 2 cores
     python benchmarks/end_to_end.py --max-steps 50 --repeats 1   # a smoke run
     python benchmarks/end_to_end.py --json results/benchmarks/end_to_end-cpu.json
+    python benchmarks/end_to_end.py --variant "one thread=--threads 1" \
+        --variant "one thread, channels-last=--threads 1 --channels-last"
 
 Measure on an otherwise idle machine: another process on the cores slows
 both sides, but not by the same factor. The load average is printed.
@@ -38,6 +44,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -74,6 +81,18 @@ def run(argv: list[str], label: str) -> dict:
     return row
 
 
+def variants(args: argparse.Namespace) -> dict[str, list[str]]:
+    """``--variant LABEL=FLAGS`` -> {"cnnlab, LABEL": [flags]}."""
+    out = {}
+    for text in args.variant:
+        label, sep, flags = text.partition("=")
+        if not sep or not label.strip() or not flags.strip():
+            sys.exit(f"--variant {text!r}: expected LABEL=FLAGS, e.g. "
+                     f"\"one thread=--threads 1\"")
+        out[f"cnnlab, {label.strip()}"] = shlex.split(flags)
+    return out
+
+
 def commands(args: argparse.Namespace, out: Path) -> dict[str, list[str]]:
     from cnnlab.mnist_files import prepare_mnist
 
@@ -83,13 +102,17 @@ def commands(args: argparse.Namespace, out: Path) -> dict[str, list[str]]:
     if args.max_steps:
         epochs += ["--max-steps", str(args.max_steps)]
     cli = ["train", "lenet", *epochs, "--out", str(out / "lenet.json")]
-    return {
+    sides = {
         "report loop": [py, str(HERE / "report_loop.py"), "--root", str(root), *epochs],
         "tensor loop": [py, str(HERE / "report_loop.py"), "--root", str(root), *epochs,
                         "--tensors"],
         "cnnlab": [py, "-m", "cnnlab", *cli],
         "cnnlab (clocked)": [py, str(HERE / "cnnlab_phases.py"), *cli],
     }
+    for i, (side, flags) in enumerate(variants(args).items()):
+        sides[side] = [py, "-m", "cnnlab", "train", "lenet", *epochs, *flags,
+                       "--out", str(out / f"variant{i}.json")]
+    return sides
 
 
 def median_phases(rows: list[dict]) -> dict[str, float | None]:
@@ -137,11 +160,23 @@ def report(runs: dict[str, list[dict]], args: argparse.Namespace, load: tuple) -
                                           else "NOT met") + ")"
              if args.epochs == 5 and not args.max_steps
              else " (a short run: the bar is for 5 epochs)"))
+    extra = {}
+    for side in runs:
+        if side in SIDES:
+            continue
+        accs = [r["test_accuracy"] for r in runs[side]]
+        extra[side] = {"ratio": med["report loop"] / med[side], "median": med[side],
+                       "test_accuracy": accs}
+        print(f"{side}: {extra[side]['ratio']:.2f}x faster than the report's loop "
+              f"({med['report loop']:.2f} s / {med[side]:.2f} s); test accuracy "
+              f"{100 * statistics.median(accs):.2f} % (median)")
     fast_ratio = med["tensor loop"] / med["cnnlab"]
     print(f"against the tensor loop (no per-sample data work): {fast_ratio:.2f}x "
           f"({med['tensor loop']:.2f} s / {med['cnnlab']:.2f} s)")
     return {"ratio": ratio, "ratio_tensor_loop": fast_ratio, "medians": med, "walls": walls, "phases":
             {"report loop": phase_b, "tensor loop": phase_t, "cnnlab (clocked)": phase_c}, "runs": runs,
+            "variants": {side: extra[side] | {"flags": " ".join(flags)}
+                         for side, flags in variants(args).items()},
             "epochs": args.epochs, "repeats": args.repeats, "load_average_before": load}
 
 
@@ -153,16 +188,21 @@ def main() -> None:
                         help="a smoke test of this script: stop each run after N steps")
     parser.add_argument("--json", type=Path, default=None,
                         help="also write the numbers here")
+    parser.add_argument("--variant", action="append", default=[], metavar="LABEL=FLAGS",
+                        help="also time the CLI with these flags added, e.g. "
+                             "\"one thread=--threads 1\" (repeatable)")
     args = parser.parse_args()
+    variants(args)  # a malformed --variant stops here, before any run
     load = os.getloadavg()
     if load[0] > 0.5:
         print(f"warning: load average {load[0]:.2f}: other work is on the cores, and "
               f"the times below are not this machine's", file=sys.stderr)
     with tempfile.TemporaryDirectory() as out:
         argvs = commands(args, Path(out))
-        runs: dict[str, list[dict]] = {side: [] for side in SIDES}
+        sides = list(argvs)
+        runs: dict[str, list[dict]] = {side: [] for side in sides}
         for i in range(args.repeats):
-            order = SIDES if i % 2 == 0 else SIDES[::-1]
+            order = sides if i % 2 == 0 else sides[::-1]
             for side in order:
                 row = run(argvs[side], side)
                 runs[side].append(row)

@@ -32,6 +32,7 @@ from .train import MAX_SEED, NUMBER_RULES, TrainConfig, number_problem
 # Bounds that catch typos (--epochs 50000) before hours are spent on them.
 MAX_EPOCHS = 1_000    # 200 times the report's 5 epochs
 MAX_UPSAMPLE = 8      # 28 px -> 224 px, ImageNet's size; more only exhausts memory
+MAX_THREADS = 1_024   # more than any machine this course meets has cores
 MAX_SIZE = 512        # px for `shapes`: MNIST is 28, the largest net sees 224
 
 
@@ -119,11 +120,21 @@ def _add_training_args(p: argparse.ArgumentParser) -> None:
                         f"{_builder_default('resnet18', 'upsample')}: 28 px -> 56 px; "
                         f"1 keeps 28 px)")
     p.add_argument("--batch-norm", action="store_true", default=None,
-                   help="googlenet: batch norm after every conv, no LRN (torchvision's "
-                        "variant; default: the paper's net, without BN)")
+                   help="googlenet: batch norm after every conv and no LRN, as torchvision's "
+                        "copy has it (default: the paper's net, without BN)")
     p.add_argument("--device", default=d.device,
                    help="cpu, cuda, cuda:N or mps (default: the best there is)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--channels-last", action="store_true", default=d.channels_last,
+                   help="channels-last (NHWC) memory layout, for training and evaluation "
+                        "(default: on CUDA only; on a CPU it speeds up some models and "
+                        "changes the rounding)")
+    p.add_argument("--threads", type=_int_in(1, MAX_THREADS), default=d.threads,
+                   help="CPU threads for this run (default: torch's, one per core; a "
+                        "model as small as lenet can run faster on fewer)")
+    p.add_argument("--eval-batch", type=_int_in(1, N_TRAIN), default=d.eval_batch_size,
+                   help=f"images per batch when validating and testing (default: "
+                        f"{d.eval_batch_size})")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--replace", action="store_true",
                    help="let a result replace one of another run (another model, seed, "
@@ -212,7 +223,8 @@ def _config(args: argparse.Namespace, model: str, seed: int | None = None) -> Tr
                        eval_every=args.eval_every,
                        eval_subset=None if args.eval_all else args.eval_subset,
                        max_steps=args.max_steps, device=args.device,
-                       compile=args.compile)
+                       compile=args.compile, channels_last=args.channels_last,
+                       threads=args.threads, eval_batch_size=args.eval_batch)
 
 
 def _path(text: str) -> Path:

@@ -144,16 +144,19 @@ def set_kernel_modes(device: torch.device, deterministic: bool) -> None:
 @contextmanager
 def restoring_global_modes() -> Iterator[None]:
     """Put back, on leaving, every global setting ``set_kernel_modes`` may
-    change, so that one run's settings never leak into later runs (or into
+    change, and the CPU thread count, so that one run's settings never leak into later runs (or into
     later cells of a notebook), whether it returned or raised."""
     cudnn = torch.backends.cudnn
     saved = (cudnn.benchmark, cudnn.deterministic,
              torch.are_deterministic_algorithms_enabled(),
              torch.is_deterministic_algorithms_warn_only_enabled(),
              os.environ.get("CUBLAS_WORKSPACE_CONFIG"))
+    threads = torch.get_num_threads()  # a run's TrainConfig.threads
     try:
         yield
     finally:
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
         cudnn.benchmark, cudnn.deterministic = saved[0], saved[1]
         torch.use_deterministic_algorithms(saved[2], warn_only=saved[3])
         if saved[4] is None:

@@ -1,4 +1,5 @@
 """The command line: one-line errors with exit code 2, and the read-only commands."""
+import json
 import subprocess
 import sys
 
@@ -80,3 +81,19 @@ def test_number_flags_are_checked_by_trainconfigs_own_rule(flag, field, monkeypa
     assert f"{flag}: expected a number below 0.25, got '0.3'" in capsys.readouterr().err
     with pytest.raises(ValueError, match=f"{field} must be a number below 0.25, got 0.3"):
         train.TrainConfig(model="googlenet", **{field: 0.3})
+
+
+def test_speed_flags_reach_the_runs_config(tmp_path):
+    """--channels-last, --threads and --eval-batch go into the result's config, which
+    is how a record says that its rounding came from them."""
+    out = tmp_path / "lenet.json"
+    assert main(["train", "lenet", "--max-steps", "2", "--quiet", "--channels-last",
+                 "--threads", "1", "--eval-batch", "500", "--out", str(out)]) == 0
+    config = json.loads(out.read_text())["config"]
+    assert (config["channels_last"], config["threads"], config["eval_batch_size"]) == (
+        True, 1, 500)
+    out2 = tmp_path / "plain.json"
+    assert main(["train", "lenet", "--max-steps", "2", "--quiet", "--out", str(out2)]) == 0
+    config = json.loads(out2.read_text())["config"]
+    assert (config["channels_last"], config["threads"], config["eval_batch_size"]) == (
+        False, None, 1000)  # on the CPU: the plain recipe the records were made with

@@ -25,7 +25,9 @@ def test_defaults_are_the_reports_recipe():
 
 
 @pytest.mark.parametrize("bad", [dict(epochs=0), dict(batch_size=-1), dict(lr=0.0),
-                                 dict(model="vgg"), dict(dropout=1.0), dict(max_steps=0)])
+                                 dict(model="vgg"), dict(dropout=1.0), dict(max_steps=0),
+                                 dict(threads=0), dict(eval_batch_size=0),
+                                 dict(threads=True)])
 def test_bad_config_is_refused(bad):
     with pytest.raises(ValueError):
         TrainConfig(**bad)
@@ -105,6 +107,36 @@ def test_autocast_and_channels_last_paths_run_on_cpu(small):
             small, progress=False)
     assert r.config["amp"] and r.config["channels_last"]
     assert all(torch.isfinite(torch.tensor(r.train_loss)))
+
+
+def test_a_runs_thread_count_is_used_recorded_and_put_back(small, monkeypatch):
+    import cnnlab.train as train_module
+    seen = []
+    real_step = train_module.train_step
+    monkeypatch.setattr(train_module, "train_step",
+                        lambda *a, **k: (seen.append(torch.get_num_threads()),
+                                         real_step(*a, **k))[1])
+    before = torch.get_num_threads()
+    want = 1 if before > 1 else 2
+    r = fit(TrainConfig(**SHORT | dict(max_steps=3, threads=want)), small, progress=False)
+    assert seen == [want] * 3                       # every step ran on the run's threads
+    assert r.config["threads"] == want and r.provenance["cpu_threads"] == want
+    assert torch.get_num_threads() == before        # and the caller's count is back
+    r = fit(TrainConfig(**SHORT | dict(max_steps=1)), small, progress=False)
+    assert r.config["threads"] is None and r.provenance["cpu_threads"] == before
+
+
+def test_the_evaluation_batch_size_reaches_validation_and_test(small, monkeypatch):
+    import cnnlab.train as train_module
+    sizes = []
+    real_pass = train_module._evaluate_pass
+    monkeypatch.setattr(train_module, "_evaluate_pass",
+                        lambda model, split, batch_size, *rest:
+                        (sizes.append(batch_size), real_pass(model, split, batch_size, *rest))[1])
+    r = fit(TrainConfig(**SHORT | dict(max_steps=4, eval_every=2, eval_batch_size=128)),
+            small, progress=False)
+    assert sizes == [128] * 3  # validations at steps 2 and 4, then the test pass
+    assert r.config["eval_batch_size"] == 128
 
 
 def test_result_json_round_trip(small, tmp_path):
