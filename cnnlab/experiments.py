@@ -7,6 +7,9 @@ every arm has all its planned seeds and the gap between the means is over
 twice the larger standard deviation (``compare``); otherwise it says what is
 missing or that the seeds cannot tell the arms apart.
 
+``experiment_table`` names the commit each arm's runs were recorded at, so a
+page shows when the runs of one experiment come from different code.
+
 For the pages: ``experiment_design`` (what the arms share and what sets them
 apart), ``load_note``, ``seed_differences``, ``range_overlaps`` (how the seeds'
 ranges sit), ``verdict_against`` (one arm against each of the others) and
@@ -28,7 +31,7 @@ from .models import DEFAULT_DROPOUT
 from .plan import EXPERIMENT_BUDGET, EXPERIMENTS, Planned, experiment_runs, load_planned
 from .report import REPORT, REPORT_RESNET18_28PX
 from .plots import ARM_COLOURS
-from .results import RESULTS_DIR, RunResult, cpu_share, skip_note
+from .results import RESULTS_DIR, RunResult, cpu_share, plain, skip_note
 
 
 @dataclass(frozen=True)
@@ -67,21 +70,51 @@ def _planned_record(p: Planned, device: str, root: Path) -> RunResult | None:
 
 
 def experiment_table(arms: list[Arm]) -> str:
-    """Markdown: test accuracy per arm, mean ± standard deviation over seeds;
-    under the table, the command that reruns each arm (a command inside the
-    table would make it wider than the page)."""
-    lines = ["| arm | test accuracy (%) | each seed | training time (s) |",
-             "|---|---|---|---|"]
+    """Markdown: test accuracy per arm, mean ± standard deviation over seeds,
+    and the commit(s) its runs were recorded at (``_commits``); under the
+    table, a line when the experiment's runs span several commits, then the
+    command that reruns each arm (a command inside the table would make it
+    wider than the page)."""
+    lines = ["| arm | test accuracy (%) | each seed | training time (s) | commit |",
+             "|---|---|---|---|---|"]
     for a in arms:
         if not a.runs:
-            lines.append(f"| {a.name} | not recorded yet (0 of {a.planned}) | | |")
+            lines.append(f"| {a.name} | not recorded yet (0 of {a.planned}) | | | |")
             continue
         each = ", ".join(f"{100 * r.test_accuracy:.2f}" for r in a.runs)
         lines.append(f"| {a.name} | {a.spread.text(a.planned)} | {each} "
-                     f"| {_quiet_seconds(list(a.runs))} |")
+                     f"| {_quiet_seconds(list(a.runs))} | {_commits(list(a.runs))} |")
+    commits = {_commit7(r) for a in arms for r in a.runs}
+    if len(commits) > 1:
+        lines += ["", f"These runs were recorded at {len(commits)} different commits of "
+                      "the code (the last column): a gap between two runs from different "
+                      "commits can come from a change in the code as well as from the arm "
+                      "or the seed."]
     lines += ["", "To rerun an arm's first seed (add `--seed N` for another of its seeds):", ""]
     lines += [f"* {a.name}: `{a.command}`" for a in arms]
     return "\n".join(lines)
+
+
+def _commit7(r: RunResult) -> str:
+    """The commit a run was recorded at, as its first 7 hex digits (keeping a
+    '+dirty' mark), from the record's ``provenance.git_commit``."""
+    commit = r.provenance.get("git_commit")
+    if not commit:
+        return "unknown"
+    sha, dirty, _ = str(commit).partition("+dirty")
+    return sha[:7] + ("+dirty" if dirty else "")
+
+
+def _commits(runs: list[RunResult]) -> str:
+    """The table's commit cell: '777d492' when every run has the same commit,
+    else each commit with its seeds, '5f1818f (seed 42); 777d492 (seeds 43, 44)'."""
+    seeds: dict[str, list[str]] = {}
+    for r in runs:
+        seeds.setdefault(_commit7(r), []).append(str(r.config.get("seed", "?")))
+    if len(seeds) == 1:
+        return plain(next(iter(seeds)))
+    return "; ".join(f"{plain(c)} (seed{'s' if len(s) > 1 else ''} {', '.join(s)})"
+                     for c, s in seeds.items())
 
 
 def _quiet_seconds(runs: list[RunResult]) -> str:
@@ -192,6 +225,20 @@ def experiment_status(names: list[str]) -> str:
         bullets.append(f"* **{experiment_title(name)}**, {done} of {planned} one-epoch "
                        f"runs recorded. {verdict(arms)}")
     return "\n".join(bullets)
+
+
+def results_or_note(arms: list[Arm]) -> str:
+    """Markdown: the experiment's table and ``verdict`` once every arm has a
+    run; before that, one short note naming each arm still without one and
+    the command that trains its first seed (no empty table, no verdict)."""
+    if all(a.runs for a in arms):
+        return experiment_table(arms) + "\n\n" + verdict(arms)
+    missing = [a for a in arms if not a.runs]
+    each = " ".join(f"No run of the arm “{a.name}” is recorded yet (0 of {a.planned}); "
+                    f"`{a.command}` trains its first seed alone." for a in missing)
+    return (f"**Not recorded yet.** {each} `make record-cpu` records every missing "
+            f"run in the plan's order; this section shows the runs, their table and "
+            f"the verdict once every arm has one.")
 
 
 # ------------------------------------------------------------ for the pages

@@ -126,27 +126,41 @@ def confusion_matrix(predicted: Tensor, labels: Tensor, classes: int = 10) -> Te
     return torch.bincount(index, minlength=classes * classes).view(classes, classes)
 
 
-def most_confused(matrix: Tensor, k: int = 5) -> list[tuple[int, int, int]]:
-    """The ``k`` largest off-diagonal cells as (true, predicted, count)."""
+def most_confused(matrix: Tensor, k: int = 5,
+                  ties: bool = False) -> list[tuple[int, int, int]]:
+    """The ``k`` largest off-diagonal cells as (true, predicted, count); with
+    ``ties``, also every further cell whose count equals the ``k``-th, so
+    that no pair is cut from a tie."""
     off = matrix.clone()
     off.fill_diagonal_(0)
     # Stable: equal counts keep (true, predicted) order, so ties list the same way.
     counts, flat = off.flatten().sort(descending=True, stable=True)
     n = matrix.shape[0]
-    return [(int(i) // n, int(i) % n, int(c)) for c, i in zip(counts[:k], flat[:k]) if c > 0]
+    keep = min(k, len(counts))
+    if ties and keep:
+        keep = int((counts >= counts[keep - 1]).sum())
+    return [(int(i) // n, int(i) % n, int(c))
+            for c, i in zip(counts[:keep], flat[:keep]) if c > 0]
 
 
 def confused_markdown(matrix: Tensor, k: int = 5) -> str:
     """A Markdown table of the ``k`` pairs a network confuses most
     (``most_confused``), each with its count the other way round, which
-    says whether the two digits are mixed up both ways."""
+    says whether the two digits are mixed up both ways. Pairs that tie with
+    the ``k``-th are listed too, and a line under the table says so."""
+    rows = most_confused(matrix, k, ties=True)
+    if not rows:
+        return "No test digit is misread."
     lines = ["| true digit | read as | test digits | the other way round |",
              "|--:|--:|--:|--:|"]
-    for true, predicted, count in most_confused(matrix, k):
+    for true, predicted, count in rows:
         lines.append(f"| {true} | {predicted} | {count} "
                      f"| {int(matrix[predicted, true])} ({predicted} read as {true}) |")
-    if len(lines) == 2:
-        return "No test digit is misread."
+    if len(rows) > k:
+        last = rows[-1][2]
+        tied = sum(count == last for _, _, count in rows)
+        lines += ["", (f"The last {tied} rows tie at {last} test digits, so the table "
+                       f"lists all {len(rows)} pairs rather than cut the tie at {k}.")]
     return "\n".join(lines)
 
 

@@ -225,10 +225,11 @@ def curves_figure(runs: list[RunResult], title: str = "",
 def first_epoch_ranking(recorded: dict[str, list[RunResult]]) -> str:
     """Markdown: each network's validation accuracy after one epoch (mean
     over its seeds), then, against the report's reading of its curves
-    (``REPORT_SPEED_TIERS``), only what the seeds separate (``separated``:
-    two seeds or more each, a gap over twice the larger spread), whether it
-    agrees with the report or not. A network with one seed is placed against
-    no other, however large the gap."""
+    (``REPORT_SPEED_TIERS``), only what the seeds separate (``separated``,
+    between networks whose planned seeds are all in, ``all_seeds_in``: a gap
+    over twice the larger spread), whether it agrees with the report or not.
+    A network with seeds still to record is placed against no other,
+    however large the gap."""
     from .report import REPORT_SPEED_TIERS
 
     ours = {name: Spread(tuple(100 * r.epoch_val_accuracy[0] for r in runs))
@@ -240,7 +241,8 @@ def first_epoch_ranking(recorded: dict[str, list[RunResult]]) -> str:
     sentences = ["Validation accuracy (%) after the first epoch, mean over seeds: "
                  + ", ".join(f"`{n}` {ours[n].text(planned_seeds(n) or None)}"
                              for n in order) + "."]
-    pairs = [(a, b) for i, a in enumerate(order) for b in order[i + 1:]]
+    ready = [n for n in order if all_seeds_in(n, ours[n].n)]
+    pairs = [(a, b) for i, a in enumerate(ready) for b in ready[i + 1:]]
     calls = {"agree": [], "against": [], "together": []}
     close = []
     for a, b in pairs:
@@ -265,15 +267,15 @@ def first_epoch_ranking(recorded: dict[str, list[RunResult]]) -> str:
         sentences.append("The seeds cannot separate " + "; ".join(close)
                          + f": {each} within twice the larger spread.")
     if not any(calls.values()) and not close:
-        sentences.append("No two networks have two seeds each yet, so the seeds "
-                         "separate none of them.")
-    single = [f"`{n}`" for n in order if ours[n].n < 2]
-    if single:
-        verb = "has" if len(single) == 1 else "have"
-        each = "" if len(single) == 1 else " each"
-        sentences.append(f"{_and(single)} {verb} one seed{each} so far, so whether "
-                         f"{'it agrees' if len(single) == 1 else 'they agree'} with the "
-                         f"report's order is still open, however large a gap looks.")
+        sentences.append("No two networks have all their planned seeds yet, so the "
+                         "seeds separate none of them.")
+    waiting = [n for n in order if n not in ready]
+    if waiting:
+        names, verb, _ = _still_to_record(waiting, {n: ours[n].n for n in waiting})
+        agrees = "it agrees" if len(waiting) == 1 else "they agree"
+        sentences.append(f"{names} {verb} seeds still to record, so whether {agrees} "
+                         f"with the report's order is still open, however large a gap "
+                         f"looks.")
     return " ".join(sentences)
 
 
@@ -294,6 +296,27 @@ def full_runs(models: list[str] | None = None,
 def planned_seeds(model: str) -> int:
     """How many seeds of ``model``'s full recipe the plan records (0: none)."""
     return sum(m == model for m, _ in FULL_RUNS)
+
+
+def all_seeds_in(model: str, n: int) -> bool:
+    """Whether ``n`` recorded seeds of ``model`` are every seed the plan has
+    for it (two or more for a model outside the plan): the condition that
+    ``experiments.compare`` puts on an arm before it calls a difference, so
+    the comparison ranks a network only once its seeds are all in."""
+    return n >= max(2, planned_seeds(model))
+
+
+def _seeds_so_far(model: str, n: int) -> str:
+    """'1 of 3 seeds', '2 of 3 seeds'; '1 seed' for a model outside the plan."""
+    planned = planned_seeds(model)
+    return f"{n} of {planned} seeds" if planned else f"{n} seed{'s' if n != 1 else ''}"
+
+
+def _still_to_record(names: list[str], n: dict[str, int]) -> tuple[str, str, str]:
+    """The networks whose seeds are not all in, as '`a` (1 of 3 seeds) and
+    `b` (2 of 3 seeds)', with the verb and pronoun that agree with them."""
+    text = _and([f"`{m}` ({_seeds_so_far(m, n[m])})" for m in names])
+    return (text, "has", "it") if len(names) == 1 else (text, "have", "them")
 
 
 def separated(a: Spread, b: Spread) -> int | None:
@@ -366,15 +389,19 @@ def report_verdicts(recorded: dict[str, list[RunResult]]) -> str:
 
 def accuracy_ranking(recorded: dict[str, list[RunResult]]) -> str:
     """A paragraph: which networks the seeds put ahead of which by test
-    accuracy (``separated``), which they cannot separate, and why."""
+    accuracy (``separated``), which they cannot separate, and why. As in the
+    controlled experiments (``experiments.compare``), only networks whose
+    planned seeds are all recorded (``all_seeds_in``) are compared; the
+    others are named with how many seeds they have so far."""
     spreads = {n: accuracy_spread(runs) for n, runs in recorded.items()}
-    order = sorted(spreads, key=lambda n: spreads[n].mean, reverse=True)
-    pairs = [(a, b) for i, a in enumerate(order) for b in order[i + 1:]]
-    apart = [(a, b) for a, b in pairs if separated(spreads[a], spreads[b]) == 1]
-    close = [(a, b) for a, b in pairs if separated(spreads[a], spreads[b]) == 0]
-    single = [n for n in order if spreads[n].n < 2]
     if not spreads:
         return "No full run is recorded yet, so nothing can be ranked."
+    order = sorted(spreads, key=lambda n: spreads[n].mean, reverse=True)
+    ready = [n for n in order if all_seeds_in(n, spreads[n].n)]
+    waiting = [n for n in order if n not in ready]
+    pairs = [(a, b) for i, a in enumerate(ready) for b in ready[i + 1:]]
+    apart = [(a, b) for a, b in pairs if separated(spreads[a], spreads[b]) == 1]
+    close = [(a, b) for a, b in pairs if separated(spreads[a], spreads[b]) == 0]
     sentences = []
     each = "the gap is" if len(apart) == 1 else "each gap is"
     if apart:
@@ -382,6 +409,9 @@ def accuracy_ranking(recorded: dict[str, list[RunResult]]) -> str:
             f"`{a}` ahead of `{b}` ({spreads[a].mean:.2f} ± {spreads[a].std:.2f} against "
             f"{spreads[b].mean:.2f} ± {spreads[b].std:.2f})" for a, b in apart)
             + f": {each} more than twice the larger spread.")
+    elif len(ready) < 2:
+        sentences.append("By test accuracy, fewer than two networks have all their "
+                         "planned seeds yet, so the page ranks none of them.")
     else:
         sentences.append("By test accuracy, the seeds separate no two networks yet.")
     if close:
@@ -389,16 +419,12 @@ def accuracy_ranking(recorded: dict[str, list[RunResult]]) -> str:
         sentences.append("They cannot separate " + "; ".join(
             f"`{a}` and `{b}` (a gap of {spreads[a].mean - spreads[b].mean:.2f} points)"
             for a, b in close) + f": {each} within twice the larger spread.")
-    if single:
-        names = _and([f"`{n}`" for n in single])
-        if len(single) == 1:
-            sentences.append(f"{names} has one seed so far. A single run has no spread "
-                             f"of its own, so the page cannot place it above or below "
-                             f"any other network yet, however large a gap looks.")
-        else:
-            sentences.append(f"{names} have one seed each so far. A single run has no "
-                             f"spread of its own, so the page cannot place them above or "
-                             f"below any other network yet, however large a gap looks.")
+    if waiting:
+        names, verb, them = _still_to_record(waiting, {n: spreads[n].n for n in waiting})
+        sentences.append(f"{names} {verb} seeds still to record. Like an experiment's "
+                         f"arm, a network is ranked only once all its planned seeds are "
+                         f"in, so the page does not place {them} above or below any "
+                         f"other network yet, however large a gap looks.")
     several = {n: s for n, s in spreads.items() if s.n > 1}
     if several:
         widest = max(several, key=lambda n: max(several[n].values) - min(several[n].values))

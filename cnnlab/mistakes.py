@@ -3,7 +3,15 @@
 Every full-run record keeps the class its network predicted for each of
 the 10,000 test images (``RunResult.predictions``), so a page can show a
 confusion matrix, the digits a network misreads, and how the five
-networks' mistakes overlap, without training anything.
+networks' mistakes overlap, without training anything. (Records made
+before records kept predictions have none.)
+
+For a chapter's "what the network gets wrong" section: ``mistakes_text``
+says how to read the two figures, from the record, or, while no record
+keeps predictions, gives one short note and the command that records
+them; ``recorded_confusion_figure`` and ``recorded_misread_figure`` draw
+the figures, or return None, so that a page without predictions shows the
+note and nothing else.
 """
 from __future__ import annotations
 
@@ -13,6 +21,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .findings import device_runs
+from .plan import FULL_RUNS
 from .results import RunResult
 
 DIGITS = 10
@@ -46,6 +55,144 @@ def confusion_matrix(predicted: np.ndarray, labels: np.ndarray) -> np.ndarray:
     counts = np.zeros((DIGITS, DIGITS), dtype=np.int64)
     np.add.at(counts, (labels.astype(np.int64), predicted.astype(np.int64)), 1)
     return counts
+
+
+def most_confused(counts: np.ndarray) -> list[tuple[int, int, int]]:
+    """The mistakes made most often: every off-diagonal cell of the confusion
+    matrix ``counts`` that holds its largest count, ties included, as
+    (true digit, predicted digit, count); empty when there is no mistake."""
+    off = counts.copy()
+    np.fill_diagonal(off, 0)
+    top = int(off.max())
+    if top == 0:
+        return []
+    return [(int(t), int(q), top) for t, q in zip(*np.nonzero(off == top))]
+
+
+def _seeds(seeds: list[int]) -> str:
+    """'42', '42 and 43', '42, 43 and 44'."""
+    words = [str(s) for s in seeds]
+    return " and ".join(words) if len(words) < 3 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def _times(n: int) -> str:
+    return {0: "never", 1: "once", 2: "twice"}.get(n, f"{n} times")
+
+
+_WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+
+def _test_split() -> tuple[np.ndarray, np.ndarray]:
+    """The test split's images and labels as NumPy arrays."""
+    from .data import load_mnist
+
+    test = load_mnist().test
+    return test.images.numpy(), test.labels.numpy()
+
+
+def _kept_sentence(name: str, runs: list[RunResult], p: Predictions) -> str:
+    """Which of ``name``'s recorded full runs keep their predictions, and
+    which one the figures show (``p``)."""
+    seeds = [r.config.get("seed") for r in runs]
+    kept = [r.config.get("seed") for r in runs if r.test_predictions is not None]
+    if len(runs) == 1:
+        return f"{name}'s one recorded full run, seed {p.seed}, keeps them"
+    if len(kept) == len(runs):
+        return (f"All of {name}'s recorded full runs (seeds {_seeds(seeds)}) keep them; "
+                f"the two figures below show seed {p.seed}")
+    if len(kept) == 1:
+        return (f"Of {name}'s recorded full runs (seeds {_seeds(seeds)}), only seed "
+                f"{p.seed}'s record keeps them (older records do not), and the two "
+                f"figures below show it")
+    return (f"Of {name}'s recorded full runs (seeds {_seeds(seeds)}), the records of seeds "
+            f"{_seeds(kept)} keep them (older records do not); the two figures below "
+            f"show seed {p.seed}")
+
+
+def _confusion_sentence(counts: np.ndarray) -> str:
+    """The most frequent mistake(s), read from the matrix, and the reverse."""
+    top = most_confused(counts)
+    if not top:
+        return "This network reads every test digit right."
+    if len(top) == 1:
+        t, q, n = top[0]
+        return (f"Here the most frequent mistake is a {t} read as a {q} ({n} test "
+                f"digit{'s' if n != 1 else ''}); the reverse, a {q} read as a {t}, "
+                f"happens {_times(int(counts[q, t]))}.")
+    pairs = [f"a {t} read as a {q}" for t, q, _ in top]
+    listed = " and ".join(pairs) if len(pairs) < 3 else ", ".join(pairs[:-1]) + " and " + pairs[-1]
+    n, count = top[0][2], len(top)
+    return (f"Here {_WORDS[count] if count < 10 else count} mistakes tie as the most "
+            f"frequent: {listed}, {n} test digit{'s' if n != 1 else ''} each.")
+
+
+def mistakes_text(model: str, name: str, n: int = 30, folder=None) -> str:
+    """Markdown for a chapter's "what the network gets wrong" section.
+
+    With a record that keeps predictions: what the two figures below it
+    show (``recorded_confusion_figure``, ``recorded_misread_figure``) and how
+    to read them, with the most frequent mistake read from the record.
+    Without one: a single short note saying so, and the command that
+    records the missing runs; the figure functions then return None.
+    ``name`` is how the page names the network ("AlexNet").
+    """
+    runs = sorted(device_runs(model, folder), key=lambda r: r.config.get("seed"))
+    p = recorded_predictions(model, folder)
+    if p is None:
+        text = f"No recorded run of {name} keeps its test predictions yet"
+        if not runs:
+            text = f"No full run of {name} is recorded yet"
+        text += ", so there is no confusion matrix or misread digit to show here."
+        if runs:
+            seeds = [r.config.get("seed") for r in runs]
+            text += (f" Its recorded run{'s' if len(seeds) > 1 else ''} (seed"
+                     f"{'s' if len(seeds) > 1 else ''} {_seeds(seeds)}) "
+                     f"{'were' if len(seeds) > 1 else 'was'} made before records kept them.")
+        recorded = {r.config.get("seed") for r in runs}
+        missing = [s for m, s in FULL_RUNS if m == model and s not in recorded]
+        if missing:
+            text += (f" The planned full run{'s' if len(missing) > 1 else ''} still to be "
+                     f"recorded (seed{'s' if len(missing) > 1 else ''} {_seeds(missing)}) "
+                     f"will keep them: `make record-cpu` records the missing runs in the "
+                     f"plan's order, and `make record-status` lists them.")
+        return text
+    images, labels = _test_split()
+    counts = confusion_matrix(p.classes, labels)
+    wrong = len(p.wrong(labels))
+    shown = min(n, wrong)
+    return "\n\n".join([
+        f"A test accuracy says how many of the {len(labels):,} test digits a network "
+        "misreads, not which. A record can keep its trained network's prediction for "
+        "every test image, and then the mistakes can be read without training "
+        f"anything. {_kept_sentence(name, runs, p)}. That network misreads {wrong:,} of "
+        f"the {len(labels):,} test digits.",
+        "The first is a confusion matrix: for each true digit (row), how often the "
+        "network answered each digit (column). The diagonal holds the right answers and "
+        "is left blank, so that only the mistakes are coloured. Look for the darkest "
+        "cells, the pairs of digits this network confuses most, and for whether a "
+        f"confusion goes both ways. {_confusion_sentence(counts)}",
+        f"The second shows the first {shown} test digits it misreads, in the test set's "
+        "order, each captioned true digit → answer. Some are hard for a person too; "
+        "others are plain digits that a better network reads. Which kind dominates says "
+        "how much is left to gain.",
+    ])
+
+
+def recorded_confusion_figure(model: str, folder=None) -> Figure | None:
+    """``confusion_figure`` of ``model``'s first recorded run that keeps its
+    predictions, or None (nothing to draw) when no record keeps them."""
+    p = recorded_predictions(model, folder)
+    return None if p is None else confusion_figure(p, _test_split()[1])
+
+
+def recorded_misread_figure(model: str, n: int = 30, folder=None) -> Figure | None:
+    """``misread_figure`` (the first ``n`` test digits misread) of ``model``'s
+    first recorded run that keeps its predictions, or None when none does."""
+    p = recorded_predictions(model, folder)
+    if p is None:
+        return None
+    images, labels = _test_split()
+    return misread_figure(p, images, labels, n)
 
 
 def confusion_figure(p: Predictions, labels: np.ndarray) -> Figure:

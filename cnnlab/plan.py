@@ -63,7 +63,7 @@ EXPERIMENTS: dict[str, dict] = {
         # dropout experiment's 0.2 arm, recorded once.
         "arms": {
             "without BN (the paper)": ("googlenet", {}, 0.2),
-            "with BN (torchvision's variant)": ("googlenet", {"batch_norm": True}, 0.2),
+            "with BN after every conv": ("googlenet", {"batch_norm": True}, 0.2),
         },
     },
     "shortcut": {

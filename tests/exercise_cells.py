@@ -1,6 +1,11 @@
-"""Run what an exercise or solution notebook contains, for the checker tests."""
+"""Run what an exercise or solution notebook contains, for the checker tests;
+and, for the checker that reads records, the recorded full runs written out
+(``RECORDS``, ``NET_COSTS``) and ``made_up_run`` to write out more."""
 import json
 from pathlib import Path
+
+from cnnlab.costs import Cost
+from cnnlab.results import RunResult
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,3 +43,43 @@ def verdict(capsys) -> str:
     out = capsys.readouterr().out
     assert out.count("\n") == 1, out
     return out
+
+
+def made_up_run(model: str, seed: int, val: list[float], test: float, seconds: float,
+                machine: str = "AMD EPYC"):
+    """A full run as ``cnnlab.results.RunResult`` holds it, with made-up numbers:
+    ``val`` the validation accuracy (a fraction) at each epoch end, ``test`` the
+    test accuracy, ``seconds`` the training time, on ``machine``."""
+    epochs = len(val)
+    return RunResult(
+        model=model, parameters=0, config={"model": model, "seed": seed, "epochs": epochs},
+        steps_per_epoch=375, train_loss=[0.5] * (375 * epochs),
+        val_step=[375 * (e + 1) for e in range(epochs)], val_accuracy=list(val),
+        val_loss=[1 - v for v in val], epoch_val_accuracy=list(val),
+        epoch_val_loss=[1 - v for v in val], test_accuracy=test, test_loss=1 - test,
+        train_seconds=seconds, images_per_second=48_000 * epochs / seconds,
+        peak_memory_bytes=None, peak_memory_kind="process_peak_rss",
+        provenance={"device": "cpu", "device_name": machine, "cpu_threads": 2},
+        val_images=[12_000] * epochs)
+
+
+# The full runs of results/runs as findings.full_runs() returns them, rounded: each
+# seed's validation accuracy after its last epoch, test accuracy, training seconds
+# and machine; and costs.model_costs() for them (parameters, mult-adds per digit).
+RECORDS = {name: [made_up_run(name, seed, [0.9, val], test, seconds, machine)
+                  for seed, val, test, seconds, machine in runs]
+           for name, runs in {
+               "lenet": [(42, 0.9689, 0.9756, 24, "AMD EPYC"),
+                         (43, 0.9626, 0.9689, 25, "AMD EPYC"),
+                         (44, 0.9677, 0.9741, 24, "AMD EPYC")],
+               "alexnet": [(42, 0.9912, 0.992, 3455, "Intel Xeon")],
+               "resnet18": [(42, 0.9835, 0.9854, 1912, "Intel Xeon"),
+                            (43, 0.991, 0.9923, 5677, "AMD EPYC"),
+                            (44, 0.9824, 0.983, 12040, "AMD EPYC")],
+               "mobilenet_v1": [(42, 0.9839, 0.9831, 4465, "Intel Xeon")],
+               "googlenet": [(42, 0.9738, 0.9785, 3898, "Intel Xeon")]}.items()}
+NET_COSTS = {"lenet": Cost(44_426, 286_334, 28), "alexnet": Cost(43_446_122, 318_785_546, 56),
+             "alexnet_large": Cost(58_299_082, 1_060_000_000, 224),
+             "resnet18": Cost(11_175_370, 124_173_706, 56),
+             "mobilenet_v1": Cost(3_216_650, 42_052_106, 56),
+             "googlenet": Cost(5_977_530, 79_887_290, 56)}

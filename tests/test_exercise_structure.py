@@ -1,4 +1,5 @@
-"""exercises/ and solutions/ mirror each other, file by file and cell by cell.
+"""exercises/ and solutions/ mirror each other, file by file and cell by cell,
+and every notebook calls its checks the same way.
 
 Only cells tagged "exercise" (the TODO cells) may differ, and every
 exercise cell must say TODO in the exercise and not in the solution. The
@@ -6,6 +7,7 @@ solutions add two things of their own: a header (the first cell, which
 says what the notebook is) and, after every solved exercise, a Markdown
 cell tagged "solution-note" that explains why the solution works.
 """
+import ast
 import json
 from pathlib import Path
 
@@ -83,3 +85,36 @@ def test_every_solution_explains_why_it_works(path):
         # 40 words: a chosen floor, about three sentences; a bare "see above" fails.
         assert notes[0]["cell_type"] == "markdown" and len(text.split()) >= 40, \
             f"cell {i}: the explanation is too short to explain anything"
+
+
+def check_calls(cell: dict) -> tuple[list[ast.Call], list[ast.Call]]:
+    """The cell's calls of a check_* function, and those of them that are a whole
+    statement of the form `passed = check_...(...)`."""
+    # IPython's magics and shell lines are not Python: leave them out.
+    lines = [line for line in source(cell).splitlines()
+             if not line.lstrip().startswith(("%", "!"))]
+    tree = ast.parse("\n".join(lines))
+    calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call)
+             and isinstance(node.func, ast.Name) and node.func.id.startswith("check_")]
+    assigned = [node.value for node in tree.body if isinstance(node, ast.Assign)
+                and [ast.unparse(t) for t in node.targets] == ["passed"]
+                and isinstance(node.value, ast.Call) and node.value in calls]
+    return calls, assigned
+
+
+@pytest.mark.parametrize("path", EXERCISES, ids=lambda p: p.name)
+def test_every_check_sets_passed(path):
+    # One convention in every notebook, the one its introduction announces and
+    # that later cells read (exercise 7's): `passed = check_...(...)`.
+    assert "sets `passed` to `True` or `False`" in source(cells(path)[0]), \
+        "the introduction does not say that the check sets `passed`"
+    n_checks = 0
+    for folder in ("exercises", "solutions"):
+        for i, cell in enumerate(cells(ROOT / folder / path.name)):
+            if cell["cell_type"] != "code":
+                continue
+            calls, assigned = check_calls(cell)
+            assert len(calls) == len(assigned), \
+                f"{folder}/{path.name}, cell {i}: write each check as `passed = check_...(...)`"
+            n_checks += len(calls)
+    assert n_checks, "no check is called"

@@ -1,14 +1,16 @@
 """The exercises that analyse training runs: plain against residual (chapter 4),
-early stopping and the Pareto front (chapter 7).
+early stopping and the networks worth choosing, the Pareto front (chapter 7).
 
 Each checker rejects the wrong answers learners write with a hint that
 names the mistake, and accepts right answers written differently (NumPy or
 Python numbers, another algorithm). (tests/test_exercise_registry.py runs
-every checker on the notebooks' solution, stub and a None answer.) The wrong answers here are written out as a learner would write
-them, not taken from the checkers' own tables of slips.
+every checker on the notebooks' solution, stub and a None answer.) The wrong
+answers here are written out as a learner would write them, not taken from
+the checkers' own tables of slips.
 
 No test trains: the checkers read numbers, and the runs they are given here
-are written out (the notebooks, run by nbval, pass the real ones).
+are written out (the notebooks, run by nbval, pass the real ones); the Pareto
+tests also read the real records, as the notebook does.
 """
 import statistics
 import time
@@ -16,13 +18,11 @@ from functools import cache
 
 import numpy as np
 import pytest
-from exercise_cells import exercise_namespace
+from exercise_cells import NET_COSTS, RECORDS, exercise_namespace
 
 from cnnlab.exercises import comparison, resnet
 from cnnlab.exercises.comparison import check_early_stop, check_pareto
 from cnnlab.exercises.resnet import check_plain_vs_residual
-from cnnlab.models import list_models
-from cnnlab.results import recorded_runs
 
 
 def curve(start, window, steps=30, **edits):
@@ -40,10 +40,7 @@ OVERLAPPING = {"plain": [curve(1.8, 0.61), curve(1.8, 0.49)],
                "residual": [curve(1.2, 0.47), curve(1.3, 0.51)]}
 VAL_LOSSES = [2.21, 1.99, 1.57, 1.03, 0.76, 0.69, 0.67, 0.56, 0.58, 0.53,
               0.48, 0.48, 0.45, 0.46, 0.47, 0.46, 0.47, 0.45, 0.47, 0.45]
-# ROWS: the CPU records of results/runs (recorded_rows() below), rounded: mean test
-# accuracy (%) and mean training seconds; LeNet's over its three seeds.
-ROWS = [("lenet", 97.29, 15.3), ("alexnet", 99.20, 3455.3), ("resnet18", 98.54, 1911.9),
-        ("mobilenet_v1", 98.31, 4464.7), ("googlenet", 97.85, 3898.0)]
+
 
 def rejected(check, answer, data, capsys) -> str:
     assert check(answer, data) is False
@@ -388,40 +385,148 @@ def test_every_early_stop_slip_is_caught_by_the_made_up_curves():
     assert all(len(hints) == 1 for hints in seen.values()), "two slips look the same"
 
 
-# --- pareto_front -------------------------------------------------------------------
+# --- choice_rows and pareto_front ----------------------------------------------------
 
-@cache  # reading the records takes a while: once per session
-def recorded_rows() -> tuple:
-    """The table as the notebook builds it, from the CPU records."""
-    rows = []
-    for name in list_models():
-        runs = [r for r in recorded_runs(name) if r.provenance.get("device") == "cpu"]
-        if runs:
-            rows.append((name, statistics.mean(100 * r.test_accuracy for r in runs),
-                         statistics.mean(r.train_seconds for r in runs)))
-    return tuple(rows)
+@cache  # reading the records and counting the costs takes seconds: once per session
+def real_records() -> tuple:
+    """``recorded`` and ``net_costs`` as the notebook's cell builds them."""
+    from cnnlab import costs, findings
+
+    recorded = findings.full_runs()
+    return recorded, costs.model_costs(recorded)
+
+
+def solution():
+    namespace = exercise_namespace("solutions", "07_comparison.ipynb")
+    return namespace["choice_rows"], namespace["pareto_front"]
+
+
+def rows_by_validation(recorded, net_costs):  # a right answer, as a learner writes it
+    return [(name, statistics.mean(100 * r.epoch_val_accuracy[-1] for r in runs),
+             net_costs[name].mult_adds) for name, runs in recorded.items()]
+
+
+def pareto_rejected(choice_rows, pareto_front, capsys) -> str:
+    assert check_pareto(choice_rows, pareto_front, RECORDS, NET_COSTS) is False
+    out = capsys.readouterr().out
+    assert out.startswith("✗ ") and out.count("\n") == 1, out
+    return out
+
+
+def rows_rejected(choice_rows, capsys) -> str:
+    return pareto_rejected(choice_rows, solution()[1], capsys)
+
+
+def front_rejected(pareto_front, capsys) -> str:
+    return pareto_rejected(rows_by_validation, pareto_front, capsys)
 
 
 def test_pareto_solution_on_the_records_and_by_hand():
-    pareto_front = exercise_namespace("solutions", "07_comparison.ipynb")["pareto_front"]
-    # By time: lenet, resnet18 (more accurate), alexnet (99.20 % beats googlenet's and
-    # mobilenet_v1's accuracy in less time than either).
-    assert pareto_front(ROWS) == ["lenet", "resnet18", "alexnet"]
-    rows = list(recorded_rows())
+    choice_rows, pareto_front = solution()
+    # By hand, on the written-out records: googlenet (97.38 %, 79.9 M mult-adds) is
+    # beaten by mobilenet_v1 (98.39 %, 42.1 M); each of the others is more accurate
+    # than every cheaper network.
+    assert pareto_front(choice_rows(RECORDS, NET_COSTS)) == \
+        ["lenet", "mobilenet_v1", "resnet18", "alexnet"]
+    recorded, net_costs = real_records()
+    rows = choice_rows(recorded, net_costs)
+    assert rows == rows_by_validation(recorded, net_costs)
     front = pareto_front(rows)
-    # By hand: a net is off the front exactly when another is more accurate and faster
-    # (no two recorded nets tie on either number).
-    for name, accuracy, seconds in rows:
-        beaten = any(a > accuracy and s < seconds for _, a, s in rows)
+    # By hand: a network is off the front exactly when another is more accurate and
+    # cheaper (no two recorded networks tie on either number).
+    for name, accuracy, mult_adds in rows:
+        beaten = any(a > accuracy and m < mult_adds for _, a, m in rows)
         assert (name in front) != beaten, name
-    assert check_pareto(pareto_front, rows)
+    assert check_pareto(choice_rows, pareto_front, recorded, net_costs)
+
+
+def test_rows_on_the_test_accuracy_are_told_to_choose_on_validation(capsys):
+    def on_test(recorded, net_costs):
+        return [(name, statistics.mean(100 * r.test_accuracy for r in runs),
+                 net_costs[name].mult_adds) for name, runs in recorded.items()]
+
+    out = rows_rejected(on_test, capsys)
+    assert "you used the test accuracy" in out and "epoch_val_accuracy[-1]" in out
+
+
+def test_rows_on_the_training_time_are_told_it_does_not_compare(capsys):
+    def on_time(recorded, net_costs):
+        return [(name, statistics.mean(100 * r.epoch_val_accuracy[-1] for r in runs),
+                 statistics.mean(r.train_seconds for r in runs))
+                for name, runs in recorded.items()]
+
+    out = rows_rejected(on_time, capsys)
+    assert "you used the training time" in out and "different machines" in out
+
+
+def test_rows_on_the_parameters_are_told_to_use_mult_adds(capsys):
+    def on_parameters(recorded, net_costs):
+        return [(name, statistics.mean(100 * r.epoch_val_accuracy[-1] for r in runs),
+                 net_costs[name].parameters) for name, runs in recorded.items()]
+
+    out = rows_rejected(on_parameters, capsys)
+    assert "you used the parameters" in out and "net_costs[name].mult_adds" in out
+
+
+def test_rows_on_the_best_epoch_are_told_to_use_the_last(capsys):
+    def best_epoch(recorded, net_costs):
+        return [(name, statistics.mean(100 * max(r.epoch_val_accuracy) for r in runs),
+                 net_costs[name].mult_adds) for name, runs in recorded.items()]
+
+    out = rows_rejected(best_epoch, capsys)
+    assert "you took each run's best epoch" in out
+
+
+def test_rows_in_fractions_or_on_one_seed_are_told_so(capsys):
+    def fractions(recorded, net_costs):
+        return [(name, statistics.mean(r.epoch_val_accuracy[-1] for r in runs),
+                 net_costs[name].mult_adds) for name, runs in recorded.items()]
+
+    def first_seed(recorded, net_costs):
+        return [(name, 100 * runs[0].epoch_val_accuracy[-1], net_costs[name].mult_adds)
+                for name, runs in recorded.items()]
+
+    assert "in percent" in rows_rejected(fractions, capsys)
+    assert "you used one run of a network that has several" in \
+        rows_rejected(first_seed, capsys)
+
+
+def test_rows_for_every_costed_model_are_told_to_keep_the_recorded_ones(capsys):
+    def every_model(recorded, net_costs):  # alexnet_large has a cost and no run
+        return [(name, statistics.mean(100 * r.epoch_val_accuracy[-1]
+                                       for r in recorded.get(name, [])) if name in recorded
+                 else 0.0, cost.mult_adds) for name, cost in net_costs.items()]
+
+    out = rows_rejected(every_model, capsys)
+    assert "has no recorded run: give a row only for the networks in `recorded`" in out
+
+
+def test_rows_written_differently_pass(capsys):
+    def with_numpy(recorded, net_costs):  # float32 means, lists for rows, sorted by name
+        return [[name, np.mean(np.array([r.val_accuracy[-1] for r in recorded[name]],
+                                        dtype=np.float32)) * 100,
+                 np.int64(net_costs[name].mult_adds)] for name in sorted(recorded)]
+
+    def by_hand(recorded, net_costs):  # the epoch-end list, a plain sum
+        rows = []
+        for name, runs in recorded.items():
+            total = sum(run.epoch_val_accuracy[len(run.epoch_val_accuracy) - 1] for run in runs)
+            rows.append((name, 100 * total / len(runs), float(net_costs[name].mult_adds)))
+        return tuple(rows)
+
+    pareto_front = solution()[1]
+    recorded, net_costs = real_records()
+    for answer in (with_numpy, by_hand):
+        assert check_pareto(answer, pareto_front, RECORDS, NET_COSTS)
+        assert check_pareto(answer, pareto_front, recorded, net_costs)
+    assert capsys.readouterr().out.count("✓ pareto_front: passed") == 4  # 2 answers x 2
 
 
 def test_pareto_sorted_by_accuracy_is_told_to_drop_beaten_nets(capsys):
     def by_accuracy(rows):
         return [name for name, _, _ in sorted(rows, key=lambda r: r[1], reverse=True)]
 
-    out = rejected(check_pareto, by_accuracy, ROWS, capsys)
+    out = front_rejected(by_accuracy, capsys)
     assert "you sorted the models by accuracy" in out
 
 
@@ -431,19 +536,19 @@ def test_pareto_keeping_a_beaten_net_is_told_which_net_beats_it(capsys):
         kept = [ordered[0]] + [b for a, b in zip(ordered, ordered[1:]) if b[1] > a[1]]
         return [name for name, _, _ in kept]
 
-    out = rejected(check_pareto, neighbours, ROWS, capsys)
+    out = front_rejected(neighbours, capsys)
     # 'b', 'd' here, 'p', 'q' below: rows of the checker's own made-up tables.
-    assert "'d' (98.3 %, 4000 s) is beaten by 'b' (99 %, 3000 s)" in out
+    assert "'d' (98.3 %, 4000 M mult-adds) is beaten by 'b' (99 %, 3000 M mult-adds)" in out
     assert "drop every model that another one beats" in out
 
 
-def test_pareto_with_a_tie_rule_that_keeps_an_equal_but_slower_net(capsys):
+def test_pareto_with_a_tie_rule_that_keeps_an_equal_but_costlier_net(capsys):
     def strict_on_both(rows):
         kept = [r for r in rows if not any(o[1] > r[1] and o[2] < r[2] for o in rows)]
         return [name for name, _, _ in sorted(kept, key=lambda r: r[2])]
 
-    out = rejected(check_pareto, strict_on_both, ROWS, capsys)
-    assert "'q' (98 %, 200 s) is beaten by 'p' (98 %, 100 s)" in out
+    out = front_rejected(strict_on_both, capsys)
+    assert "'q' (98 %, 200 M mult-adds) is beaten by 'p' (98 %, 100 M mult-adds)" in out
     assert "equal on one count and better on the other is beaten too" in out
 
 
@@ -453,7 +558,7 @@ def test_pareto_with_a_tie_rule_that_drops_identical_nets(capsys):
                 if not any(o is not r and o[1] >= r[1] and o[2] <= r[2] for o in rows)]
         return [name for name, _, _ in sorted(kept, key=lambda r: r[2])]
 
-    def sweep(rows):  # fastest first, keep a net only if it beats the best accuracy so far
+    def sweep(rows):  # cheapest first, keep a net only if it beats the best accuracy so far
         best, front = -1.0, []
         for name, accuracy, _ in sorted(rows, key=lambda r: (r[2], -r[1])):
             if accuracy > best:
@@ -461,54 +566,77 @@ def test_pareto_with_a_tie_rule_that_drops_identical_nets(capsys):
         return front
 
     for answer in (at_least_on_both, sweep):
-        out = rejected(check_pareto, answer, ROWS, capsys)
-        assert "are identical (98 %, 100 s): neither beats the other, so keep both" in out
+        out = front_rejected(answer, capsys)
+        assert ("are identical (98 %, 100 M mult-adds): neither beats the other, so keep both"
+                in out)
 
 
-def test_pareto_with_time_the_wrong_way_round_is_told_faster_is_better(capsys):
-    def slower_is_better(rows):
+def test_pareto_with_the_rule_turned_round_is_told_which_way(capsys):
+    def costlier_is_better(rows):
         kept = [r for r in rows if not any(
             o[1] >= r[1] and o[2] >= r[2] and (o[1] > r[1] or o[2] > r[2]) for o in rows)]
         return [name for name, _, _ in sorted(kept, key=lambda r: r[2])]
 
-    out = rejected(check_pareto, slower_is_better, ROWS, capsys)
-    assert "less training time is better" in out
+    def less_accurate_is_better(rows):
+        kept = [r for r in rows if not any(
+            o[1] <= r[1] and o[2] <= r[2] and (o[1] < r[1] or o[2] < r[2]) for o in rows)]
+        return [name for name, _, _ in sorted(kept, key=lambda r: r[2])]
+
+    def the_beaten_ones(rows):  # the dominance test the wrong way round
+        beaten = [r for r in rows if any(
+            o[1] >= r[1] and o[2] <= r[2] and (o[1] > r[1] or o[2] < r[2]) for o in rows)]
+        return [name for name, _, _ in sorted(beaten, key=lambda r: r[2])]
+
+    assert "fewer mult-adds is better" in front_rejected(costlier_is_better, capsys)
+    assert "a higher accuracy is better" in front_rejected(less_accurate_is_better, capsys)
+    assert "you returned the models that another model beats" in \
+        front_rejected(the_beaten_ones, capsys)
 
 
-def test_pareto_in_the_wrong_order_is_told_fastest_first(capsys):
-    solution = exercise_namespace("solutions", "07_comparison.ipynb")["pareto_front"]
-    out = rejected(check_pareto, lambda rows: solution(rows)[::-1], ROWS, capsys)
-    assert "listed fastest first" in out
+def test_pareto_in_the_wrong_order_is_told_cheapest_first(capsys):
+    pareto_front = solution()[1]
+    out = front_rejected(lambda rows: pareto_front(rows)[::-1], capsys)
+    assert "listed cheapest first" in out
 
 
 def test_pareto_written_differently_passes(capsys):
-    def sweep_with_ties(rows):  # one pass over the rows sorted by time, ties kept
+    def sweep_with_ties(rows):  # one pass over the rows sorted by cost, ties kept
         front, best = [], None
-        for name, accuracy, seconds in sorted(rows, key=lambda r: (r[2], -r[1])):
-            if best is None or accuracy > best[0] or (accuracy, seconds) == best:
+        for name, accuracy, cost in sorted(rows, key=lambda r: (r[2], -r[1])):
+            if best is None or accuracy > best[0] or (accuracy, cost) == best:
                 front.append(name)
-                best = (accuracy, seconds)
+                best = (accuracy, cost)
         return tuple(front)
 
     def with_numpy(rows):
         acc = np.array([r[1] for r in rows], dtype=np.float32)
-        sec = np.array([r[2] for r in rows], dtype=np.float64)
-        beaten = [bool(np.any((acc >= a) & (sec <= s) & ((acc > a) | (sec < s))))
-                  for a, s in zip(acc, sec)]
-        order = np.argsort(sec, kind="stable")
+        cost = np.array([r[2] for r in rows], dtype=np.float64)
+        beaten = [bool(np.any((acc >= a) & (cost <= c) & ((acc > a) | (cost < c))))
+                  for a, c in zip(acc, cost)]
+        order = np.argsort(cost, kind="stable")
         return [rows[i][0] for i in order if not beaten[i]]
 
+    recorded, net_costs = real_records()
     for answer in (sweep_with_ties, with_numpy):
-        assert check_pareto(answer, ROWS)
-        assert check_pareto(answer, list(recorded_rows()))
+        assert check_pareto(rows_by_validation, answer, RECORDS, NET_COSTS)
+        assert check_pareto(rows_by_validation, answer, recorded, net_costs)
     assert capsys.readouterr().out.count("✓ pareto_front: passed") == 4  # 2 answers x 2
 
 
 def test_pareto_names_must_come_from_the_table(capsys):
-    out = rejected(check_pareto, lambda rows: ["LeNet"], ROWS, capsys)
+    out = front_rejected(lambda rows: ["LeNet"], capsys)
     assert "which is not a row of the table" in out
-    out = rejected(check_pareto, lambda rows: [rows[0][0], rows[0][0]], ROWS, capsys)
+    out = front_rejected(lambda rows: [rows[0][0], rows[0][0]], capsys)
     assert "a name twice" in out
+
+
+def test_pareto_needs_the_records_the_cell_read(capsys):
+    choice_rows, pareto_front = solution()
+    assert check_pareto(choice_rows, pareto_front, {}, NET_COSTS) is False
+    assert "pass the `recorded` and `net_costs` that the cell above built" in \
+        capsys.readouterr().out
+    assert check_pareto(choice_rows, pareto_front, RECORDS, {}) is False
+    assert "`net_costs` must give the cost of every network" in capsys.readouterr().out
 
 
 # --- a check's time limit must not stop an import halfway ------------------------------

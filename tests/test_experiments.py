@@ -1,6 +1,7 @@
-"""What cnnlab.experiments writes on the pages: the results table with each
-arm's command under it, the design of an experiment, the load, the seeds'
-ranges, one arm against the others, and 28 px against 56 px.
+"""What cnnlab.experiments writes on the pages: the results table with the
+commits its runs were recorded at and each arm's command under it, the
+design of an experiment, the load, the seeds' ranges, one arm against the
+others, and 28 px against 56 px.
 
 (The arms, the verdict and the training-time rule are tested in test_findings.py.)
 """
@@ -12,7 +13,8 @@ from markdown_it import MarkdownIt
 
 from cnnlab.experiments import (Arm, _shared_settings, builder_options, experiment_design,
                                 experiment_table, find_arm, input_size_comparison,
-                                load_note, range_overlaps, seed_differences, verdict,
+                                load_note, range_overlaps, results_or_note, seed_differences,
+                                verdict,
                                 verdict_against)
 from cnnlab.plan import experiment_runs
 from cnnlab.results import RunResult
@@ -40,15 +42,45 @@ def rendered(markdown: str) -> list:
     return MarkdownIt("commonmark").enable("table").parse(markdown)
 
 
-def test_the_table_has_four_columns_on_every_row_and_no_command():
+def test_the_table_has_five_columns_on_every_row_and_no_command():
     table = experiment_table(ARMS).split("\n\n")[0].splitlines()
-    assert table[0] == "| arm | test accuracy (%) | each seed | training time (s) |"
+    assert table[0] == "| arm | test accuracy (%) | each seed | training time (s) | commit |"
     assert len(table) == 2 + len(ARMS)
-    assert all(row.count("|") == 5 for row in table)  # 4 cells
+    assert all(row.count("|") == 6 for row in table)  # 5 cells
     assert "`" not in "\n".join(table) and "python" not in "\n".join(table)
     # The recorded arm: mean of 97 and 98, each seed; the other: its count.
     assert table[2].startswith("| option A (zero_pad) | 97.50 ± 0.71 (2 of 3 seeds) | 97.00, 98.00 |")
-    assert table[3] == "| option B (projection) | not recorded yet (0 of 3) | | |"
+    assert table[2].endswith("| unknown |")  # these fake records name no commit
+    assert table[3] == "| option B (projection) | not recorded yet (0 of 3) | | | |"
+
+
+def test_the_table_names_the_commits_each_arms_runs_were_recorded_at():
+    """The shortcut experiment's case: one seed of an arm recorded at an older
+    commit. The page must show it, 7 hex digits per commit, with its seeds."""
+    old = "5f1818f7849718f04f4acf59e73b1ba53a7c6b00"
+    new = "777d49224437b3e3a99716a6955791758e763e95"
+    report = (run(42, 0.97), run(43, 0.98), run(44, 0.96))
+    option_a = (run(42, 0.97), run(43, 0.97), run(44, 0.98))
+    for r, commit in zip(report + option_a, (old, new, new, new, new, new + "+dirty")):
+        r.provenance["git_commit"] = commit
+    arms = [Arm("report's block", report, 3, "cmd"), Arm("option A", option_a, 3, "cmd")]
+    text = experiment_table(arms)
+    table = text.split("\n\n")[0].splitlines()
+    assert all(row.count("|") == 6 for row in table)  # the "; " keeps one cell
+    assert table[2].endswith("| 5f1818f (seed 42); 777d492 (seeds 43, 44) |")
+    assert table[3].endswith("| 777d492 (seeds 42, 43); 777d492+dirty (seed 44) |")
+    assert ("These runs were recorded at 3 different commits of the code (the last "
+            "column)") in text
+    # One commit for every run: the cell names it, and no line is added under the table.
+    for r in report + option_a:
+        r.provenance["git_commit"] = new
+    text = experiment_table(arms)
+    assert text.split("\n\n")[0].splitlines()[2].endswith("| 777d492 |")
+    assert "different commits" not in text
+    # A commit from a record is text on the page, not table markup.
+    report[0].provenance["git_commit"] = "a|bcdefgh"
+    row = experiment_table(arms[:1]).split("\n\n")[0].splitlines()[2]
+    assert "a\\|bcdef (seed 42)" in row and row.replace("\\|", "").count("|") == 6
 
 
 def test_each_arms_command_is_listed_under_the_table_in_order():
@@ -270,3 +302,14 @@ def test_input_size_time_leaves_out_runs_that_shared_the_cpu():
     arms = [arm("28 px (upsample 1)", SMALL, seconds=84.0, share=0.5),
             arm("56 px (upsample 2)", LARGE, seconds=239.0)]
     assert "times as long" not in input_size_comparison(arms)
+
+
+def test_results_or_note_is_one_note_until_every_arm_has_a_run():
+    note = results_or_note(ARMS)  # option B has no run yet
+    assert note.startswith("**Not recorded yet.**")
+    assert "“option B (projection)” is recorded yet (0 of 3)" in note
+    assert f"`{COMMAND} --shortcut projection`" in note
+    assert "option A" not in note and "|" not in note  # no table, no verdict
+    both = [ARMS[0], Arm("option B (projection)", (run(42, 0.96),), 3, "cmd")]
+    shown = results_or_note(both)
+    assert shown == experiment_table(both) + "\n\n" + verdict(both)

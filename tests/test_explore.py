@@ -93,6 +93,51 @@ def test_confused_markdown_gives_each_pair_the_other_way_round():
     assert explore.confused_markdown(right) == "No test digit is misread."
 
 
+def test_confused_markdown_keeps_every_pair_tied_with_the_kth():
+    # LeNet seed 42's five largest: 5->3 and 9->7 (12), 4->9 (11), then 2->7,
+    # 3->5 and 3->7 all at 9: cutting at five would drop 3->7 silently.
+    cm = torch.zeros(10, 10, dtype=torch.long)
+    for (true, read), n in {(5, 3): 12, (9, 7): 12, (4, 9): 11, (2, 7): 9, (3, 5): 9,
+                            (3, 7): 9, (7, 2): 8}.items():
+        cm[true, read] = n
+    assert explore.most_confused(cm, 5) == [(5, 3, 12), (9, 7, 12), (4, 9, 11),
+                                            (2, 7, 9), (3, 5, 9)]
+    assert explore.most_confused(cm, 5, ties=True)[-1] == (3, 7, 9)
+    table = explore.confused_markdown(cm)
+    rows = [line for line in table.splitlines() if line.startswith("| ") and
+            line[2].isdigit()]
+    assert len(rows) == 6 and rows[-1] == "| 3 | 7 | 9 | 0 (7 read as 3) |"
+    assert ("The last 3 rows tie at 9 test digits, so the table lists all 6 pairs "
+            "rather than cut the tie at 5." in table)
+    # Without a tie at the cut, exactly k rows and no note.
+    cm[3, 7] = 8
+    assert "tie" not in explore.confused_markdown(cm)
+    assert len(explore.most_confused(cm, 5, ties=True)) == 5
+
+
+def test_chapter_10_lists_every_recorded_full_run():
+    """Its stored run list is compared by nbval (no nbval-ignore-output tag) and
+    here: a record that lands without the page re-executed fails this test."""
+    import json
+    from pathlib import Path
+
+    from cnnlab.results import is_full_run, load_runs
+
+    page = Path(__file__).resolve().parent.parent / "book" / "10_explore.ipynb"
+    cells = [c for c in json.loads(page.read_text())["cells"]
+             if c["cell_type"] == "code" and "recorded full run(s)" in "".join(c["source"])]
+    assert len(cells) == 1, "chapter 10 has no single cell that lists the recorded runs"
+    assert "nbval-ignore-output" not in cells[0]["metadata"].get("tags", [])
+    printed = "".join("".join(o.get("text", "")) for o in cells[0]["outputs"]
+                      if o.get("output_type") == "stream")
+    runs = [r for r in load_runs() if is_full_run(r)]
+    names = [f"{r.model} ({r.provenance.get('device', '?')}, seed {r.config.get('seed')})"
+             for r in runs]
+    assert f"{len(runs)} recorded full run(s): {', '.join(names)}" in printed, (
+        "book/10_explore.ipynb's stored run list is stale against results/runs; "
+        "re-execute it (make notebooks)")
+
+
 def test_misclassified_most_confident_first():
     probs = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.4, 0.6], [0.7, 0.3]])
     labels = torch.tensor([0, 0, 0, 1])
@@ -142,7 +187,7 @@ def test_layer_markdown_says_when_a_size_does_not_fit():
 
 def test_inception_rows_follow_the_papers_table():
     rows = explore.inception_rows("googlenet")
-    # Szegedy et al. 2014, Table 1, output depth of each module.
+    # Szegedy et al. 2015, Table 1, output depth of each module.
     paper_out = [256, 480, 512, 512, 512, 528, 832, 832, 1024]
     assert [r.name for r in rows] == ["3a", "3b", "4a", "4b", "4c", "4d", "4e", "5a", "5b"]
     assert [r.out_channels for r in rows] == paper_out

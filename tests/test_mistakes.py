@@ -80,3 +80,71 @@ def test_overlap_text_says_what_the_vote_does_and_who_is_missing():
     assert "the vote is c (2 test digits wrong)" in two  # c: 2 wrong, b: 3
     one = overlap_text(overlap([a], labels), ["b", "c"], len(labels))
     assert one.startswith("Fewer than two networks") and "Missing: b, c." in one
+
+
+def test_most_confused_lists_every_tie_and_ignores_the_diagonal():
+    from cnnlab.mistakes import most_confused
+
+    counts = np.zeros((10, 10), dtype=np.int64)
+    np.fill_diagonal(counts, 900)
+    counts[2, 7] = counts[3, 5] = counts[3, 7] = 9  # a three-way tie at the top
+    counts[7, 2] = 4
+    assert most_confused(counts) == [(2, 7, 9), (3, 5, 9), (3, 7, 9)]
+    assert most_confused(np.diag(np.full(10, 5))) == []  # no mistake at all
+
+
+def _records(tmp_path, seeds_kept, seeds_without=()):
+    """LeNet's real records copied to tmp_path; those of ``seeds_without``
+    stripped of their predictions, as records made before they were kept."""
+    import json
+
+    from cnnlab.results import RESULTS_DIR
+
+    for seed in (*seeds_kept, *seeds_without):
+        record = json.loads((RESULTS_DIR / "runs" / f"lenet-cpu-seed{seed}.json").read_text())
+        assert record.get("test_predictions")  # the copy needs something to strip
+        if seed in seeds_without:
+            record.pop("test_predictions")
+        (tmp_path / f"lenet-cpu-seed{seed}.json").write_text(json.dumps(record))
+    return tmp_path
+
+
+def test_without_predictions_the_section_is_one_note_with_the_command(tmp_path):
+    from cnnlab.mistakes import (mistakes_text, recorded_confusion_figure,
+                                 recorded_misread_figure)
+
+    folder = _records(tmp_path, (), (42,))
+    text = mistakes_text("lenet", "LeNet-5", folder=folder)
+    assert text.startswith("No recorded run of LeNet-5 keeps its test predictions yet")
+    assert "Its recorded run (seed 42) was made before records kept them" in text
+    assert "(seeds 43 and 44) will keep them: `make record-cpu`" in text
+    # No reading guidance above a matrix that is not there, and one paragraph.
+    assert "darkest" not in text and "\n" not in text
+    assert recorded_confusion_figure("lenet", folder=folder) is None
+    assert recorded_misread_figure("lenet", folder=folder) is None
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert mistakes_text("lenet", "LeNet-5", folder=empty).startswith(
+        "No full run of LeNet-5 is recorded yet")
+
+
+def test_with_predictions_the_text_reads_the_figures_from_the_record(tmp_path):
+    from cnnlab.mistakes import (confusion_matrix, mistakes_text, most_confused,
+                                 recorded_confusion_figure, recorded_misread_figure)
+
+    folder = _records(tmp_path, (43,), (42,))  # as GoogLeNet's: seed 42 has none
+    text = mistakes_text("lenet", "LeNet-5", folder=folder)
+    assert ("Of LeNet-5's recorded full runs (seeds 42 and 43), only seed 43's record "
+            "keeps them (older records do not)") in text
+    p = recorded_predictions("lenet", folder)
+    labels = load_mnist().test.labels.numpy()
+    assert p.seed == 43 and f"misreads {len(p.wrong(labels)):,} of the 10,000" in text
+    assert "Look for the darkest cells" in text  # the guidance comes with the figure
+    for t, q, n in most_confused(confusion_matrix(p.classes, labels)):
+        assert f"a {t} read as a {q}" in text and f"{n} test digits" in text
+    assert "(seed 43)" in recorded_confusion_figure("lenet", folder=folder).axes[0].get_title()
+    grid = recorded_misread_figure("lenet", n=5, folder=folder)
+    assert len([ax for ax in grid.axes if ax.get_title()]) == 5
+    (tmp_path / "one").mkdir()
+    one = mistakes_text("lenet", "LeNet-5", folder=_records(tmp_path / "one", (44,)))
+    assert "LeNet-5's one recorded full run, seed 44, keeps them" in one

@@ -3,8 +3,11 @@
 * ``check_early_stop``: the learner's ``early_stop(val_losses, patience)``
   against a patience rule written out here, on made-up validation curves and
   on the curve the notebook trained.
-* ``check_pareto``: the learner's ``pareto_front(rows)`` against the
-  definition of the front, on made-up tables and on the recorded one.
+* ``check_pareto``: the learner's ``choice_rows(recorded, net_costs)``
+  (each network's validation accuracy and mult-adds) against the rule, on
+  made-up records and on the recorded ones; then the learner's
+  ``pareto_front(rows)`` against the definition of the front, on made-up
+  tables and on the rows of the records.
 
 Neither trains anything: both read numbers, so each check takes
 milliseconds.
@@ -13,13 +16,15 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Callable
 
 from . import checker, expect, expect_equal, shown
-from ._harness import as_count, as_real, plain_str
+from ._harness import as_count, as_real, close, plain_str
+from ..costs import Cost
+from ..results import RunResult
 
-CHAPTER = "chapter 7 (Comparing the five nets)"
+CHAPTER = "chapter 7 (Comparing the five networks)"
 NOTEBOOK = "07_comparison.ipynb"
 # A right answer takes microseconds on these lists; a few seconds are plenty
 # even on a busy machine, and stop an answer that loops forever soon.
@@ -190,9 +195,197 @@ def check_early_stop(early_stop: Callable[[Sequence[float], int], tuple[int, int
                      f"{hint}. {_SEE_STOP}")
 
 
-# --- Exercise 2: the Pareto front --------------------------------------------
+# --- Exercise 2: the networks worth choosing ---------------------------------
 
-Row = tuple[str, float, float]  # (name, accuracy: higher is better, seconds: lower)
+Row = tuple[str, float, float]  # (name, accuracy %: higher is better, mult-adds: lower)
+Recorded = Mapping[str, Sequence[RunResult]]
+Costs = Mapping[str, Cost]
+_SEE_FRONT = f"See {CHAPTER}, 'Accuracy against cost'."
+
+
+def _mean(values: Iterable[float]) -> float:
+    values = [float(v) for v in values]
+    return math.fsum(values) / len(values)
+
+
+def _accuracy(runs: Sequence[RunResult]) -> float:
+    """The rule: the mean over the runs of the last epoch's validation accuracy, in %."""
+    return _mean(100 * float(r.epoch_val_accuracy[-1]) for r in runs)
+
+
+def _cost(runs: Sequence[RunResult], cost: Cost) -> float:
+    """The rule: mult-adds per digit, counted from the model (the same on any machine)."""
+    return float(cost.mult_adds)
+
+
+def _choice_rows(recorded: Recorded, net_costs: Costs) -> list[Row]:
+    """One row per network that has runs: (name, accuracy %, mult-adds per digit)."""
+    return [(name, _accuracy(runs), _cost(runs, net_costs[name]))
+            for name, runs in recorded.items()]
+
+
+_LAST_VAL = "use each run's validation accuracy after the last epoch, epoch_val_accuracy[-1]"
+_ONE_RUN = ("you used one run of a network that has several. One seed is one draw: take "
+            "the mean over all of the network's runs")
+# The usual slips in a row's accuracy, each as the number it gives, and what to say.
+ACCURACY_SLIPS: list[tuple[Callable[[Sequence[RunResult]], float], str]] = [
+    (lambda runs: _mean(100 * float(r.test_accuracy) for r in runs),
+     "you used the test accuracy. Choosing a network is a decision, and chapter 1 makes "
+     "every decision on the validation split and keeps the test split for one measurement "
+     "at the end: " + _LAST_VAL),
+    (lambda runs: _mean(100 * max(float(v) for v in r.epoch_val_accuracy) for r in runs),
+     "you took each run's best epoch. The recorded network is the one at the end of "
+     "training (its test accuracy was measured on those weights): " + _LAST_VAL),
+    (lambda runs: _mean(100 * float(r.epoch_val_accuracy[0]) for r in runs),
+     "epoch_val_accuracy[0] is the first epoch's accuracy; the last epoch's is "
+     "epoch_val_accuracy[-1]"),
+    (lambda runs: _mean(100 * _mean(r.epoch_val_accuracy) for r in runs),
+     "you averaged each run over its epochs; take each run's last epoch, "
+     "epoch_val_accuracy[-1], then the mean over the runs"),
+    (lambda runs: _mean(float(r.epoch_val_accuracy[-1]) for r in runs),
+     "the records keep accuracies as fractions (0.983); give the row's accuracy in "
+     "percent (98.3)"),
+    (lambda runs: 100 * float(runs[0].epoch_val_accuracy[-1]), _ONE_RUN),
+    (lambda runs: 100 * float(runs[-1].epoch_val_accuracy[-1]), _ONE_RUN),
+]
+_TIMES = ("The recorded times were measured on different machines, some of them shared "
+          "with other work (chapter 7, 'How these runs were recorded'), so they do not "
+          "compare from row to row: use the mult-adds per digit, net_costs[name].mult_adds, "
+          "which are the same on every machine")
+# The usual slips in a row's cost.
+COST_SLIPS: list[tuple[Callable[[Sequence[RunResult], Cost], float], str]] = [
+    (lambda runs, cost: _mean(r.train_seconds for r in runs),
+     "you used the training time. " + _TIMES),
+    (lambda runs, cost: _mean(r.images_per_second for r in runs),
+     "you used the throughput (images per second). " + _TIMES),
+    (lambda runs, cost: float(cost.parameters),
+     "you used the parameters; this exercise puts the mult-adds per digit on the cost axis, "
+     "net_costs[name].mult_adds (the question after the check tries the parameters)"),
+    (lambda runs, cost: cost.mult_adds / 1e6,
+     "give the mult-adds as counted, net_costs[name].mult_adds, not in millions"),
+]
+
+
+def _run(model: str, seed: int, val: Sequence[float], test: float, seconds: float,
+         machine: str, parameters: int) -> RunResult:
+    """A made-up full run: its validation accuracy (fractions) at each epoch end."""
+    epochs = len(val)
+    return RunResult(
+        model=model, parameters=parameters, config={"model": model, "seed": seed,
+                                                    "epochs": epochs, "device": "cpu"},
+        steps_per_epoch=1, train_loss=[2.0 - 0.3 * e for e in range(epochs)],
+        val_step=list(range(1, epochs + 1)), val_accuracy=list(val),
+        val_loss=[1.0 - v for v in val], epoch_val_accuracy=list(val),
+        epoch_val_loss=[1.0 - v for v in val], test_accuracy=test, test_loss=1.0 - test,
+        train_seconds=seconds, images_per_second=48_000 * epochs / seconds,
+        peak_memory_bytes=None, peak_memory_kind="process_peak_rss",
+        provenance={"device": "cpu", "device_name": machine, "cpu_threads": 2},
+        val_images=[12_000] * epochs)
+
+
+def _made_up_records() -> list[tuple[str, dict[str, list[RunResult]], dict[str, Cost]]]:
+    """(what, recorded, net_costs): the numbers differ under every slip above.
+
+    In the first, "wide" is less accurate than "deep" on validation and more
+    accurate on test, and costs more mult-adds but less time: the test
+    accuracy or the time would keep it on the front. "huge" has a cost and no
+    run, as alexnet_large has in the notebook.
+    """
+    small, deep, wide = Cost(44_000, 300_000, 28), Cost(11_000_000, 120_000_000, 56), \
+        Cost(43_000_000, 320_000_000, 56)
+    recorded = {
+        "deep": [_run("deep", 42, [0.96, 0.98, 0.986], 0.984, 1_900.0, "Intel Xeon",
+                      deep.parameters),
+                 _run("deep", 43, [0.97, 0.99, 0.982], 0.990, 5_700.0, "AMD EPYC",
+                      deep.parameters)],
+        "small": [_run("small", 42, [0.90, 0.955, 0.962], 0.970, 25.0, "AMD EPYC", 44_000),
+                  _run("small", 43, [0.91, 0.965, 0.958], 0.966, 24.0, "AMD EPYC", 44_000),
+                  _run("small", 44, [0.89, 0.950, 0.957], 0.972, 26.0, "AMD EPYC", 44_000)],
+        "wide": [_run("wide", 42, [0.95, 0.99, 0.983], 0.991, 3_400.0, "Intel Xeon",
+                      wide.parameters)],
+    }
+    costs = {"small": small, "wide": wide, "deep": deep,
+             "huge": Cost(58_000_000, 1_060_000_000, 224)}
+    solo = {"solo": [_run("solo", 42, [0.97, 0.975], 0.98, 100.0, "AMD EPYC", 1_000)]}
+    return [("made-up records of three networks, and a fourth with a cost and no run",
+             recorded, costs),
+            ("made-up records of one network with one run", solo,
+             {"solo": Cost(1_000, 50_000, 28)})]
+
+
+def _row_hint(value: float, right: float, slips: list[tuple[float, str]]) -> str | None:
+    """The hint of the one slip that gives ``value`` (None if none does, or several)."""
+    hints = {hint for number, hint in slips if close(value, number)}
+    return hints.pop() if len(hints) == 1 and not close(value, right) else None
+
+
+def _as_rows(got: object, call: str, recorded: Recorded,
+             net_costs: Costs) -> dict[str, tuple[float, float]]:
+    """The learner's rows by name, each checked for its form."""
+    expect(isinstance(got, (list, tuple))
+           and all(isinstance(r, (list, tuple)) and len(r) == 3 for r in got),
+           f"{call} returned {shown(got)}; return a list of (name, accuracy, mult_adds) rows.")
+    rows: dict[str, tuple[float, float]] = {}
+    for r in got:
+        expect(isinstance(r[0], str),
+               f"{call} returned the row {shown(r)}; a row starts with the network's name.")
+        name = plain_str(r[0])  # an exact str: a subclass's __eq__ could say yes to any name
+        if name not in recorded:
+            expect(False, f"{call} returned a row for {name!r}, which "
+                   + ("has no recorded run: give a row only for the networks in `recorded`"
+                      if name in net_costs else "is not a network of `recorded`") + ".")
+        expect(name not in rows, f"{call} returned two rows for {name!r}.")
+        rows[name] = (as_real(r[1], f"the accuracy of {name!r}"),
+                      as_real(r[2], f"the mult-adds of {name!r}"))
+    missing = [n for n in recorded if n not in rows]
+    expect(not missing, f"{call} has no row for {missing[0]!r}: give one row per network "
+                        f"in `recorded`." if missing else "")
+    return rows
+
+
+def _check_rows(choice_rows: Callable[[Recorded, Costs], list[Row]], what: str,
+                recorded: Recorded, net_costs: Costs) -> None:
+    """``choice_rows`` on one set of records against the rule, naming the slip."""
+    call = f"choice_rows(recorded, net_costs) on {what}"
+    got = _as_rows(choice_rows(copy.deepcopy(recorded), copy.deepcopy(net_costs)), call,
+                   recorded, net_costs)
+    for name, runs in recorded.items():
+        accuracy, cost = got[name]
+        right = _accuracy(runs)
+        if not close(accuracy, right):
+            hint = (_row_hint(accuracy, right, [(f(runs), h) for f, h in ACCURACY_SLIPS])
+                    or "the accuracy is the mean, over the network's runs, of "
+                       "100 * epoch_val_accuracy[-1]")
+            expect(False, f"{call}: the accuracy of {name!r} ({len(runs)} run"
+                          f"{'s' if len(runs) > 1 else ''}) should be {right:.3f} %, got "
+                          f"{accuracy:.3f}. Hint: {hint}.")
+        right = _cost(runs, net_costs[name])
+        if not close(cost, right):
+            hint = (_row_hint(cost, right, [(f(runs, net_costs[name]), h)
+                                            for f, h in COST_SLIPS])
+                    or "the cost is the network's mult-adds per digit, "
+                       "net_costs[name].mult_adds")
+            shown_cost = f"{cost:,.0f}" if abs(cost) >= 1000 else f"{cost:g}"
+            expect(False, f"{call}: the cost of {name!r} should be {right:,.0f} mult-adds, "
+                          f"got {shown_cost}. Hint: {hint}.")
+
+
+def _check_real_records(recorded: object, net_costs: object) -> None:
+    where = "pass the `recorded` and `net_costs` that the cell above built"
+    expect(isinstance(recorded, Mapping) and len(recorded) >= 1
+           and all(isinstance(n, str) and isinstance(rs, Sequence) and len(rs) >= 1
+                   for n, rs in recorded.items()),
+           f"`recorded` must map each network's name to its recorded runs: {where}.")
+    expect(all(isinstance(r, RunResult) and len(r.epoch_val_accuracy) >= 1
+               for rs in recorded.values() for r in rs),
+           f"`recorded` must hold recorded runs, each with its validation accuracies: {where}.")
+    expect(isinstance(net_costs, Mapping)
+           and all(isinstance(net_costs.get(n), Cost) for n in recorded),
+           f"`net_costs` must give the cost of every network in `recorded`: {where}.")
+
+
+def _mult_adds(value: float) -> str:
+    return f"{float(value) / 1e6:g} M mult-adds"
 
 
 def _beats(a: Row, b: Row) -> bool:
@@ -201,40 +394,33 @@ def _beats(a: Row, b: Row) -> bool:
 
 
 def _front(rows: Sequence[Row], beats: Callable[[Row, Row], bool] = _beats) -> list[str]:
-    """The names no other row beats, fastest first (a stable sort: input order on ties)."""
+    """The names no other row beats, cheapest first (a stable sort: input order on ties)."""
     kept = [r for r in rows if not any(beats(o, r) for o in rows if o is not r)]
     return [r[0] for r in sorted(kept, key=lambda r: r[2])]
-
-
-def _slower_is_better(rows: Sequence[Row]) -> list[str]:
-    flipped = [(n, a, -s) for n, a, s in rows]
-    return _front(flipped)
 
 
 def _strictly_both(a: Row, b: Row) -> bool:
     return a[1] > b[1] and a[2] < b[2]
 
 
-def _at_least_both(a: Row, b: Row) -> bool:
-    return a[1] >= b[1] and a[2] <= b[2]
-
-
 def _pareto_tables() -> list[tuple[str, list[Row]]]:
     import numpy as np
 
     return [
-        ("five models", [("a", 97.0, 10.0), ("b", 99.0, 3000.0), ("c", 98.5, 2000.0),
-                         ("d", 98.3, 4000.0), ("e", 97.8, 3900.0)]),
-        ("two identical rows", [("x", 98.0, 100.0), ("y", 98.0, 100.0),
-                                ("z", 97.0, 50.0), ("w", 99.0, 300.0)]),
-        ("equal accuracy, one of them slower", [("p", 98.0, 100.0), ("q", 98.0, 200.0),
-                                                ("r", 99.0, 300.0)]),
-        ("equal time, one of them less accurate", [("s", 97.5, 100.0), ("t", 98.5, 100.0),
-                                                   ("u", 96.0, 20.0)]),
-        ("a single row", [("only", 95.0, 12.0)]),
+        ("five models", [("a", 97.0, 10e6), ("b", 99.0, 3000e6), ("c", 98.5, 2000e6),
+                         ("d", 98.3, 4000e6), ("e", 97.8, 3900e6)]),
+        ("two identical rows", [("x", 98.0, 100e6), ("y", 98.0, 100e6),
+                                ("z", 97.0, 50e6), ("w", 99.0, 300e6)]),
+        ("equal accuracy, one of them costlier", [("p", 98.0, 100e6), ("q", 98.0, 200e6),
+                                                  ("r", 99.0, 300e6)]),
+        ("equal cost, one of them less accurate", [("s", 97.5, 100e6), ("t", 98.5, 100e6),
+                                                   ("u", 96.0, 20e6)]),
+        ("a single row", [("only", 95.0, 12e6)]),
         ("NumPy numbers, the rows not in any order",
-         [("m3", np.float32(98.9), np.int64(700)), ("m1", np.float32(96.5), np.int64(40)),
-          ("m4", np.float32(98.1), np.int64(900)), ("m2", np.float32(97.9), np.int64(300))]),
+         [("m3", np.float32(98.9), np.int64(700_000_000)),
+          ("m1", np.float32(96.5), np.int64(40_000_000)),
+          ("m4", np.float32(98.1), np.int64(900_000_000)),
+          ("m2", np.float32(97.9), np.int64(300_000_000))]),
     ]
 
 
@@ -251,23 +437,31 @@ def _pareto_hint(got: list[str], rows: Sequence[Row]) -> str:
     by_name = {r[0]: r for r in rows}
     by_accuracy = ([r[0] for r in sorted(rows, key=lambda r: -r[1])],
                    [r[0] for r in sorted(rows, key=lambda r: r[1])])
-    by_time = [r[0] for r in sorted(rows, key=lambda r: r[2])]
-    if len(rows) > 1 and got in by_accuracy and got != by_time:
+    by_cost = [r[0] for r in sorted(rows, key=lambda r: r[2])]
+    if len(rows) > 1 and got in by_accuracy and got != by_cost:
         return ("you sorted the models by accuracy: the front keeps only the models that no "
-                "other model beats on accuracy AND time, and drops the rest")
-    if set(got) == set(_slower_is_better(rows)) != set(expected):
-        return "less training time is better: a model beats another if it is FASTER"
+                "other model beats on accuracy AND cost, and drops the rest")
+    if got and set(got) == {r[0] for r in rows} - set(expected):
+        return ("you returned the models that another model beats: the front is the models "
+                "that NO other model beats")
+    if set(got) == set(_front([(n, a, -c) for n, a, c in rows])) != set(expected):
+        return ("fewer mult-adds is better: a model beats another if it costs LESS and is "
+                "at least as accurate")
+    if set(got) == set(_front([(n, -a, c) for n, a, c in rows])) != set(expected):
+        return ("a higher accuracy is better: a model beats another if it is MORE accurate "
+                "and costs no more")
     for name in got:
         row = by_name[name]
         winner = next((o for o in rows if o is not row and _beats(o, row)), None)
         if winner is not None:
             if _strictly_both(winner, row):
-                return (f"{name!r} ({row[1]:g} %, {row[2]:g} s) is beaten by {winner[0]!r} "
-                        f"({winner[1]:g} %, {winner[2]:g} s), which is more accurate and "
-                        f"faster: drop every model that another one beats")
-            return (f"{name!r} ({row[1]:g} %, {row[2]:g} s) is beaten by {winner[0]!r} "
-                    f"({winner[1]:g} %, {winner[2]:g} s): equal on one count and better on "
-                    f"the other is beaten too")
+                return (f"{name!r} ({row[1]:g} %, {_mult_adds(row[2])}) is beaten by "
+                        f"{winner[0]!r} ({winner[1]:g} %, {_mult_adds(winner[2])}), which "
+                        f"is more accurate and cheaper: drop every model that another "
+                        f"one beats")
+            return (f"{name!r} ({row[1]:g} %, {_mult_adds(row[2])}) is beaten by "
+                    f"{winner[0]!r} ({winner[1]:g} %, {_mult_adds(winner[2])}): equal on one "
+                    f"count and better on the other is beaten too")
     for name in expected:
         if name in got:
             continue
@@ -275,13 +469,14 @@ def _pareto_hint(got: list[str], rows: Sequence[Row]) -> str:
         twin = next((o for o in rows if o is not row and float(o[1]) == float(row[1])
                      and float(o[2]) == float(row[2])), None)
         if twin is not None:
-            return (f"{name!r} and {twin[0]!r} are identical ({row[1]:g} %, {row[2]:g} s): "
-                    f"neither beats the other, so keep both")
-        return (f"{name!r} ({row[1]:g} %, {row[2]:g} s) is on the front: no other model is "
-                f"at least as accurate and at least as fast, and better on one of the two")
+            return (f"{name!r} and {twin[0]!r} are identical ({row[1]:g} %, "
+                    f"{_mult_adds(row[2])}): neither beats the other, so keep both")
+        return (f"{name!r} ({row[1]:g} %, {_mult_adds(row[2])}) is on the front: no other "
+                f"model is at least as accurate and at most as costly, and better on one "
+                f"of the two")
     if got == expected[::-1]:
-        return "the front is listed fastest first (which is also least accurate first)"
-    return "list the front in order of training time, fastest first"
+        return "the front is listed cheapest first (which is also least accurate first)"
+    return "list the front in order of mult-adds, cheapest first"
 
 
 def _as_names(got: object, call: str, rows: Sequence[Row]) -> list[str]:
@@ -298,28 +493,30 @@ def _as_names(got: object, call: str, rows: Sequence[Row]) -> list[str]:
     return got
 
 
-def _check_real_rows(rows: object) -> list[Row]:
-    where = "pass the `rows` the cell above built from the records"
-    expect(isinstance(rows, Sequence) and len(rows) >= 1
-           and all(isinstance(r, Sequence) and len(r) == 3 and isinstance(r[0], str)
-                   for r in rows),
-           f"the table must be a list of (name, accuracy, seconds) rows: {where}.")
-    return [(r[0], as_real(r[1], f"the accuracy of {r[0]!r}"),
-             as_real(r[2], f"the seconds of {r[0]!r}")) for r in rows]
+def _check_front(pareto_front: Callable[[list[Row]], list[str]], what: str,
+                 table: list[Row]) -> None:
+    call = f"pareto_front(rows) on {what}"
+    got = _as_names(pareto_front(copy.deepcopy(table)), call, table)
+    expected = _front(table)
+    if _same_up_to_ties(got, expected, table):
+        return
+    shown_rows = [(n, round(float(a), 2), round(float(c))) for n, a, c in table]
+    expect_equal(f"pareto_front({shown_rows})", expected, got,
+                 f"{_pareto_hint(got, table)}. {_SEE_FRONT}")
 
 
-@checker("pareto_front", answers="pareto_front", seconds=SECONDS)
-def check_pareto(pareto_front: Callable[[list[Row]], list[str]], rows: object) -> None:
-    """Check ``pareto_front(rows) -> [name, ...]`` (rows of (name, accuracy,
-    seconds)) on made-up tables and on ``rows``, the table of the records."""
-    tables = _pareto_tables() + [("the recorded table", _check_real_rows(rows))]
-    for what, table in tables:
-        call = f"pareto_front(rows) on {what}"
-        got = _as_names(pareto_front(copy.deepcopy(table)), call, table)
-        expected = _front(table)
-        if _same_up_to_ties(got, expected, table):
-            continue
-        shown = [(n, round(float(a), 2), round(float(s), 1)) for n, a, s in table]
-        expect_equal(f"pareto_front({shown})", expected, got,
-                     f"{_pareto_hint(got, table)}. See {CHAPTER}, 'Accuracy against cost'.")
-
+@checker("pareto_front", answers=("choice_rows", "pareto_front"), seconds=SECONDS)
+def check_pareto(choice_rows: Callable[[Recorded, Costs], list[Row]],
+                 pareto_front: Callable[[list[Row]], list[str]],
+                 recorded: object, net_costs: object) -> None:
+    """Check ``choice_rows(recorded, net_costs) -> [(name, accuracy %, mult-adds)]``
+    on made-up records and on the notebook's, then ``pareto_front(rows) ->
+    [name, ...]`` on made-up tables and on the rows of the notebook's records."""
+    _check_real_records(recorded, net_costs)
+    for what, made_up, made_up_costs in _made_up_records():
+        _check_rows(choice_rows, what, made_up, made_up_costs)
+    _check_rows(choice_rows, "the recorded runs", recorded, net_costs)
+    for what, table in _pareto_tables():
+        _check_front(pareto_front, what, table)
+    _check_front(pareto_front, "the rows of the recorded runs",
+                 _choice_rows(recorded, net_costs))

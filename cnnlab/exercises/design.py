@@ -3,18 +3,20 @@
 Each exercise builds something a paper describes, and the check builds the
 paper's version beside it:
 
-* ``check_bottleneck``: ResNet-50's bottleneck block (He et al., 2015),
-  against ``ReferenceBottleneck``, with the stride on the 3x3 (torchvision,
-  "ResNet v1.5") or on the first 1x1 (the paper): both are accepted.
+* ``check_bottleneck``: ResNet-50's bottleneck block (He et al., 2016,
+  Deep Residual Learning), against ``ReferenceBottleneck``, with the
+  stride on the 3x3 (torchvision, "ResNet v1.5") or on the first 1x1 (the
+  paper): both are accepted.
 * ``check_block_params``: a basic block's parameters against a
   bottleneck's at the same width.
-* ``check_preact_block``: the pre-activation block (He et al., 2016),
-  against ``ReferencePreActBlock``, and the gradient through its shortcut.
+* ``check_preact_block``: the pre-activation block (He et al., 2016,
+  Identity Mappings), against ``ReferencePreActBlock``, and the gradient
+  through its shortcut.
 * ``check_thin_mobilenet``: MobileNetV1 at width multiplier alpha (Howard
   et al., 2017), against ``get_model("mobilenet_v1", width=alpha, upsample=1)``.
 * ``check_width_runs``: widths 1.0 and 0.5 trained briefly; the cost and
   accuracy the learner reports, recomputed from the networks they return.
-* ``check_inception_split``: an Inception module (Szegedy et al., 2014) with
+* ``check_inception_split``: an Inception module (Szegedy et al., 2015) with
   the learner's own channel split under a parameter budget.
 
 A wrong answer is named by recomputing the answer under each known slip

@@ -9,10 +9,11 @@ and a global average pool, since the last maps are 1x1 at 56 px, not 7x7:
 the pools here use ``ceil_mode`` without padding, so 56 -> 28 -> 14 -> 7
 -> 3 -> 1 (the paper's padded pools would give 7 -> 4 -> 2).
 
-``googlenet(batch_norm=True)`` is the variant torchvision builds: every
-conv without bias and followed by batch norm (Ioffe & Szegedy, 2015), and
-no local response normalisation, which BN replaces. It is this network
-with BN, not the paper's BN-Inception, which also changed the modules.
+``googlenet(batch_norm=True)`` adds batch norm (Ioffe & Szegedy, 2015) the
+way torchvision's copy does: every conv without bias and followed by BN,
+and no local response normalisation, which BN replaces; the real 5x5
+branch stays. It is this network with BN, not the BN paper's BN-Inception,
+which also changed the modules.
 The ``batch_norm`` experiment (``cnnlab.plan``) trains both, one epoch and
 three seeds each, to see whether BN ends the slow start; chapter 6 shows its
 records once they exist.
@@ -130,7 +131,7 @@ def googlenet(in_channels: int = 1, num_classes: int = 10, dropout: float = 0.2,
               upsample: int = 2, batch_norm: bool = False) -> GoogLeNet:
     """GoogLeNet at 56 px (5,977,530 parameters at 1 channel, 10 classes).
 
-    ``batch_norm=True``: torchvision's variant, BN after every conv and no LRN.
+    ``batch_norm=True``: BN after every conv (as in torchvision's copy) and no LRN.
     """
     conv = conv_bn_relu if batch_norm else conv_relu
     return GoogLeNet(in_channels, num_classes, dropout, upsample, conv)
