@@ -33,7 +33,7 @@ book: $(STAMP)
 # blank, no table squeezed to a word per line). Without Chromium the browser
 # checks are skipped with one loud line (never in CI).
 #
-# `make test-slow` (about 13 minutes): the slow-marked unit tests (full-split
+# `make test-slow` (about 11 minutes): the slow-marked unit tests (full-split
 # training runs) and nbval over the book's chapters, whose cells train
 # networks live on the CPU (about 10 minutes of the chapters' own time).
 PYTEST_WORKERS := -n 2 --dist loadfile
