@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from cnnlab.costs import Cost
-from cnnlab.results import RunResult
+from cnnlab.exercises.comparison import made_up_run
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,24 +43,6 @@ def verdict(capsys) -> str:
     out = capsys.readouterr().out
     assert out.count("\n") == 1, out
     return out
-
-
-def made_up_run(model: str, seed: int, val: list[float], test: float, seconds: float,
-                machine: str = "AMD EPYC"):
-    """A full run as ``cnnlab.results.RunResult`` holds it, with made-up numbers:
-    ``val`` the validation accuracy (a fraction) at each epoch end, ``test`` the
-    test accuracy, ``seconds`` the training time, on ``machine``."""
-    epochs = len(val)
-    return RunResult(
-        model=model, parameters=0, config={"model": model, "seed": seed, "epochs": epochs},
-        steps_per_epoch=375, train_loss=[0.5] * (375 * epochs),
-        val_step=[375 * (e + 1) for e in range(epochs)], val_accuracy=list(val),
-        val_loss=[1 - v for v in val], epoch_val_accuracy=list(val),
-        epoch_val_loss=[1 - v for v in val], test_accuracy=test, test_loss=1 - test,
-        train_seconds=seconds, images_per_second=48_000 * epochs / seconds,
-        peak_memory_bytes=None, peak_memory_kind="process_peak_rss",
-        provenance={"device": "cpu", "device_name": machine, "cpu_threads": 2},
-        val_images=[12_000] * epochs)
 
 
 # The full runs of results/runs as findings.full_runs() returns them, rounded: each

@@ -266,9 +266,11 @@ COST_SLIPS: list[tuple[Callable[[Sequence[RunResult], Cost], float], str]] = [
 ]
 
 
-def _run(model: str, seed: int, val: Sequence[float], test: float, seconds: float,
-         machine: str, parameters: int) -> RunResult:
-    """A made-up full run: its validation accuracy (fractions) at each epoch end."""
+def made_up_run(model: str, seed: int, val: Sequence[float], test: float, seconds: float,
+                machine: str = "AMD EPYC", parameters: int = 0) -> RunResult:
+    """A made-up full run (the checker's test records, and the tests'): ``val`` its
+    validation accuracy (a fraction) at each epoch end, ``test`` its test accuracy,
+    ``seconds`` its training time, on ``machine``."""
     epochs = len(val)
     return RunResult(
         model=model, parameters=parameters, config={"model": model, "seed": seed,
@@ -294,19 +296,19 @@ def _made_up_records() -> list[tuple[str, dict[str, list[RunResult]], dict[str, 
     small, deep, wide = Cost(44_000, 300_000, 28), Cost(11_000_000, 120_000_000, 56), \
         Cost(43_000_000, 320_000_000, 56)
     recorded = {
-        "deep": [_run("deep", 42, [0.96, 0.98, 0.986], 0.984, 1_900.0, "Intel Xeon",
+        "deep": [made_up_run("deep", 42, [0.96, 0.98, 0.986], 0.984, 1_900.0, "Intel Xeon",
                       deep.parameters),
-                 _run("deep", 43, [0.97, 0.99, 0.982], 0.990, 5_700.0, "AMD EPYC",
+                 made_up_run("deep", 43, [0.97, 0.99, 0.982], 0.990, 5_700.0, "AMD EPYC",
                       deep.parameters)],
-        "small": [_run("small", 42, [0.90, 0.955, 0.962], 0.970, 25.0, "AMD EPYC", 44_000),
-                  _run("small", 43, [0.91, 0.965, 0.958], 0.966, 24.0, "AMD EPYC", 44_000),
-                  _run("small", 44, [0.89, 0.950, 0.957], 0.972, 26.0, "AMD EPYC", 44_000)],
-        "wide": [_run("wide", 42, [0.95, 0.99, 0.983], 0.991, 3_400.0, "Intel Xeon",
+        "small": [made_up_run("small", 42, [0.90, 0.955, 0.962], 0.970, 25.0, "AMD EPYC", 44_000),
+                  made_up_run("small", 43, [0.91, 0.965, 0.958], 0.966, 24.0, "AMD EPYC", 44_000),
+                  made_up_run("small", 44, [0.89, 0.950, 0.957], 0.972, 26.0, "AMD EPYC", 44_000)],
+        "wide": [made_up_run("wide", 42, [0.95, 0.99, 0.983], 0.991, 3_400.0, "Intel Xeon",
                       wide.parameters)],
     }
     costs = {"small": small, "wide": wide, "deep": deep,
              "huge": Cost(58_000_000, 1_060_000_000, 224)}
-    solo = {"solo": [_run("solo", 42, [0.97, 0.975], 0.98, 100.0, "AMD EPYC", 1_000)]}
+    solo = {"solo": [made_up_run("solo", 42, [0.97, 0.975], 0.98, 100.0, "AMD EPYC", 1_000)]}
     return [("made-up records of three networks, and a fourth with a cost and no run",
              recorded, costs),
             ("made-up records of one network with one run", solo,
