@@ -61,12 +61,11 @@ def most_confused(counts: np.ndarray) -> list[tuple[int, int, int]]:
     """The mistakes made most often: every off-diagonal cell of the confusion
     matrix ``counts`` that holds its largest count, ties included, as
     (true digit, predicted digit, count); empty when there is no mistake."""
-    off = counts.copy()
-    np.fill_diagonal(off, 0)
-    top = int(off.max())
-    if top == 0:
-        return []
-    return [(int(t), int(q), top) for t, q in zip(*np.nonzero(off == top))]
+    import torch
+
+    from .explore import most_confused as largest_cells
+
+    return largest_cells(torch.from_numpy(counts), k=1, ties=True)
 
 
 def _seeds(seeds: list[int]) -> str:
@@ -82,7 +81,7 @@ def _times(n: int) -> str:
 _WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 
-def _test_split() -> tuple[np.ndarray, np.ndarray]:
+def test_digits() -> tuple[np.ndarray, np.ndarray]:
     """The test split's images and labels as NumPy arrays."""
     from .data import load_mnist
 
@@ -156,7 +155,7 @@ def mistakes_text(model: str, name: str, n: int = 30, folder=None) -> str:
                      f"will keep them: `make record-cpu` records the missing runs in the "
                      f"plan's order, and `make record-status` lists them.")
         return text
-    images, labels = _test_split()
+    images, labels = test_digits()
     counts = confusion_matrix(p.classes, labels)
     wrong = len(p.wrong(labels))
     shown = min(n, wrong)
@@ -182,7 +181,7 @@ def recorded_confusion_figure(model: str, folder=None) -> Figure | None:
     """``confusion_figure`` of ``model``'s first recorded run that keeps its
     predictions, or None (nothing to draw) when no record keeps them."""
     p = recorded_predictions(model, folder)
-    return None if p is None else confusion_figure(p, _test_split()[1])
+    return None if p is None else confusion_figure(p, test_digits()[1])
 
 
 def recorded_misread_figure(model: str, n: int = 30, folder=None) -> Figure | None:
@@ -191,7 +190,7 @@ def recorded_misread_figure(model: str, n: int = 30, folder=None) -> Figure | No
     p = recorded_predictions(model, folder)
     if p is None:
         return None
-    images, labels = _test_split()
+    images, labels = test_digits()
     return misread_figure(p, images, labels, n)
 
 

@@ -75,14 +75,6 @@ def show_experiment(name: str):
     return arms
 
 
-def _test_digits():
-    """The test split's images and labels as NumPy arrays."""
-    from .data import load_mnist
-
-    test = load_mnist().test
-    return test.images.numpy(), test.labels.numpy()
-
-
 def _no_predictions(model: str) -> None:
     # Printed, not displayed: a cell whose figure has a caption wraps every
     # displayed output in it, and this line is not the figure.
@@ -96,35 +88,34 @@ def show_confusion(model: str) -> None:
     Returns nothing, so the cell shows only the figure."""
     from IPython.display import display
 
-    from .mistakes import confusion_figure, recorded_predictions
+    from .mistakes import recorded_confusion_figure
 
-    p = recorded_predictions(model)
-    if p is None:
+    fig = recorded_confusion_figure(model)
+    if fig is None:
         _no_predictions(model)
-        return
-    display(confusion_figure(p, _test_digits()[1]))
+    else:
+        display(fig)
 
 
 def show_misread(model: str, n: int = 30) -> None:
     """Display the first ``n`` test digits ``model``'s recorded run misreads."""
     from IPython.display import display
 
-    from .mistakes import misread_figure, recorded_predictions
+    from .mistakes import recorded_misread_figure
 
-    p = recorded_predictions(model)
-    if p is None:
+    fig = recorded_misread_figure(model, n)
+    if fig is None:
         _no_predictions(model)
-        return
-    images, labels = _test_digits()
-    display(misread_figure(p, images, labels, n))
+    else:
+        display(fig)
 
 
 def _overlap(models: list[str]):
     """The recorded predictions of ``models`` that keep them, the names that do
     not, the test digits and labels, and their overlap (None below two)."""
-    from .mistakes import overlap, recorded_predictions
+    from .mistakes import overlap, recorded_predictions, test_digits
 
-    images, labels = _test_digits()
+    images, labels = test_digits()
     found = [p for m in models if (p := recorded_predictions(m)) is not None]
     missing = [m for m in models if m not in {p.model for p in found}]
     return found, missing, images, labels, (overlap(found, labels) if len(found) >= 2

@@ -87,7 +87,7 @@ def test_no_predictions_is_a_printed_line_not_a_displayed_output(show, monkeypat
     from cnnlab import mistakes, notebook
     displayed = []
     monkeypatch.setattr(IPython.display, "display", lambda *a, **k: displayed.append(a))
-    monkeypatch.setattr(mistakes, "recorded_predictions", lambda model: None)
+    monkeypatch.setattr(mistakes, "recorded_predictions", lambda model, folder=None: None)
     assert getattr(notebook, show)("googlenet") is None
     assert displayed == []
     assert "No recorded run of googlenet keeps its test predictions" in capsys.readouterr().out
