@@ -26,6 +26,7 @@ from matplotlib.figure import Figure
 from torch import Tensor, nn
 
 from .data import DeviceBatches, MnistSplits
+from .findings import accuracy_spread
 from .memory import on_meta
 from .models import count_parameters, get_model
 from .plots import model_colour
@@ -163,17 +164,17 @@ def input_size_note(live: dict[int, LiveRun], recorded: Sequence = (),
         return " ".join(text)
     at_step = sorted(100 * r.val_accuracy[list(r.val_step).index(step)]
                      for r in recorded if step in r.val_step)
-    tests = sorted(100 * r.test_accuracy for r in recorded)
+    tests = accuracy_spread(recorded)
     epochs = max(len(r.epoch_val_accuracy) for r in recorded)
     ranges = []
     if len(at_step) >= 2:
         ranges.append(f"{at_step[0]:.2f}% to {at_step[-1]:.2f}% validation accuracy at "
                       f"step {step:,}")
-    ranges.append(f"{tests[0]:.2f}% to {tests[-1]:.2f}% test accuracy after {epochs} "
+    ranges.append(f"{tests.low:.2f}% to {tests.high:.2f}% test accuracy after {epochs} "
                   f"epoch{'s' if epochs != 1 else ''}")
     text.append(f"The recorded 28 px runs, which differ only in their seed "
                 f"({len(recorded)} seeds): " + ", and ".join(ranges) + ".")
-    width = tests[-1] - tests[0]
+    width = tests.high - tests.low
     if report_gain <= width:
         text.append(f"The report's +{report_gain:g} points, from one run per size, is "
                     f"no wider than that last range ({width:.2f} points): the seed alone "

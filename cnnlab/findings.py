@@ -39,6 +39,14 @@ class Spread:
         """Sample standard deviation (0 for a single run)."""
         return statistics.stdev(self.values) if self.n > 1 else 0.0
 
+    @property
+    def low(self) -> float:
+        return min(self.values)
+
+    @property
+    def high(self) -> float:
+        return max(self.values)
+
     def text(self, planned: int | None = None) -> str:
         """'97.29 ± 0.35 (3 seeds)', '97.56' for one run; with ``planned``,
         '97.10 ± 0.20 (2 of 3 seeds)' while seeds are missing."""
@@ -104,19 +112,19 @@ def report_position(model: str, runs: list[RunResult]) -> str:
     report = REPORT.get(model)
     if report is None or not runs:
         return ""
-    values = sorted(100 * r.test_accuracy for r in runs)
-    lo, hi, theirs = values[0], values[-1], report.test_accuracy
+    spread = accuracy_spread(runs)
+    lo, hi, theirs = spread.low, spread.high, report.test_accuracy
     seeds = ", ".join(str(r.config.get("seed")) for r in runs)
-    if len(values) == 1:
+    if spread.n == 1:
         gap = theirs - lo
         return (f"The report's {theirs:.2f}% is {abs(gap):.2f} points "
                 f"{'above' if gap > 0 else 'below'} our one seed ({seeds}: {lo:.2f}%); one "
                 f"seed cannot say whether that gap is more than seed-to-seed noise.")
-    where = (f"inside the range of our {len(values)} seeds ({seeds}: {lo:.2f} to {hi:.2f}%)"
+    where = (f"inside the range of our {spread.n} seeds ({seeds}: {lo:.2f} to {hi:.2f}%)"
              if lo <= theirs <= hi else
-             f"{theirs - hi:.2f} points above the best of our {len(values)} seeds "
+             f"{theirs - hi:.2f} points above the best of our {spread.n} seeds "
              f"({seeds}: {lo:.2f} to {hi:.2f}%)" if theirs > hi else
-             f"{lo - theirs:.2f} points below the worst of our {len(values)} seeds "
+             f"{lo - theirs:.2f} points below the worst of our {spread.n} seeds "
              f"({seeds}: {lo:.2f} to {hi:.2f}%)")
     return f"The report's single run, {theirs:.2f}%, lies {where}."
 
@@ -126,14 +134,14 @@ def seed_spread_text(model: str, runs: list[RunResult]) -> str:
     or two: how far changing only the seed moved the test accuracy."""
     if not runs:
         return f"No full run of {model} is recorded yet: run `make record-cpu`."
-    values = sorted(100 * r.test_accuracy for r in runs)
-    if len(values) == 1:
-        return (f"One seed of {model} is recorded so far ({values[0]:.2f}%): the spread "
+    spread = accuracy_spread(runs)
+    if spread.n == 1:
+        return (f"One seed of {model} is recorded so far ({spread.low:.2f}%): the spread "
                 f"between seeds needs more of them.")
-    lo, hi = values[0], values[-1]
+    lo, hi = spread.low, spread.high
     return (f"Changing only the seed moved {model}'s test accuracy by {hi - lo:.2f} "
-            f"points ({lo:.2f} to {hi:.2f}% over {len(values)} seeds). Two single runs "
-            f"that differ by less than that may differ by the seed alone; {len(values)} "
+            f"points ({lo:.2f} to {hi:.2f}% over {spread.n} seeds). Two single runs "
+            f"that differ by less than that may differ by the seed alone; {spread.n} "
             f"seeds give only a rough lower bound on the spread.")
 
 
@@ -427,9 +435,9 @@ def accuracy_ranking(recorded: dict[str, list[RunResult]]) -> str:
                          f"other network yet, however large a gap looks.")
     several = {n: s for n, s in spreads.items() if s.n > 1}
     if several:
-        widest = max(several, key=lambda n: max(several[n].values) - min(several[n].values))
+        widest = max(several, key=lambda n: several[n].high - several[n].low)
         s, runs = several[widest], recorded[widest]
-        lo, hi = min(s.values), max(s.values)
+        lo, hi = s.low, s.high
         machines = {machine_name(r) for r in runs}
         commits = {r.provenance.get("git_commit") for r in runs}
         if len(machines) == 1 and len(commits) == 1:
