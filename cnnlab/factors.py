@@ -246,7 +246,7 @@ def model_facts(names: list[str]) -> dict[str, Facts]:
 def recorded_accuracy(name: str) -> str:
     """Test accuracy (%) of ``name``'s recorded full runs, mean ± sd over
     seeds on one device (GPU first), or 'not recorded'."""
-    from .findings import accuracy_spread, device_runs
+    from .findings import device_runs
 
     runs = device_runs(name)
     return accuracy_spread(runs).text() if runs else "not recorded"
