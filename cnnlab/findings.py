@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from .data import N_VAL
 from .plots import model_colour, seed_style, smooth
 from .plan import FULL_RUNS, load_planned
 from .report import REPORT
@@ -362,6 +363,30 @@ def validation_note(runs: list[RunResult]) -> str:
                      f"{min(subset):,} images is about {noise:.1f} points")
         sentences.append(text + ".")
     return "\n\n".join(sentences) if sentences else "No full run is recorded yet."
+
+
+def early_validation(model: str, folder: str | Path | None = None) -> str:
+    """One sentence: the eval-mode accuracy of ``model``'s recorded full runs
+    at their first validation point and at the end of their first epoch
+    (one run: its two numbers; several: the range over the seeds)."""
+    runs = [r for r in device_runs(model, folder) if r.val_step and r.epoch_val_accuracy]
+    if not runs:
+        return f"No full run of `{model}` is recorded yet, so its early validation is unknown."
+    step, images = runs[0].val_step[0], (runs[0].val_images or [0])[0]
+    same = [r for r in runs if r.val_step[0] == step and (r.val_images or [0])[0] == images]
+
+    def span(values: list[float]) -> str:
+        lo, hi = 100 * min(values), 100 * max(values)
+        return f"{lo:.2f}%" if len(values) == 1 else f"{lo:.2f} to {hi:.2f}%"
+
+    seeds = _and([str(r.config.get("seed")) for r in same])
+    which = (f"the recorded run (seed {seeds})" if len(same) == 1 else
+             f"the {len(same)} recorded runs (seeds {seeds})")
+    subset = f"the first {images:,} validation images" if images else "the validation images"
+    return (f"In eval mode, {which} scored {span([r.val_accuracy[0] for r in same])} "
+            f"at step {step} (the first validation point, on {subset}), and "
+            f"{span([r.epoch_val_accuracy[0] for r in same])} on all {N_VAL:,} after the "
+            f"first epoch.")
 
 
 def missing_full_runs(device: str = "cpu", root: Path = RESULTS_DIR) -> str:

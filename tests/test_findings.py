@@ -356,3 +356,28 @@ def test_the_cost_figure_draws_each_network_in_its_colour_beside_the_reports_squ
     assert all(s.get_markerfacecolor() == "none" for s in squares)
     dots = [line for line in ax.get_lines() if line.get_marker() == "."]
     assert list(dots[0].get_ydata()) == [97.0, 98.0] and to_hex(dots[0].get_color()) == blue
+
+
+def test_early_validation_gives_one_runs_numbers_then_the_seeds_range(tmp_path):
+    from cnnlab.findings import early_validation
+
+    assert "No full run of `mobilenet_v1` is recorded yet" in early_validation(
+        "mobilenet_v1", tmp_path)
+    # fake_run validates at steps 125 and 250 on 2,000 then 12,000 images,
+    # scoring 50% first and ``acc`` at the epoch's end.
+    r = fake_run("mobilenet_v1", 42, 0.9699, steps=(125, 250), images=(2000, 12000),
+                 epochs=5)
+    r.train_loss = r.train_loss * 5  # as in run_summary's test: 5 epochs of 50 steps
+    r.val_accuracy = [0.914, 0.9699]
+    r.save(tmp_path / "mobilenet_v1-cpu-seed42.json")
+    one = early_validation("mobilenet_v1", tmp_path)
+    assert one == ("In eval mode, the recorded run (seed 42) scored 91.40% at step 125 "
+                   "(the first validation point, on the first 2,000 validation images), "
+                   "and 96.99% on all 12,000 after the first epoch.")
+    r = fake_run("mobilenet_v1", 43, 0.975, steps=(125, 250), images=(2000, 12000), epochs=5)
+    r.train_loss = r.train_loss * 5
+    r.val_accuracy = [0.88, 0.975]
+    r.save(tmp_path / "mobilenet_v1-cpu-seed43.json")
+    two = early_validation("mobilenet_v1", tmp_path)
+    assert "the 2 recorded runs (seeds 42 and 43) scored 88.00 to 91.40% at step 125" in two
+    assert "and 96.99 to 97.50% on all 12,000 after the first epoch" in two
