@@ -7,7 +7,7 @@ the plan), ``load_note`` (which runs shared the CPU), ``seed_differences``
 and ``range_overlaps`` (how the seeds' results sit against each other),
 ``verdict_against`` (one arm against each of the others) and
 ``input_size_comparison`` (28 px against 56 px, beside the report's numbers).
-Chapter 4.1 calls each in one line.
+Chapter 4's experiments page (book/04b_resnet_experiments) calls each in one line.
 """
 from __future__ import annotations
 

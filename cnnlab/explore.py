@@ -390,8 +390,20 @@ def live_figure(live: RunResult, recorded: Sequence[RunResult], window: int = 50
     are thin lines, the live run bold points in the same colour (the model's),
     with an arrow: "your run is here". Grey dotted lines mark a uniform
     guess over the ten digits (loss ln 10, accuracy 10%).
+
+    Both losses are trailing moving averages over ONE window, set by the
+    live run's length: a fifth of its steps, at least 1 and at most
+    ``window`` (50 steps for a 1,875-step full recipe, 6 for a 30-step run,
+    1, i.e. the raw loss, for an 8-step run). A short run needs a short
+    window: with 50, every point of a 30-step run would be the mean of all
+    its steps so far, held up by the high losses of the first steps. The
+    recorded runs get the same window, so that at any step both curves
+    average the same number of steps and can be compared there. The loss
+    axis's label gives the window.
     """
     colour = model_colour(live.model)
+    # one window for the live run and the recorded ones (see the docstring)
+    window = max(1, min(window, len(live.train_loss) // 5))
     fig = Figure(figsize=(10, 3.8), layout="constrained")
     ax_loss, ax_acc = fig.subplots(1, 2)
     for k, r in enumerate(recorded):
@@ -401,8 +413,7 @@ def live_figure(live: RunResult, recorded: Sequence[RunResult], window: int = 50
                      color=colour, lw=1, alpha=0.6, label=label)
         ax_acc.plot(r.val_step, [100 * a for a in r.val_accuracy], color=colour, lw=1,
                     alpha=0.6, marker=".", label=label)
-    short = max(1, min(window, len(live.train_loss) // 5))
-    live_loss = smooth(live.train_loss, short)
+    live_loss = smooth(live.train_loss, window)
     live_steps = np.arange(1, len(live.train_loss) + 1)
     live_acc = [100 * a for a in live.val_accuracy]
     mine = f"your live run ({len(live.train_loss):,} steps)"
@@ -425,8 +436,9 @@ def live_figure(live: RunResult, recorded: Sequence[RunResult], window: int = 50
         ax.annotate("your run is here", (x, y), xytext=where, textcoords="axes fraction",
                     fontsize=9, bbox={"boxstyle": "round", "fc": "white", "ec": "0.6"},
                     arrowprops={"arrowstyle": "->"})
+    averaged = f"mean of {window} steps" if window > 1 else "each step, unsmoothed"
     ax_loss.set(xlabel="training step (log scale)",
-                ylabel="training loss (moving average)", title="Training loss")
+                ylabel=f"training loss ({averaged})", title="Training loss")
     ax_acc.set(xlabel="training step (log scale)", ylabel="validation accuracy (%)",
                title="Validation accuracy")
     ax_acc.legend(fontsize=8, loc="lower right")

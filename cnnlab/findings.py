@@ -87,8 +87,11 @@ def run_summary(model: str, folder: str | Path | None = None) -> str:
                "(`bash benchmarks/gpu_session.sh record`).")
         return f"No full run of `{model}` is recorded yet. {how}"
     seeds = ", ".join(str(r.config.get("seed")) for r in runs)
-    lines = ["| | test accuracy (%) | seeds |", "|---|---|---|",
-             f"| cnnlab, recorded | {accuracy_spread(runs).text()} | {plain(seeds)} |"]
+    spread = accuracy_spread(runs)
+    # say what "±" means where it appears (one seed shows a plain number)
+    head = "test accuracy (%)" + (", mean ± sample SD over seeds" if spread.n > 1 else "")
+    lines = [f"| | {head} | seeds |", "|---|---|---|",
+             f"| cnnlab, recorded | {spread.text()} | {plain(seeds)} |"]
     if report is not None:
         lines += [f"| the report | {report.test_accuracy:.2f} | one run |", "",
                   report_position(model, runs)]

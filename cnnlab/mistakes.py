@@ -273,8 +273,8 @@ class Overlap:
             seed = f" (seed {self.seeds[model]})" if model in self.seeds else ""
             lines.append(f"| {model}{seed} | {len(wrong)} | "
                          f"{100 * (1 - len(wrong) / n_test):.2f} |")
-        lines.append(f"| all {len(self.wrong)} wrong on the same digit | "
-                     f"{len(self.by_all)} | |")
+        every = "both" if len(self.wrong) == 2 else f"all {len(self.wrong)}"
+        lines.append(f"| {every} wrong on the same digit | {len(self.by_all)} | |")
         lines.append(f"| majority vote of the {len(self.wrong)} | {len(self.vote_wrong)} | "
                      f"{100 * (1 - len(self.vote_wrong) / n_test):.2f} |")
         return "\n".join(lines)

@@ -280,6 +280,37 @@ def test_live_figure_draws_the_live_run_over_the_recorded_one():
     assert explore.live_figure(live, []).axes  # no record yet: the live run alone
 
 
+def test_live_figure_smooths_the_live_and_recorded_runs_over_one_window():
+    import math
+
+    from types import SimpleNamespace
+
+    def run(losses):
+        return SimpleNamespace(model="mobilenet_v1", config={"seed": 42}, val_step=[len(losses)],
+                               val_accuracy=[0.5], train_loss=list(losses))
+
+    # a loss that falls fast over the first steps, then stays low: where the
+    # windows differ, the curves part at the same step
+    full = [2.3 * math.exp(-k / 5) + 0.1 for k in range(1875)]
+
+    def loss_lines(live_steps):
+        fig = explore.live_figure(run(full[:live_steps]), [run(full)])
+        lines = {len(line.get_xdata()): line for line in fig.axes[0].lines
+                 if len(line.get_xdata()) > 2}
+        return lines[1875].get_ydata(), lines[live_steps].get_ydata(), fig.axes[0].get_ylabel()
+
+    for live_steps, label in ((30, "mean of 6 steps"), (8, "each step, unsmoothed"),
+                              (1875, "mean of 50 steps")):
+        recorded, live, ylabel = loss_lines(live_steps)
+        # identical losses give identical curves over the live run's steps
+        assert list(recorded[:live_steps]) == list(live)
+        assert ylabel == f"training loss ({label})"
+    recorded, _, _ = loss_lines(8)
+    assert list(recorded) == full  # window 1: the recorded raw loss, noise and all
+    recorded, _, _ = loss_lines(1875)
+    assert recorded[-1] == pytest.approx(sum(full[-50:]) / 50)  # full length: 50 steps, as before
+
+
 def test_prediction_and_filter_figures():
     import torch
     from matplotlib.colors import to_hex

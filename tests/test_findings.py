@@ -84,6 +84,12 @@ def test_run_summary_puts_the_report_beside_the_record(tmp_path):
     # mean(97, 98) = 97.50, sample std sqrt(0.5) = 0.71; the report's LeNet row
     # (cnnlab/report.py): 97.44% in 40.02 s.
     assert "| cnnlab, recorded | 97.50 ± 0.71 (2 seeds) | 42, 43 |" in text
+    # the table says what "±" is; with one seed there is none, and no word of it
+    assert text.startswith("| | test accuracy (%), mean ± sample SD over seeds | seeds |\n")
+    (tmp_path / "lenet-cpu-seed43.json").unlink()
+    one = run_summary("lenet", tmp_path)
+    assert one.startswith("| | test accuracy (%) | seeds |\n|---|---|---|\n"
+                          "| cnnlab, recorded | 97.00 | 42 |\n")
     assert "| the report | 97.44 | one run |" in text and "40 s, is not comparable" in text
     # One row per seed for the times: runs on different machines or under
     # different loads are never averaged into one time.

@@ -41,6 +41,9 @@ def test_overlap_is_what_every_network_gets_wrong():
     assert o.vote_wrong.tolist() == [0, 2]
     table = o.table(len(labels))
     assert "| b (seed 42) | 3 | 40.00 |" in table and "| all 3 wrong on the same digit | 1 |" in table
+    # two networks are "both", not "all 2"
+    two = overlap([a, b], labels).table(len(labels))
+    assert "| both wrong on the same digit | 2 |" in two and "all 2" not in two
 
 
 def test_a_recorded_networks_predictions_give_its_recorded_accuracy():
