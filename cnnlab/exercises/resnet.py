@@ -400,13 +400,13 @@ def check_batch_norm(batch_norm: Callable) -> None:
                 expect(equal(mean, case["running_mean"])
                        and equal(var, case["running_var"]),
                        f"{call} changed the running statistics; in eval mode they are "
-                       f"only read. See {CHAPTER}, 'Batch normalization, which every block "
+                       f"only read. See {CHAPTER}, 'Batch normalisation, which every block "
                        f"uses'.")
                 expect(allclose(y, want_y, atol=1e-4),
                        f"{call}: y differs from nn.BatchNorm2d in eval mode by up to "
                        f"{(y - want_y).abs().max().item():.3g}. In eval mode normalise with "
                        f"running_mean and running_var, not the batch's statistics. See "
-                       f"{CHAPTER}, 'Batch normalization, which every block uses'.")
+                       f"{CHAPTER}, 'Batch normalisation, which every block uses'.")
                 continue
             right = (allclose(y, want_y, atol=1e-4)
                      and allclose(mean, want_mean, atol=1e-5)
@@ -415,7 +415,7 @@ def check_batch_norm(batch_norm: Callable) -> None:
                    f"{call} differs from nn.BatchNorm2d in {mode} mode (y by up to "
                    f"{(y - want_y).abs().max().item():.3g}, running_var by up to "
                    f"{(var - want_var).abs().max().item():.3g}). Hint: "
-                   f"{_bn_slip(case, y, mean, var)}. See {CHAPTER}, 'Batch normalization, "
+                   f"{_bn_slip(case, y, mean, var)}. See {CHAPTER}, 'Batch normalisation, "
                    f"which every block uses'.")
 
 
