@@ -12,14 +12,16 @@ No test trains: the checkers read numbers, and the runs they are given here
 are written out (the notebooks, run by nbval, pass the real ones); the Pareto
 tests also read the real records, as the notebook does.
 """
+import json
 import statistics
 import time
 from functools import cache
 
 import numpy as np
 import pytest
-from exercise_cells import NET_COSTS, RECORDS, exercise_namespace
+from exercise_cells import NET_COSTS, RECORDS, ROOT, exercise_namespace
 
+from cnnlab import ranking
 from cnnlab.exercises import comparison, resnet
 from cnnlab.exercises.comparison import check_early_stop, check_pareto
 from cnnlab.exercises.resnet import check_plain_vs_residual
@@ -638,6 +640,45 @@ def test_pareto_needs_the_records_the_cell_read(capsys):
     assert check_pareto(choice_rows, pareto_front, RECORDS, {}) is False
     assert "`net_costs` must give the cost of every network" in capsys.readouterr().out
 
+
+
+# --- reading the front: chapter 7's rule, not "two seeds each" --------------------------
+
+def front_reading(folder: str, recorded: dict, capsys) -> str:
+    """What the notebook's "Reading the front" cell prints for ``recorded`` (the
+    solution's choice_rows and pareto_front, the cell as ``folder`` holds it)."""
+    cells = json.loads((ROOT / folder / "07_comparison.ipynb").read_text())["cells"]
+    [source] = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"
+                and "pareto_front(rows)" in "".join(c["source"])]
+    assert "ranking.all_seeds_in" in source  # chapter 7's helper, not a rule of its own
+    choice_rows, pareto_front = solution()
+    capsys.readouterr()
+    exec(source, {"statistics": statistics, "ranking": ranking, "passed": True,
+                  "choice_rows": choice_rows, "pareto_front": pareto_front,
+                  "recorded": recorded, "net_costs": NET_COSTS})
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize("folder", ["exercises", "solutions"])
+def test_reading_the_front_ranks_only_once_every_planned_seed_is_in(folder, capsys):
+    assert ranking.planned_seeds("mobilenet_v1") == ranking.planned_seeds("googlenet") == 3
+
+    def runs(model, vals):
+        return [comparison.made_up_run(model, 42 + i, [0.9, v], v, 1_000.0)
+                for i, v in enumerate(vals)]
+
+    googlenet = runs("googlenet", [0.973, 0.974, 0.975])
+    # mobilenet_v1 is cheaper and a point more accurate, far beyond twice either spread;
+    # with 2 of its 3 planned seeds, chapter 7 still ranks neither network.
+    two_of_three = front_reading(folder, {"mobilenet_v1": runs("mobilenet_v1", [0.984, 0.985]),
+                                          "googlenet": googlenet}, capsys)
+    assert "googlenet (97.40 %, 3 of 3 seeds) is beaten by mobilenet_v1 (98.45 %, 2 of 3 " \
+        "seeds): seeds still to record, so the two cannot be ranked yet" in two_of_three
+    assert "more than twice" not in two_of_three
+    # With the third seed in, the same gap is ranked.
+    three = runs("mobilenet_v1", [0.984, 0.985, 0.9845])
+    all_in = front_reading(folder, {"mobilenet_v1": three, "googlenet": googlenet}, capsys)
+    assert "3 of 3 seeds): the gap is more than twice the larger standard deviation" in all_in
 
 # --- a check's time limit must not stop an import halfway ------------------------------
 
