@@ -34,7 +34,7 @@ class ShortBudget:
 
 # Sized from measured CPU step times (batch 128, 2 cores): LeNet ~8 ms,
 # MobileNet ~0.5 s, ResNet-18 ~0.6 s, GoogLeNet ~0.75 s, AlexNet ~2 s,
-# AlexNet-large ~5.5 s per step. Each stays within about half a minute.
+# alexnet_large ~5.5 s per step. Each stays within about half a minute.
 SHORT = {
     "lenet": ShortBudget(steps=375, val_images=12_000, test_images=10_000),  # 1 epoch
     "alexnet": ShortBudget(steps=8, val_images=500, test_images=1_000),

@@ -3,7 +3,7 @@
     python -m cnnlab record status          what is recorded, what is missing
     python -m cnnlab record run             run what is missing, in plan order
     python -m cnnlab record run --background   the same, detached; log in .cache/
-    python -m cnnlab record oom             bug 3: AlexNet-large under a 2 GiB cap
+    python -m cnnlab record oom             bug 3: alexnet_large under a 2 GiB cap
 
 Each run keeps a checkpoint in ``.cache/checkpoints`` at every epoch end
 (and on Ctrl-C, SIGTERM or SIGHUP), so a stopped recording resumes where it
@@ -210,7 +210,7 @@ def add_arguments(p: argparse.ArgumentParser, parser_class: type) -> None:
     sub = p.add_subparsers(dest="action", required=True, parser_class=parser_class)
     sub.add_parser("status", help="each planned run: done, missing, or why its file "
                                   "does not count")
-    sub.add_parser("oom", help="bug 3: train AlexNet-large under a 2 GiB memory cap")
+    sub.add_parser("oom", help="bug 3: train alexnet_large under a 2 GiB memory cap")
     run = sub.add_parser("run", help="train what is missing, in plan order")
     run.add_argument("--background", action="store_true",
                      help="detach; the log goes to .cache/record.log")

@@ -159,7 +159,7 @@ def linear_search(model, budget):
 @pytest.mark.parametrize("wrong, hint", [
     (activations_only, "that is the largest batch whose ACTIVATIONS fit"),
     (budget_read_as_mib, "the budget read as MiB: the budget is in bytes"),
-    # the checker's last case: AlexNet-large in 512 MiB, where a batch of 1 needs 894
+    # the checker's last case: alexnet_large in 512 MiB, where a batch of 1 needs 894
     (one_when_nothing_fits, "more than the budget: when nothing fits, return 0"),
     (linear_search, "made more than 200 memory estimates and was still searching"),
 ])

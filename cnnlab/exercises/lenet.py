@@ -299,7 +299,7 @@ class _StridedChain(nn.Module):
 
 def _receptive_cases() -> list[tuple[str, nn.Module]]:
     # On the meta device: the answer reads kernel sizes and strides only, and
-    # AlexNet-large's 58 M parameters are not worth initialising for that.
+    # alexnet_large's 58 M parameters are not worth initialising for that.
     with torch.device("meta"):
         return [("get_model('lenet')", get_model("lenet")),
                 ("get_model('alexnet_large').features", get_model("alexnet_large").features),
