@@ -33,3 +33,24 @@ def test_a_moved_or_repeated_anchor_is_reported(tmp_path):
     problems = mutation.check_anchors(tmp_path, [moved, twice, once, missing])
     assert [p.split(":")[0] for p in problems] == ["moved", "twice", "missing"]
     assert "occurs 0 times" in problems[0] and "occurs 2 times" in problems[1]
+
+
+def test_the_mutation_runs_leave_this_file_out(monkeypatch, tmp_path):
+    """A mutant replaces its own anchor, so the anchor check above would fail
+    under every mutation and count it as caught: the runs must not include it."""
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def popen(cmd, **kwargs):
+        seen.append(cmd)
+        raise Stop
+
+    monkeypatch.setattr(mutation.subprocess, "Popen", popen)
+    try:
+        mutation.run_tests(tmp_path, {}, ["tests"], timeout=1)
+    except Stop:
+        pass
+    assert "--ignore=tests/test_mutation_list.py" in seen[0]
+    assert Path(__file__).relative_to(ROOT).as_posix() in mutation.IGNORED
