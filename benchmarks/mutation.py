@@ -18,6 +18,14 @@ reports which mutations the tests caught and which survived.
     python benchmarks/mutation.py --check     # every anchor found exactly once, nothing run
     python benchmarks/mutation.py -k resnet -k data   # those whose id contains a word
     python benchmarks/mutation.py --tests tests/test_oracles.py  # a quicker subset of tests
+    python benchmarks/mutation.py --hints results/benchmarks/mutation-*.json  # re-measure
+
+With ``--hints``, each mutation first runs alone the test that caught it in
+an earlier outcome; only if that test passes does the whole suite run. The
+verdicts are the same (a catch is a test that fails with the bug and passed
+in the unmutated run), found sooner: the suite is ordered by file name and
+runs to its first failure, so a bug caught by a late file otherwise costs a
+whole suite.
 
 By default the clone gets this checkout's uncommitted changes too (what is
 on disk is what is measured); ``--committed`` measures HEAD alone. Before
@@ -498,6 +506,38 @@ def passes_alone(clone: Path, env: dict[str, str], node: str, timeout: float,
     return any(run_tests(clone, env, [node], timeout)[0] == "passed" for _ in range(tries))
 
 
+def load_hints(paths: list[Path]) -> dict[str, str]:
+    """Mutation id -> the test that caught it in earlier ``--json`` outcomes
+    (the later file wins)."""
+    hints: dict[str, str] = {}
+    for path in paths:
+        for row in json.loads(Path(path).read_text())["mutations"]:
+            if row.get("caught") and row.get("detail"):
+                hints[row["id"]] = row["detail"]
+    return hints
+
+
+def try_hint(clone: Path, env: dict[str, str], node: str | None,
+             timeout: float) -> tuple[str, list[str], float] | None:
+    """Run the hinted test alone on the mutated clone: ('failed', [node], s) when it
+    fails, else None (the whole suite decides). It passed in the unmutated full
+    run, so failing now is the mutation's doing. A hint is only an order: it
+    makes a catch quicker to find and never turns a survivor into a catch."""
+    if not node:
+        return None
+    outcome, _, seconds = run_tests(clone, env, [node], timeout)
+    return ("failed", [node], seconds) if outcome == "failed" else None
+
+
+def write_outcome(path: Path, rows: list[dict], tests: list[str], planned: int) -> None:
+    caught = sum(r["caught"] for r in rows)
+    score = 100 * caught / len(rows) if rows else 0.0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"caught": caught, "total": len(rows), "planned": planned,
+                                "score_percent": round(score, 1), "tests": tests,
+                                "mutations": rows}, indent=1))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-k", dest="only", action="append", default=[],
@@ -513,6 +553,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds per test run (default: 3x the unmutated run + 120)")
     parser.add_argument("--json", type=Path, default=None, help="also write the outcome here")
     parser.add_argument("--keep", action="store_true", help="keep the clone")
+    parser.add_argument("--hints", type=Path, nargs="+", default=[],
+                        help="earlier --json outcomes: try the test that caught each "
+                             "mutation there first, the whole suite only if it passes")
     args = parser.parse_args(argv)
 
     ids = [m.id for m in MUTATIONS]
@@ -523,6 +566,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{m.id:36} {m.file:32} {m.why}")
         print(f"{len(chosen)} mutations")
         return 0
+    hints = load_hints(args.hints)
     problems = check_anchors(ROOT, chosen)
     if problems or args.check:
         print("\n".join(problems) or f"all {len(chosen)} anchors found exactly once")
@@ -567,7 +611,8 @@ def main(argv: list[str] | None = None) -> int:
             path.write_text(original.replace(m.old, m.new, 1))
             deselect: list[str] = []
             try:
-                for attempt in range(3):
+                hinted = try_hint(clone, env, hints.get(m.id), timeout)
+                for attempt in range(0 if hinted else 3):
                     outcome, failed, seconds = run_tests(
                         clone, env, args.tests + [f"--deselect={n}" for n in deselect],
                         timeout)
@@ -589,6 +634,8 @@ def main(argv: list[str] | None = None) -> int:
                     outcome = "unsure"
             finally:
                 path.write_text(original)
+            if hinted:
+                outcome, failed, seconds = hinted
             detail = failed[0] if failed else ""
             # A suite that runs past its time twice is not a catch: a slow test
             # is not a failing one (and a busy machine is slow too).
@@ -599,6 +646,8 @@ def main(argv: list[str] | None = None) -> int:
                        else "TIMEOUT " if outcome == "timeout" else "SURVIVED")
             print(f"[{i:2}/{len(chosen)}] {verdict} "
                   f"{m.id:36} {seconds:5.0f} s  {detail if caught else m.why}", flush=True)
+            if args.json:  # after each mutation, so a stopped run keeps what it measured
+                write_outcome(args.json, rows, args.tests, len(chosen))
         if _git("status", "--porcelain", "--untracked-files=no", cwd=clone).strip() \
                 and args.committed:
             print("warning: the clone was left modified", file=sys.stderr)
@@ -622,10 +671,7 @@ def main(argv: list[str] | None = None) -> int:
     if survivors:
         print("survived: " + ", ".join(survivors))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"caught": caught, "total": len(rows),
-                                         "score_percent": round(score, 1),
-                                         "tests": args.tests, "mutations": rows}, indent=1))
+        write_outcome(args.json, rows, args.tests, len(chosen))
     return 0
 
 

@@ -54,3 +54,19 @@ def test_the_mutation_runs_leave_this_file_out(monkeypatch, tmp_path):
         pass
     assert "--ignore=tests/test_mutation_list.py" in seen[0]
     assert Path(__file__).relative_to(ROOT).as_posix() in mutation.IGNORED
+
+
+def test_a_hint_only_orders_the_search(monkeypatch, tmp_path):
+    """A hinted test that fails is a catch; one that passes (or no longer
+    exists) leaves the verdict to the whole suite: a hint never makes one."""
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text('{"mutations": [{"id": "a", "caught": true, "detail": "t.py::x"},'
+                       ' {"id": "b", "caught": false, "detail": ""}]}')
+    hints = mutation.load_hints([earlier])
+    assert hints == {"a": "t.py::x"}
+    outcomes = iter([("failed", ["t.py::x"], 2.0), ("passed", [], 1.0), ("error", [], 1.0)])
+    monkeypatch.setattr(mutation, "run_tests", lambda *a, **k: next(outcomes))
+    assert mutation.try_hint(tmp_path, {}, "t.py::x", 10) == ("failed", ["t.py::x"], 2.0)
+    assert mutation.try_hint(tmp_path, {}, "t.py::x", 10) is None
+    assert mutation.try_hint(tmp_path, {}, "t.py::gone", 10) is None
+    assert mutation.try_hint(tmp_path, {}, None, 10) is None
