@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .data import N_TEST, N_TRAIN, N_VAL
 from .experiments import Arm, compare, experiment_arms, verdict
-from .findings import separated
+from .findings import separated, span_text
 from .models import DEFAULT_DROPOUT
 from .plan import EXPERIMENT_BUDGET, Planned, experiment_runs
 from .report import REPORT, REPORT_RESNET18_28PX
@@ -124,12 +124,6 @@ def experiment_design(name: str, root: Path = RESULTS_DIR, device: str = "cpu") 
     return "\n".join(lines) + "\n\n" + " ".join(notes)
 
 
-def _span(values: list[float], digits: int = 1) -> str:
-    """'2.1 to 7.0', or '2.1' when every value rounds the same."""
-    lo, hi = f"{min(values):.{digits}f}", f"{max(values):.{digits}f}"
-    return lo if lo == hi else f"{lo} to {hi}"
-
-
 def load_note(arms: list[Arm]) -> str:
     """How busy the CPU was when the runs of ``arms`` were recorded: the load
     average as each run ended, and the share of its threads' time it got."""
@@ -146,9 +140,9 @@ def load_note(arms: list[Arm]) -> str:
     parts = []
     if loads:
         parts.append(f"When these {len(runs)} runs ended, the 1-minute load average on "
-                     f"{cpu} was {_span(loads)}")
+                     f"{cpu} was {span_text(loads)}")
     if shares:
-        parts.append(f"the runs got {_span(shares, 0)} % of their threads' time")
+        parts.append(f"the runs got {span_text(shares, '.0f')} % of their threads' time")
     text = "; ".join(parts)
     return (text[0].upper() + text[1:] + " (`provenance.load_average` and `cpu_seconds` "
             "in each record).")

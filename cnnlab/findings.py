@@ -63,6 +63,13 @@ def accuracy_spread(runs: list[RunResult]) -> Spread:
     return Spread(tuple(100 * r.test_accuracy for r in runs))
 
 
+def span_text(values: list[float], spec: str = ".1f", unit: str = "") -> str:
+    """'2.1 to 7.0 s', or '2.1 s' when every value prints the same
+    (``spec`` is the format of each number, ``unit`` follows the last)."""
+    lo, hi = format(min(values), spec), format(max(values), spec)
+    return f"{lo}{unit}" if lo == hi else f"{lo} to {hi}{unit}"
+
+
 def device_runs(model: str, folder: str | Path | None = None) -> list[RunResult]:
     """The recorded full runs of ``model`` on the device of its first (GPU first)."""
     runs = recorded_runs(model, folder)
@@ -72,8 +79,12 @@ def device_runs(model: str, folder: str | Path | None = None) -> list[RunResult]
     return [r for r in runs if r.provenance.get("device") == device]
 
 
-# The book's one section on provenance and load (chapter 7); summaries link to it.
-HOW_RECORDED = "07_comparison.html#how-these-runs-were-recorded"
+# The book's one section on provenance and load (chapter 7); summaries link to
+# it. A link to the notebook works in Jupyter (it opens the page) and, in a
+# cell whose output MyST-NB reads as MyST (``markdown_format: myst``), in the
+# built book too, where it becomes a link to the section.
+HOW_RECORDED = "07_comparison.ipynb#how-these-runs-were-recorded"
+TIMES_TABLE = "07_comparison.ipynb#training-time-from-the-records"
 
 
 def run_summary(model: str, folder: str | Path | None = None) -> str:
@@ -95,20 +106,65 @@ def run_summary(model: str, folder: str | Path | None = None) -> str:
     if report is not None:
         lines += [f"| the report | {report.test_accuracy:.2f} | one run |", "",
                   report_position(model, runs)]
-    lines += ["", "| seed | machine | training time (s) | images/s | share of cores |",
-              "|---|---|---|---|---|"]
-    for r in runs:  # per run: times from different machines or loads are not averaged
-        share = cpu_share(r)
-        lines.append(f"| {plain(r.config.get('seed'))} | {_device_text(r)} "
-                     f"| {r.train_seconds:,.0f} | {r.images_per_second:,.0f} "
-                     f"| {'—' if share is None else f'{100 * share:.0f}%'} |")
-    if report is not None:
-        lines += ["", f"The report's time, {report.seconds:,.0f} s, is not comparable "
-                      f"with ours: another machine, and the report does not say what its "
-                      f"timer covered. Ours counts the training steps only."]
-    lines += ["", f"Where, when, at which commit and under what load each run was "
-                  f"recorded: [How these runs were recorded]({HOW_RECORDED})."]
+    lines += ["", timing_sentence(runs, report.seconds if report else None)]
     return "\n".join(lines).rstrip()
+
+
+def timing_sentence(runs: list[RunResult], report_seconds: float | None = None) -> str:
+    """One or two sentences: how long the recorded ``runs`` trained, on what,
+    and whether other work shared the CPU; then where the per-seed details
+    are. Times from different machines are given per machine, never averaged.
+    """
+    by_machine: dict[str, list[RunResult]] = {}
+    for r in runs:
+        by_machine.setdefault(_device_text(r), []).append(r)
+    parts = []
+    for machine, group in by_machine.items():
+        span = span_text([r.train_seconds for r in group], ",.0f", " s")
+        parts.append(f"{span} on {'an' if machine[:1] in 'AEIOU' else 'a'} {machine}")
+    who = "The run" if len(runs) == 1 else f"Each of the {len(runs)} seeds"
+    text = f"{who} trained in {_and(parts)}"
+    busy = [r for r in runs if _shared(r)]
+    unknown = [r for r in runs if _shared(r) is None and r.config.get("device") == "cpu"]
+    if busy:
+        text += (f" ({_seeds(busy)} shared the CPU with other work, so "
+                 + ("its time is" if len(busy) == 1 else "their times are")
+                 + " longer than their machine needs)")
+    elif unknown and len(unknown) == len(runs):
+        text += " (whether other work shared the CPU is not recorded)"
+    elif unknown:
+        text += (" (whether other work shared the CPU is not recorded for "
+                 + _seeds(unknown) + ")")
+    elif not unknown and runs and runs[0].config.get("device") == "cpu":
+        text += ", with " + ("its" if len(runs) == 1 else "their") + " cores to " + (
+            "itself" if len(runs) == 1 else "themselves")
+    text += "."
+    if report_seconds is not None:
+        text += (f" The report's {report_seconds:,.0f} s is not comparable: another "
+                 f"machine, and a timer it does not describe (ours counts the training "
+                 f"steps only).")
+    return (text + f" Each seed's time, throughput and share of its cores are in "
+                   f"[Training time, from the records]({TIMES_TABLE}); how every run was "
+                   f"recorded, in [How these runs were recorded]({HOW_RECORDED}).")
+
+
+def _seeds(runs: list[RunResult]) -> str:
+    """'seed 42', or 'seeds 42, 43 and 44'."""
+    seeds = [plain(r.config.get("seed")) for r in runs]
+    return ("seed " if len(seeds) == 1 else "seeds ") + _and(seeds)
+
+
+def _shared(r: RunResult) -> bool | None:
+    """Whether other work shared the CPU during CPU run ``r``: judged by its
+    share of its threads' time, else by the 15-minute load average when it
+    ended; None when it recorded neither, or on a GPU."""
+    share = cpu_share(r)
+    if share is not None:
+        return share < 0.9
+    load = (r.provenance.get("load_average") or [None] * 3)[2]
+    if load is None or r.config.get("device") != "cpu":
+        return None
+    return load > r.provenance.get("cpu_threads", 1)
 
 
 def report_position(model: str, runs: list[RunResult]) -> str:
@@ -163,22 +219,17 @@ def shared_note(runs: list[RunResult]) -> str:
     busy, quiet, unknown = [], [], []
     for r in cpu:
         name = plain(f"{r.model} (seed {r.config.get('seed')})")
-        share = cpu_share(r)
-        load = (r.provenance.get("load_average") or [None] * 3)[2]
-        threads = r.provenance.get("cpu_threads", 1)
-        if share is not None:
-            if share < 0.9:
-                busy.append(f"{name} got {100 * share:.0f}% of its threads' time")
-            else:
-                quiet.append(name)
-        elif load is not None:
-            if load > threads:
-                busy.append(f"when {name} ended, the load average over 15 minutes "
-                            f"was {load:.1f} on {threads} threads")
-            else:
-                quiet.append(name)
-        else:
+        shared, share = _shared(r), cpu_share(r)
+        if shared is None:
             unknown.append(name)
+        elif not shared:
+            quiet.append(name)
+        elif share is not None:
+            busy.append(f"{name} got {100 * share:.0f}% of its threads' time")
+        else:
+            busy.append(f"when {name} ended, the load average over 15 minutes was "
+                        f"{r.provenance['load_average'][2]:.1f} on "
+                        f"{r.provenance.get('cpu_threads', 1)} threads")
     sentences = []
     if busy:
         sentences.append("Other work shared the CPU: " + "; ".join(busy) + ". Those "
@@ -379,8 +430,7 @@ def early_validation(model: str, folder: str | Path | None = None) -> str:
     same = [r for r in runs if r.val_step[0] == step and (r.val_images or [0])[0] == images]
 
     def span(values: list[float]) -> str:
-        lo, hi = 100 * min(values), 100 * max(values)
-        return f"{lo:.2f}%" if len(values) == 1 else f"{lo:.2f} to {hi:.2f}%"
+        return span_text([100 * v for v in values], ".2f", "%")
 
     seeds = _and([str(r.config.get("seed")) for r in same])
     which = (f"the recorded run (seed {seeds})" if len(same) == 1 else

@@ -90,12 +90,47 @@ def test_run_summary_puts_the_report_beside_the_record(tmp_path):
     one = run_summary("lenet", tmp_path)
     assert one.startswith("| | test accuracy (%) | seeds |\n|---|---|---|\n"
                           "| cnnlab, recorded | 97.00 | 42 |\n")
-    assert "| the report | 97.44 | one run |" in text and "40 s, is not comparable" in text
-    # One row per seed for the times: runs on different machines or under
-    # different loads are never averaged into one time.
-    rows = [line for line in text.splitlines() if line.startswith(("| 42 |", "| 43 |"))]
-    assert len(rows) == 2 and all("| a, " in row for row in rows)  # machine_name of "a CPU"
-    assert "[How these runs were recorded](07_comparison.html#how-these-runs-were-recorded)" in text
+    assert "| the report | 97.44 | one run |" in text and "report's 40 s is not comparable" in text
+    # The times: one sentence, a range per machine (never averaged across
+    # machines), and a link to the per-seed details that opens in Jupyter too.
+    assert "Each of the 2 seeds trained in " in text and " s on an a, " not in text
+    assert "[How these runs were recorded](07_comparison.ipynb#how-these-runs-were-recorded)" in text
+    assert "| seed | machine |" not in text  # the per-seed table lives in chapter 7
+
+
+def test_timing_sentence_gives_a_range_per_machine_and_names_shared_runs():
+    from cnnlab.findings import timing_sentence
+
+    def run(seed, seconds, machine, cpu_seconds):
+        r = fake_run("lenet", seed, 0.97, device="cpu")
+        r.train_seconds, r.cpu_seconds = seconds, cpu_seconds
+        r.provenance |= {"device_name": machine, "cpu_threads": 2}
+        return r
+
+    quiet = [run(42, 24.0, "AMD EPYC", 48.0), run(43, 25.4, "AMD EPYC", 50.0)]
+    text = timing_sentence(quiet, 40.0)
+    assert text.startswith("Each of the 2 seeds trained in 24 to 25 s on an AMD EPYC, "
+                           "2 threads, with their cores to themselves.")
+    assert "The report's 40 s is not comparable" in text
+    # a second machine: its own range, not averaged into the first's
+    both = quiet + [run(44, 90.0, "Intel Xeon", 180.0)]
+    assert "24 to 25 s on an AMD EPYC, 2 threads and 90 s on a Intel Xeon" not in \
+        timing_sentence(both)
+    assert "24 to 25 s on an AMD EPYC, 2 threads and 90 s on an Intel Xeon" in \
+        timing_sentence(both)
+    # a run that got half its threads' time is named; the others are not
+    loaded = quiet + [run(44, 60.0, "AMD EPYC", 60.0)]
+    text = timing_sentence(loaded)
+    assert "(seed 44 shared the CPU with other work, so its time is longer" in text
+    assert "cores to themselves" not in text
+    one = timing_sentence(quiet[:1])
+    assert one.startswith("The run trained in 24 s on an AMD EPYC, 2 threads, with its "
+                          "cores to itself.") and "report" not in one
+    # no share and no load recorded: said, never guessed
+    for r in quiet:
+        r.cpu_seconds = None
+        r.provenance.pop("load_average", None)
+    assert "(whether other work shared the CPU is not recorded)" in timing_sentence(quiet)
 
 
 def test_curves_mark_subset_points_hollow():
@@ -387,3 +422,12 @@ def test_early_validation_gives_one_runs_numbers_then_the_seeds_range(tmp_path):
     two = early_validation("mobilenet_v1", tmp_path)
     assert "the 2 recorded runs (seeds 42 and 43) scored 88.00 to 91.40% at step 125" in two
     assert "and 96.99 to 97.50% on all 12,000 after the first epoch" in two
+
+
+def test_span_text_collapses_only_what_prints_the_same():
+    from cnnlab.findings import span_text
+
+    assert span_text([2.14, 7.0]) == "2.1 to 7.0"
+    assert span_text([24.2, 24.4], ",.0f", " s") == "24 s"  # both print 24
+    assert span_text([1911.6, 12040.0], ",.0f", " s") == "1,912 to 12,040 s"
+    assert span_text([91.4], ".2f", "%") == "91.40%"
