@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from .findings import Spread, accuracy_spread
+from .findings import Spread, accuracy_spread, separated
 from .plan import EXPERIMENTS, Planned, experiment_runs, load_planned
 from .plots import ARM_COLOURS
 from .results import RESULTS_DIR, RunResult, cpu_share, plain, skip_note
@@ -134,10 +134,7 @@ def compare(a: Arm, b: Arm) -> int | None:
     """
     if any(len(arm.runs) < arm.planned or not arm.runs for arm in (a, b)):
         return None
-    gap = a.spread.mean - b.spread.mean
-    if abs(gap) <= 2 * max(a.spread.std, b.spread.std):
-        return 0
-    return 1 if gap > 0 else -1
+    return separated(a.spread, b.spread)  # the book's one rule
 
 
 def verdict(arms: list[Arm]) -> str:

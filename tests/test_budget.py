@@ -28,3 +28,20 @@ def test_run_work_of_the_full_recipe():
     every_125 = [s for s in range(125, 1876, 125) if s % 375]
     assert steps == 1875
     assert evaluated == len(every_125) * 2_000 + 5 * 12_000 + 10_000
+
+
+def test_pages_state_the_short_budget_that_budget_py_sets():
+    """intro, setup and troubleshooting give the steps of the chapters'
+    larger nets as a range; it must be SHORT's (it drifted once)."""
+    import re
+    from pathlib import Path
+
+    from cnnlab.budget import SHORT
+
+    larger = [SHORT[m].steps for m in ("alexnet", "resnet18", "mobilenet_v1", "googlenet")]
+    expected = f"{min(larger)} to {max(larger)}"
+    root = Path(__file__).resolve().parents[1] / "book"
+    for page in ("intro.md", "setup.md", "09_troubleshooting.md"):
+        text = " ".join((root / page).read_text().split())  # lines joined
+        found = re.findall(r"(\d+ to \d+) steps for (?:each of )?the chapters' larger nets", text)
+        assert found == [expected], (page, found, expected)
