@@ -79,11 +79,11 @@ def device_runs(model: str, folder: str | Path | None = None) -> list[RunResult]
     return [r for r in runs if r.provenance.get("device") == device]
 
 
-# The book's one section on provenance and load (chapter 7); summaries link to
-# it. A link to the notebook works in Jupyter (it opens the page) and, in a
-# cell whose output MyST-NB reads as MyST (``markdown_format: myst``), in the
-# built book too, where it becomes a link to the section.
-HOW_RECORDED = "07_comparison.ipynb#how-these-runs-were-recorded"
+# Chapter 7's table of every run's time and load (beside its one section on
+# provenance); the chapters' summaries link to it. A link to the notebook
+# works in Jupyter (it opens the page) and, in a cell whose output MyST-NB
+# reads as MyST (``markdown_format: myst``), in the built book too, where it
+# becomes a link to the section.
 TIMES_TABLE = "07_comparison.ipynb#training-time-from-the-records"
 
 
@@ -111,41 +111,63 @@ def run_summary(model: str, folder: str | Path | None = None) -> str:
 
 
 def timing_sentence(runs: list[RunResult], report_seconds: float | None = None) -> str:
-    """One or two sentences: how long the recorded ``runs`` trained, on what,
-    and whether other work shared the CPU; then where the per-seed details
-    are. Times from different machines are given per machine, never averaged.
+    """A few short sentences: how long the recorded ``runs`` trained and on
+    what, whether other work shared the CPU, and where the per-seed details
+    are. Times from different machines are given per machine, each with its
+    seeds, and never averaged.
     """
     by_machine: dict[str, list[RunResult]] = {}
     for r in runs:
-        by_machine.setdefault(_device_text(r), []).append(r)
-    parts = []
-    for machine, group in by_machine.items():
-        span = span_text([r.train_seconds for r in group], ",.0f", " s")
-        parts.append(f"{span} on {'an' if machine[:1] in 'AEIOU' else 'a'} {machine}")
-    who = "The run" if len(runs) == 1 else f"Each of the {len(runs)} seeds"
-    text = f"{who} trained in {_and(parts)}"
+        by_machine.setdefault(_machine_phrase(r), []).append(r)
+    if len(by_machine) == 1:
+        who = "The run" if len(runs) == 1 else f"Each of the {len(runs)} seeds"
+        text = f"{who} trained in {_times(runs)} on {next(iter(by_machine))}"
+    else:  # 'Seed 42 trained in ... on A; seeds 43 and 44 in ... on B'
+        parts = [f"{_seeds(group)} in {_times(group)} on {machine}"
+                 for machine, group in by_machine.items()]
+        parts[0] = parts[0].replace(" in ", " trained in ", 1)
+        text = "; ".join(parts)
+        text = text[0].upper() + text[1:]
+    machines = "machine needs" if len(by_machine) == 1 else "machines need"
     busy = [r for r in runs if _shared(r)]
     unknown = [r for r in runs if _shared(r) is None and r.config.get("device") == "cpu"]
     if busy:
-        text += (f" ({_seeds(busy)} shared the CPU with other work, so "
-                 + ("its time is" if len(busy) == 1 else "their times are")
-                 + " longer than their machine needs)")
-    elif unknown and len(unknown) == len(runs):
-        text += " (whether other work shared the CPU is not recorded)"
+        during = ("it" if len(runs) == 1 else _seeds(busy) if len(busy) < len(runs)
+                  else "both" if len(runs) == 2 else "all of them")
+        text += (f". Other work shared the CPU during {during}, so "
+                 + ("that time is" if len(busy) == 1 else "those times are")
+                 + f" longer than the {machines}.")
     elif unknown:
-        text += (" (whether other work shared the CPU is not recorded for "
-                 + _seeds(unknown) + ")")
-    elif not unknown and runs and runs[0].config.get("device") == "cpu":
-        text += ", with " + ("its" if len(runs) == 1 else "their") + " cores to " + (
-            "itself" if len(runs) == 1 else "themselves")
-    text += "."
+        which = "" if len(unknown) == len(runs) else f" for {_seeds(unknown)}"
+        text += f". Whether other work shared the CPU is not recorded{which}."
+    elif runs and runs[0].config.get("device") == "cpu":
+        text += (", with its cores to itself." if len(runs) == 1 else
+                 ", each with its cores to itself.")
+    else:
+        text += "."
     if report_seconds is not None:
-        text += (f" The report's {report_seconds:,.0f} s is not comparable: another "
-                 f"machine, and a timer it does not describe (ours counts the training "
-                 f"steps only).")
-    return (text + f" Each seed's time, throughput and share of its cores are in "
-                   f"[Training time, from the records]({TIMES_TABLE}); how every run was "
-                   f"recorded, in [How these runs were recorded]({HOW_RECORDED}).")
+        text += (f" The report's {report_seconds:,.0f} s came from another machine and a "
+                 f"timer it does not describe, so it does not compare with ours.")
+    return text + f" Per-seed times and loads: [Training time, from the records]({TIMES_TABLE})."
+
+
+def _times(runs: list[RunResult]) -> str:
+    """'24 s', '24 to 25 s'; two runs, both named in the runs' order, which is
+    their seeds' ('4,060 and 2,335 s' for seeds 43 and 44)."""
+    seconds = [r.train_seconds for r in runs]
+    if len(seconds) == 2 and format(seconds[0], ",.0f") != format(seconds[1], ",.0f"):
+        return f"{seconds[0]:,.0f} and {seconds[1]:,.0f} s"
+    return span_text(seconds, ",.0f", " s")
+
+
+def _machine_phrase(r: RunResult) -> str:
+    """'an AMD EPYC (2 threads)', 'an NVIDIA H100' (with its article)."""
+    name = machine_name(r)
+    article = "an" if name[:1] in "AEIOU" or name.startswith("NVIDIA") else "a"
+    threads = r.provenance.get("cpu_threads")
+    return (f"{article} {name}"
+            + (f" ({plain(threads)} threads)" if r.config.get("device") == "cpu" and threads
+               else ""))
 
 
 def _seeds(runs: list[RunResult]) -> str:

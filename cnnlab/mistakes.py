@@ -245,14 +245,19 @@ def misread_figure(p: Predictions, images: np.ndarray, labels: np.ndarray,
 
 
 def majority_vote(predictions: list[Predictions], labels: np.ndarray) -> np.ndarray:
-    """Each image's most voted class; a tie goes to the most accurate network
-    among those that voted for a tied class."""
-    order = sorted(predictions, key=lambda p: -(p.classes == labels).mean())
+    """Each image's most voted class; a tie goes to the network with the
+    highest validation accuracy among those that voted for a tied class.
+
+    The tie-break is a choice, so it is made on validation (each record's
+    accuracy on all 12,000 validation images after its last epoch), never on
+    the test labels the vote is then scored against.
+    """
+    order = sorted(predictions, key=lambda p: -p.record.epoch_val_accuracy[-1])
     votes = np.zeros((len(labels), DIGITS))
     for rank, p in enumerate(order):
         # One vote each, plus a tie-breaker far smaller than a vote: 2**-rank
         # outweighs all the lower ranks' together, so among tied classes the
-        # one the most accurate voter chose wins.
+        # one the best voter on validation chose wins.
         votes[np.arange(len(labels)), p.classes] += 1 + 1e-3 * 2.0 ** -rank
     return votes.argmax(1).astype(np.uint8)
 
@@ -303,12 +308,14 @@ def overlap_text(o: Overlap, missing: list[str], n_test: int) -> str:
     verb = ("gets fewer wrong than" if gained > 0 else
             "gets as many wrong as" if gained == 0 else "gets more wrong than")
     if len(o.wrong) == 2:
-        # Two voters tie wherever they disagree, and a tie goes to the more
-        # accurate one: the vote is that network, by construction.
+        # Two voters tie wherever they disagree, and a tie goes to the one
+        # better on validation: the vote is that network, by construction.
+        same = next(m for m, w in o.wrong.items() if np.array_equal(w, o.vote_wrong))
         lines.append(f"With two networks the vote cannot gain anything: wherever they "
-                     f"disagree the vote is a tie, which goes to the more accurate one, so "
-                     f"the vote is {best} ({len(o.vote_wrong)} test digits wrong). A vote "
-                     f"needs three networks or more to outvote a mistake.")
+                     f"disagree the vote is a tie, which goes to the one with the higher "
+                     f"validation accuracy, so the vote is {same} ({len(o.vote_wrong)} test "
+                     f"digits wrong). A vote needs three networks or more to outvote a "
+                     f"mistake.")
     else:
         lines.append(f"The majority vote {verb} the best single network, {best} "
                      f"({len(o.vote_wrong)} against {len(o.wrong[best])} test digits).")

@@ -90,15 +90,16 @@ def test_run_summary_puts_the_report_beside_the_record(tmp_path):
     one = run_summary("lenet", tmp_path)
     assert one.startswith("| | test accuracy (%) | seeds |\n|---|---|---|\n"
                           "| cnnlab, recorded | 97.00 | 42 |\n")
-    assert "| the report | 97.44 | one run |" in text and "report's 40 s is not comparable" in text
+    assert "| the report | 97.44 | one run |" in text and "report's 40 s came from another" in text
     # The times: one sentence, a range per machine (never averaged across
     # machines), and a link to the per-seed details that opens in Jupyter too.
-    assert "Each of the 2 seeds trained in " in text and " s on an a, " not in text
-    assert "[How these runs were recorded](07_comparison.ipynb#how-these-runs-were-recorded)" in text
+    assert "Each of the 2 seeds trained in " in text
+    assert ("[Training time, from the records]"
+            "(07_comparison.ipynb#training-time-from-the-records)") in text
     assert "| seed | machine |" not in text  # the per-seed table lives in chapter 7
 
 
-def test_timing_sentence_gives_a_range_per_machine_and_names_shared_runs():
+def test_timing_sentence_gives_each_machine_its_seeds_and_names_shared_runs():
     from cnnlab.findings import timing_sentence
 
     def run(seed, seconds, machine, cpu_seconds):
@@ -109,28 +110,33 @@ def test_timing_sentence_gives_a_range_per_machine_and_names_shared_runs():
 
     quiet = [run(42, 24.0, "AMD EPYC", 48.0), run(43, 25.4, "AMD EPYC", 50.0)]
     text = timing_sentence(quiet, 40.0)
-    assert text.startswith("Each of the 2 seeds trained in 24 to 25 s on an AMD EPYC, "
-                           "2 threads, with their cores to themselves.")
-    assert "The report's 40 s is not comparable" in text
-    # a second machine: its own range, not averaged into the first's
+    assert text.startswith("Each of the 2 seeds trained in 24 and 25 s on an AMD EPYC "
+                           "(2 threads), each with its cores to itself.")
+    assert "The report's 40 s came from another machine" in text
+    # a second machine: its own seeds and time, not averaged into the first's
     both = quiet + [run(44, 90.0, "Intel Xeon", 180.0)]
-    assert "24 to 25 s on an AMD EPYC, 2 threads and 90 s on a Intel Xeon" not in \
-        timing_sentence(both)
-    assert "24 to 25 s on an AMD EPYC, 2 threads and 90 s on an Intel Xeon" in \
-        timing_sentence(both)
+    assert timing_sentence(both).startswith(
+        "Seeds 42 and 43 trained in 24 and 25 s on an AMD EPYC (2 threads); seed 44 in "
+        "90 s on an Intel Xeon (2 threads), each with its cores to itself.")
+    # two runs on one machine: each time next to its seed, in seed order
+    swapped = [run(43, 40.0, "AMD EPYC", 80.0), run(44, 23.0, "AMD EPYC", 46.0)]
+    assert timing_sentence([run(42, 90.0, "Intel Xeon", 180.0)] + swapped).startswith(
+        "Seed 42 trained in 90 s on an Intel Xeon (2 threads); seeds 43 and 44 in 40 and "
+        "23 s on an AMD EPYC")
     # a run that got half its threads' time is named; the others are not
     loaded = quiet + [run(44, 60.0, "AMD EPYC", 60.0)]
     text = timing_sentence(loaded)
-    assert "(seed 44 shared the CPU with other work, so its time is longer" in text
-    assert "cores to themselves" not in text
+    assert ("Other work shared the CPU during seed 44, so that time is longer than the "
+            "machine needs.") in text
+    assert "cores to itself" not in text
     one = timing_sentence(quiet[:1])
-    assert one.startswith("The run trained in 24 s on an AMD EPYC, 2 threads, with its "
+    assert one.startswith("The run trained in 24 s on an AMD EPYC (2 threads), with its "
                           "cores to itself.") and "report" not in one
     # no share and no load recorded: said, never guessed
     for r in quiet:
         r.cpu_seconds = None
         r.provenance.pop("load_average", None)
-    assert "(whether other work shared the CPU is not recorded)" in timing_sentence(quiet)
+    assert "Whether other work shared the CPU is not recorded." in timing_sentence(quiet)
 
 
 def test_curves_mark_subset_points_hollow():

@@ -1,4 +1,6 @@
 """What the networks get wrong: computed from stored predictions, checked by hand."""
+from types import SimpleNamespace
+
 import numpy as np
 
 from cnnlab.mistakes import (Predictions, confusion_figure, confusion_matrix,
@@ -7,8 +9,11 @@ from cnnlab.mistakes import (Predictions, confusion_figure, confusion_matrix,
 from cnnlab.data import load_mnist
 
 
-def preds(model, classes, labels=None):
-    return Predictions(model, 42, np.array(classes, dtype=np.uint8), None)
+def preds(model, classes, val_accuracy=0.9):
+    """A network's test predictions; its record keeps only what the vote
+    reads from it, the last epoch's validation accuracy."""
+    record = SimpleNamespace(epoch_val_accuracy=[0.5, val_accuracy])
+    return Predictions(model, 42, np.array(classes, dtype=np.uint8), record)
 
 
 def test_confusion_matrix_counts_each_image_once_where_it_belongs():
@@ -19,16 +24,21 @@ def test_confusion_matrix_counts_each_image_once_where_it_belongs():
     assert m[0, 6] == 1 and m[7, 1] == 2 and m[7, 7] == 1  # row: true, column: predicted
 
 
-def test_majority_vote_breaks_ties_with_the_most_accurate_voter():
+def test_majority_vote_breaks_ties_with_the_best_voter_on_validation():
     labels = np.array([1, 2, 3, 4])
-    a = preds("a", [1, 2, 3, 0])  # 3 of 4 right: the most accurate
-    b = preds("b", [1, 2, 0, 0])
-    c = preds("c", [1, 9, 0, 4])
-    d = preds("d", [5, 9, 3, 4])
+    a = preds("a", [1, 2, 3, 0], val_accuracy=0.99)  # the best on validation
+    b = preds("b", [1, 2, 0, 0], val_accuracy=0.98)
+    c = preds("c", [1, 9, 0, 4], val_accuracy=0.97)
+    d = preds("d", [5, 9, 3, 4], val_accuracy=0.96)
     vote = majority_vote([d, c, b, a], labels)  # the order given does not matter
     # image 0: 1,1,1,5 -> 1; image 1: 2,2,9,9 tie -> a's 2; image 2: 3,0,0,3 tie
     # -> a's 3; image 3: 0,0,4,4 tie -> a's 0 (the tie goes to a, right or not).
     assert vote.tolist() == [1, 2, 3, 0]
+    # The test labels play no part in the tie-break: make d the best on
+    # validation (while a is still the most accurate on test) and d's
+    # answers win every tie.
+    d = preds("d", [5, 9, 3, 4], val_accuracy=0.995)
+    assert majority_vote([a, b, c, d], labels).tolist() == [1, 9, 3, 4]
 
 
 def test_overlap_is_what_every_network_gets_wrong():
@@ -77,10 +87,15 @@ def test_overlap_text_says_what_the_vote_does_and_who_is_missing():
     assert "The majority vote gets as many wrong as the best single network, a (2 against 2" in text
     assert "1 test digits fool every network here" in text and "predictions: d." in text
     assert "| a (seed 42) | 2 |" in text  # each network's row names its record's seed
-    # Two networks: the vote is the more accurate one by construction, and says so.
-    two = overlap_text(overlap([b, c], labels), [], len(labels))
+    # Two networks: the vote is the one better on validation, by construction,
+    # and says so, whichever is better on test (c: 2 wrong, b: 3).
+    c_best = preds("c", [9, 1, 2, 9, 4], val_accuracy=0.95)
+    two = overlap_text(overlap([b, c_best], labels), [], len(labels))
     assert "With two networks the vote cannot gain anything" in two
-    assert "the vote is c (2 test digits wrong)" in two  # c: 2 wrong, b: 3
+    assert "the vote is c (2 test digits wrong)" in two
+    b_best = preds("b", [9, 9, 9, 3, 4], val_accuracy=0.99)
+    assert "the vote is b (3 test digits wrong)" in overlap_text(
+        overlap([b_best, c_best], labels), [], len(labels))
     one = overlap_text(overlap([a], labels), ["b", "c"], len(labels))
     assert one.startswith("Fewer than two networks") and "Missing: b, c." in one
 
