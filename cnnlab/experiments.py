@@ -130,7 +130,8 @@ def _quiet_seconds(runs: list[RunResult]) -> str:
 def compare(a: Arm, b: Arm) -> int | None:
     """``verdict``'s rule for two arms: +1 if ``a`` scored higher than ``b``
     by more than twice the larger standard deviation, -1 if lower by that
-    much, 0 if the seeds cannot tell them apart, None while seeds are missing.
+    much, 0 if the seeds cannot tell them apart, None while seeds are missing
+    (or, as ``findings.separated`` rules, when an arm has a single seed).
     """
     if any(len(arm.runs) < arm.planned or not arm.runs for arm in (a, b)):
         return None

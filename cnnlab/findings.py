@@ -129,8 +129,9 @@ def timing_sentence(runs: list[RunResult], report_seconds: float | None = None) 
         text = "; ".join(parts)
         text = text[0].upper() + text[1:]
     machines = "machine needs" if len(by_machine) == 1 else "machines need"
-    busy = [r for r in runs if _shared(r)]
-    unknown = [r for r in runs if _shared(r) is None and r.config.get("device") == "cpu"]
+    shared = [(r, _shared(r)) for r in runs]  # judged once per run
+    busy = [r for r, s in shared if s]
+    unknown = [r for r, s in shared if s is None and r.config.get("device") == "cpu"]
     if busy:
         during = ("it" if len(runs) == 1 else _seeds(busy) if len(busy) < len(runs)
                   else "both" if len(runs) == 2 else "all of them")
