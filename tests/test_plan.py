@@ -60,3 +60,15 @@ def test_the_bn_experiment_reuses_the_recorded_arm_without_bn():
     assert all(p.config.options == {"batch_norm": True} for p in with_bn)
     assert with_bn[0].filename() == "googlenet-batch_norm-dropout_0.2-1ep-cpu-seed42.json"
     assert with_bn[0].command().endswith("--dropout 0.2 --batch-norm")
+
+
+def test_the_dropout_rerun_on_bn_reuses_the_bn_arm_and_changes_only_the_rate():
+    with_04, with_02 = experiment_runs("bn_dropout").values()
+    bn_arm = experiment_runs("batch_norm")["with BN after every conv"]
+    assert [p.filename() for p in with_02] == [p.filename() for p in bn_arm]
+    assert all(p.config.options == {"batch_norm": True} and p.config.dropout == 0.4
+               for p in with_04)
+    assert with_04[0].filename() == "googlenet-batch_norm-dropout_0.4-1ep-cpu-seed42.json"
+    # Run after everything the book already shows; before the two slowest networks.
+    names = [p.filename() for p in plan()]
+    assert names.index(with_04[-1].filename()) < names.index("mobilenet_v1-cpu-seed43.json")
