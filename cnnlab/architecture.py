@@ -18,6 +18,7 @@ from matplotlib.patches import Rectangle
 from torch import nn
 
 from .models import get_model
+from .plots import model_name
 from .shapes import forward_shapes
 
 
@@ -135,7 +136,7 @@ def architecture_figure(model: nn.Module | str, size: int = 28, title: str | Non
     it does, its output shape at ``size`` px and its parameters. Darker
     boxes hold more parameters. Read the rows left to right, top to bottom.
     """
-    name = model if isinstance(model, str) else type(model).__name__
+    name = model_name(model) if isinstance(model, str) else type(model).__name__
     if isinstance(model, str):
         model = get_model(model)
     units = architecture_units(model, size, expand)

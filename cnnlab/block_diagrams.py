@@ -3,7 +3,7 @@
 ``cnnlab.diagrams.residual_block_figure`` draws the basic block of ResNet-18.
 The figures here draw, in the same style, the two blocks that came after it:
 
-* the *bottleneck* block of ResNet-50/101/152 (He et al. 2015, Fig. 5):
+* the *bottleneck* block of ResNet-50/101/152 (He et al., CVPR 2016, Fig. 5):
   1x1 -> 3x3 -> 1x1 convolutions, the last one widening by the expansion 4,
   drawn beside a basic block of about the same cost;
 * the *pre-activation* block (He et al. 2016, "Identity Mappings in Deep
@@ -95,13 +95,13 @@ def preactivation_figure() -> Figure:
     fig, ax = _canvas(9.2, 5.0, (-0.4, 10.0), (-0.2, 7.5))
     post = [("x", False), ("conv 3x3", True), ("BN + ReLU", True), ("conv 3x3", True),
             ("BN", True), ("+", False), ("ReLU", False)]
-    ys = _column(ax, 2.2, "original (He et al. 2015)", post, skip_to=5)
+    ys = _column(ax, 2.2, "original (He et al., CVPR 2016)", post, skip_to=5)
     ax.text(3.35, ys[6], "ReLU after the +:\ngates the skip path\n"
             "(no gradient where\nthe sum is negative)", fontsize=8, va="center",
             color=SHORTCUT)
     pre = [("x", False), ("BN + ReLU", True), ("conv 3x3", True), ("BN + ReLU", True),
            ("conv 3x3", True), ("+", False)]
-    ys = _column(ax, 7.2, "pre-activation (He et al. 2016)", pre, skip_to=5)
+    ys = _column(ax, 7.2, "pre-activation (He et al., ECCV 2016)", pre, skip_to=5)
     ax.text(7.2, ys[5] - 0.75, "nothing after the +:\nout = x + F(x)", ha="center",
             fontsize=8, va="top", color=SHORTCUT)
     ax.set_title("Post- against pre-activation: the same layers, BN and ReLU moved "

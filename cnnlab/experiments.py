@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from .findings import Spread, accuracy_spread, separated
+from .findings import Spread, accuracy_spread, machine_name, separated
 from .plan import EXPERIMENTS, Planned, experiment_runs, load_planned
 from .plots import ARM_COLOURS
 from .results import RESULTS_DIR, RunResult, cpu_share, plain, skip_note
@@ -37,6 +37,7 @@ class Arm:
     runs: tuple[RunResult, ...]
     planned: int
     command: str  # for the first seed; the others add --seed
+    key: str = ""  # its configuration, seed left out (``config_key``): its colour
 
     @property
     def spread(self) -> Spread | None:
@@ -49,8 +50,31 @@ def experiment_arms(name: str, root: Path = RESULTS_DIR,
     arms = []
     for arm, planned in experiment_runs(name).items():
         found = [r for p in planned if (r := _planned_record(p, device, root))]
-        arms.append(Arm(arm, tuple(found), len(planned), planned[0].command()))
+        arms.append(Arm(arm, tuple(found), len(planned), planned[0].command(),
+                        config_key(planned[0])))
     return arms
+
+
+def config_key(p: Planned) -> str:
+    """What a planned run trains, without its seed: the same for every seed of
+    an arm, and for an arm that two experiments share."""
+    return p.filename().rsplit("-seed", 1)[0]
+
+
+def arm_colours() -> dict[str, str]:
+    """One colour per arm configuration (``config_key``), the same in every
+    experiment that shares it (option B is one colour on all three ResNet-18
+    figures), and different for every configuration of one model, so that
+    no two figures of a chapter give one colour two meanings."""
+    colours: dict[str, str] = {}
+    used: dict[str, int] = {}
+    for name in EXPERIMENTS:
+        for planned in experiment_runs(name).values():
+            key, model = config_key(planned[0]), planned[0].config.model
+            if key not in colours:
+                colours[key] = ARM_COLOURS[used.get(model, 0) % len(ARM_COLOURS)]
+                used[model] = used.get(model, 0) + 1
+    return colours
 
 
 def _planned_record(p: Planned, device: str, root: Path) -> RunResult | None:
@@ -72,13 +96,20 @@ def experiment_table(arms: list[Arm]) -> str:
     wider than the page)."""
     lines = ["| arm | test accuracy (%) | each seed | training time (s) | commit |",
              "|---|---|---|---|---|"]
+    machines = {machine_name(r) for a in arms for r in a.runs}
     for a in arms:
         if not a.runs:
             lines.append(f"| {a.name} | not recorded yet (0 of {a.planned}) | | | |")
             continue
         each = ", ".join(f"{100 * r.test_accuracy:.2f}" for r in a.runs)
         lines.append(f"| {a.name} | {a.spread.text(a.planned)} | {each} "
-                     f"| {_quiet_seconds(list(a.runs))} | {_commits(list(a.runs))} |")
+                     f"| {_times(list(a.runs), len(machines) > 1)} "
+                     f"| {_commits(list(a.runs))} |")
+    if len(machines) > 1:
+        lines += ["", f"These runs ran on {len(machines)} different machines (the time "
+                      f"column names each): a training time compares only with a time "
+                      f"from the same machine, so the column cannot say which arm is "
+                      f"faster across machines."]
     commits = {_commit7(r) for a in arms for r in a.runs}
     if len(commits) > 1:
         lines += ["", f"These runs were recorded at {len(commits)} different commits of "
@@ -110,6 +141,17 @@ def _commits(runs: list[RunResult]) -> str:
         return plain(next(iter(seeds)))
     return "; ".join(f"{plain(c)} (seed{'s' if len(s) > 1 else ''} {', '.join(s)})"
                      for c, s in seeds.items())
+
+
+def _times(runs: list[RunResult], name_machines: bool) -> str:
+    """The table's time cell: ``_quiet_seconds``, per machine with its name
+    when the experiment's runs come from several machines."""
+    if not name_machines:
+        return _quiet_seconds(runs)
+    by: dict[str, list[RunResult]] = {}
+    for r in runs:
+        by.setdefault(machine_name(r), []).append(r)
+    return "; ".join(f"{_quiet_seconds(group)} on {m}" for m, group in by.items())
 
 
 def _quiet_seconds(runs: list[RunResult]) -> str:
@@ -172,13 +214,15 @@ def experiment_figure(arms: list[Arm], title: str = "") -> Figure:
 
     The arms are variants of one model, so they are drawn in ``ARM_COLOURS``,
     which no model uses: a model's own colour means that model on every page.
+    Each arm keeps its configuration's colour (``arm_colours``) on every figure.
     """
     fig = Figure(figsize=(8, 3.8), layout="constrained")
     ax = fig.subplots()
+    colours = arm_colours()
     for i, a in enumerate(arms):
         if not a.runs:
             continue
-        colour = ARM_COLOURS[i % len(ARM_COLOURS)]
+        colour = colours.get(a.key, ARM_COLOURS[i % len(ARM_COLOURS)])
         steps = a.runs[0].val_step
         acc = np.array([[100 * v for v in r.val_accuracy] for r in a.runs
                         if r.val_step == steps])

@@ -248,8 +248,11 @@ def recorded_accuracy(name: str) -> str:
     seeds on one device (GPU first), or 'not recorded'."""
     from .findings import device_runs
 
+    from .plan import FULL_RUNS
+
     runs = device_runs(name)
-    return accuracy_spread(runs).text() if runs else "not recorded"
+    planned = sum(m == name for m, _ in FULL_RUNS) or None  # '(1 of 3 seeds)'
+    return accuracy_spread(runs).text(planned) if runs else "not recorded"
 
 
 def depth_table(facts: dict[str, Facts]):

@@ -16,7 +16,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .data import N_VAL
-from .plots import model_colour, seed_style, smooth
+from .plots import model_colour, model_name, seed_style, smooth
 from .plan import FULL_RUNS, load_planned
 from .report import REPORT
 from .results import RESULTS_DIR, RunResult, cpu_share, plain, recorded_runs
@@ -217,13 +217,13 @@ def seed_spread_text(model: str, runs: list[RunResult]) -> str:
     """What the seeds of ``model`` say about seed-to-seed noise, in a sentence
     or two: how far changing only the seed moved the test accuracy."""
     if not runs:
-        return f"No full run of {model} is recorded yet: run `make record-cpu`."
+        return f"No full run of {model_name(model)} is recorded yet: run `make record-cpu`."
     spread = accuracy_spread(runs)
     if spread.n == 1:
-        return (f"One seed of {model} is recorded so far ({spread.low:.2f}%): the spread "
+        return (f"One seed of {model_name(model)} is recorded so far ({spread.low:.2f}%): the spread "
                 f"between seeds needs more of them.")
     lo, hi = spread.low, spread.high
-    return (f"Changing only the seed moved {model}'s test accuracy by {hi - lo:.2f} "
+    return (f"Changing only the seed moved {model_name(model)}'s test accuracy by {hi - lo:.2f} "
             f"points ({lo:.2f} to {hi:.2f}% over {spread.n} seeds). Two single runs "
             f"that differ by less than that may differ by the seed alone; {spread.n} "
             f"seeds give only a rough lower bound on the spread.")
@@ -287,7 +287,7 @@ def curves_figure(runs: list[RunResult], title: str = "",
         colour = model_colour(r.model)
         line, marker = seed_style(seen.get(r.model, 0))
         seen[r.model] = seen.get(r.model, 0) + 1
-        label = f"{r.model}, seed {r.config.get('seed')}"
+        label = f"{model_name(r.model)}, seed {r.config.get('seed')}"
         ax_loss.plot(np.arange(1, len(r.train_loss) + 1), smooth(r.train_loss, window),
                      color=colour, ls=line, label=label)
         acc = np.array([100 * a for a in r.val_accuracy])

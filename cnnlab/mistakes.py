@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 
 from .findings import device_runs
 from .plan import FULL_RUNS
+from .plots import model_name
 from .results import RunResult
 
 DIGITS = 10
@@ -211,7 +212,7 @@ def confusion_figure(p: Predictions, labels: np.ndarray) -> Figure:
     ax.set(xticks=range(DIGITS), yticks=range(DIGITS), xlabel="predicted digit",
            ylabel="true digit")
     wrong = int(off.sum())
-    ax.set_title(f"{p.model} (seed {p.seed}): {wrong} of {len(labels):,} test digits "
+    ax.set_title(f"{model_name(p.model)} (seed {p.seed}): {wrong} of {len(labels):,} test digits "
                  f"wrong;\nthe diagonal (right answers) is left blank", fontsize=10)
     fig.colorbar(image, ax=ax, shrink=0.8, label="test images")
     fig.patch.set_facecolor("white")
@@ -240,7 +241,8 @@ def misread_figure(p: Predictions, images: np.ndarray, labels: np.ndarray,
     wrong = p.wrong(labels)[:n]
     captions = [f"{labels[i]} → {p.classes[i]}" for i in wrong]
     return digit_grid(images[wrong], captions,
-                      f"{p.model} (seed {p.seed}): the first {len(wrong)} test digits it "
+                      f"{model_name(p.model)} (seed {p.seed}): the first {len(wrong)} "
+                      f"test digits it "
                       f"misreads, in test-set order (true → predicted)")
 
 
@@ -317,8 +319,12 @@ def overlap_text(o: Overlap, missing: list[str], n_test: int) -> str:
                      f"digits wrong). A vote needs three networks or more to outvote a "
                      f"mistake.")
     else:
-        lines.append(f"The majority vote {verb} the best single network, {best} "
-                     f"({len(o.vote_wrong)} against {len(o.wrong[best])} test digits).")
+        lines.append(f"The majority vote {verb} the best single network, "
+                     f"{model_name(best)} ({len(o.vote_wrong)} against "
+                     f"{len(o.wrong[best])} test digits). That compares one record per "
+                     f"network (the seeds in the table), so the gap is a single draw: "
+                     f"whether voting helps would take votes over several seeds of each "
+                     f"network, set against how far one network's seeds differ.")
     lines.append(f"{len(o.by_all)} test digits fool every network here.")
     if missing:
         lines.append(f"Not in this comparison yet, having no record that keeps its "
@@ -332,7 +338,7 @@ def fooled_all_figure(o: Overlap, predictions: list[Predictions], images: np.nda
     shown = o.by_all[:n]
     captions = [f"{labels[i]}: " + "".join(str(p.classes[i]) for p in predictions)
                 for i in shown]
-    models = [p.model for p in predictions]
+    models = [model_name(p.model) for p in predictions]
     names = (" and ".join(models) if len(models) == 2 else
              ", ".join(models[:-1]) + " and " + models[-1] if len(models) > 2 else models[0])
     who = (f"both {names}" if len(models) == 2 else

@@ -31,7 +31,8 @@ def show_table(header: list[str], rows: list[list[object]]) -> None:
 
 
 def short_tracebacks() -> None:
-    """Print errors compactly from now on: one line per call, no source context.
+    """Print errors compactly from now on: each call as two lines (where, and
+    the line it ran), with no source context around them.
 
     The chapters reproduce real errors on purpose; IPython's default
     traceback shows several lines of source around every frame, which buries

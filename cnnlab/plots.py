@@ -23,6 +23,24 @@ MODEL_COLOURS = {
 }
 
 
+# The name the text uses for each model; figures and generated sentences
+# use it too, and keep the registry id (``lenet``) for code.
+MODEL_NAMES = {
+    "lenet": "LeNet-5",
+    "alexnet": "AlexNet",
+    "alexnet_large": "AlexNet (paper sizes)",
+    "resnet18": "ResNet-18",
+    "mobilenet_v1": "MobileNetV1",
+    "googlenet": "GoogLeNet",
+}
+
+
+def model_name(model: str) -> str:
+    """The book's name for ``model`` ('ResNet-18' for 'resnet18'); an id it
+    does not know is returned as it is."""
+    return MODEL_NAMES.get(model, model)
+
+
 def model_colour(model: str) -> str:
     """The book's colour for ``model`` (grey for a name it does not know)."""
     return MODEL_COLOURS.get(model, "#7F7F7F")
@@ -38,9 +56,10 @@ def seed_style(i: int) -> tuple[str, str]:
 
 
 # The arms of one experiment are variants of one model: they get colours no
-# model uses (black, and Okabe-Ito's sky blue and yellow, darkened to read
-# on white), so that no arm passes for another network.
-ARM_COLOURS = ("#000000", "#56B4E9", "#B8A200")
+# model uses (black, Okabe-Ito's sky blue and yellow, darkened to read on
+# white, a dark grey, and Tol's indigo), so that no arm passes for another network.
+# Five, one per configuration of ResNet-18 that its experiments train.
+ARM_COLOURS = ("#000000", "#56B4E9", "#B8A200", "#666666", "#332288")
 
 
 def smooth(values: list[float], window: int = 50) -> np.ndarray:

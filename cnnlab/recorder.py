@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from .files import pid_alive
+from .files import atomic_write_text, pid_alive
 from .plan import OOM_CASES, OOM_FILE, OOM_MODEL, Planned, load_planned, plan
 from .provenance import git_commit
 from .results import RESULTS_DIR, ResultFormatError, RunResult
@@ -155,7 +155,10 @@ def run_missing(root: Path = RESULTS_DIR, checkpoints: Path = CACHE / "checkpoin
 
     Each record names the commit read when its training started; if HEAD
     moves or the tree becomes dirty before it ends, the record is not saved
-    (ProvenanceChanged) and the checkpoint keeps the finished run.
+    (ProvenanceChanged) and the checkpoint keeps the finished run. A run
+    stopped and resumed at another commit names the first in ``git_commit``
+    and the later ones, in order, in ``resumed_at_commits`` (kept beside
+    the checkpoint in ``<checkpoint>.commits`` meanwhile).
     """
     from .checkpoint import CheckpointError
     from .train import train
@@ -175,6 +178,7 @@ def run_missing(root: Path = RESULTS_DIR, checkpoints: Path = CACHE / "checkpoin
         if refusal and not allow_dirty:
             raise SystemExit(refusal)
         ckpt = checkpoints / (out.stem + ".pt")
+        commits = _segment_commits(ckpt, commit)
         print(f"{time.strftime('%H:%M:%S')} {out.relative_to(root)}: start"
               f"{' (resuming)' if ckpt.exists() else ''} at commit {commit}; rerun "
               f"alone with: {p.command()}", flush=True)
@@ -191,18 +195,37 @@ def run_missing(root: Path = RESULTS_DIR, checkpoints: Path = CACHE / "checkpoin
                 f"{commit} at the start, {now} now), so no record could name the code "
                 f"that made it. Its checkpoint {ckpt} is kept: check out {commit} "
                 f"cleanly and run again to save it")
-        result.provenance["git_commit"] = commit  # the code training started from
+        result.provenance["git_commit"] = commits[0]  # the code training started from
+        if len(commits) > 1:
+            result.provenance["resumed_at_commits"] = commits[1:]
         result.provenance["command"] = p.command()
         result.provenance["experiment"] = p.experiment
         result.provenance["arms"] = list(p.arms)
         result.weights_sha256 = save_weights(model, weights_path(out))
         result.save(out)
         ckpt.unlink(missing_ok=True)
+        _commits_file(ckpt).unlink(missing_ok=True)
         ran += 1
         print(f"{time.strftime('%H:%M:%S')} {out.relative_to(root)}: test accuracy "
               f"{100 * result.test_accuracy:.2f}%, {result.train_seconds:.0f} s of "
               f"training", flush=True)
     return ran
+
+
+def _commits_file(ckpt: Path) -> Path:
+    return ckpt.with_name(ckpt.name + ".commits")
+
+
+def _segment_commits(ckpt: Path, commit: str) -> list[str]:
+    """The commits this run has trained at so far, ``commit`` last: what the
+    ``.commits`` file beside its checkpoint lists (nothing when there is no
+    checkpoint to resume: a fresh start), plus ``commit`` if it is new."""
+    log = _commits_file(ckpt)
+    earlier = log.read_text().split() if ckpt.exists() and log.exists() else []
+    commits = earlier + ([commit] if commit not in earlier[-1:] else [])
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(log, "\n".join(commits) + "\n")
+    return commits
 
 
 def add_arguments(p: argparse.ArgumentParser, parser_class: type) -> None:

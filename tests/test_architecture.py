@@ -54,7 +54,7 @@ def test_architecture_figure_draws_one_box_per_unit():
     # and the four-branch bar under each of the nine Inception modules (3a-b, 4a-e, 5a-b)
     bars = [p for p in ax.patches if type(p).__name__ == "Rectangle"]
     assert sum(1 for u in units if u.branches) == 9 and len(bars) == 9 * 4
-    assert "googlenet" in ax.get_title()
+    assert "GoogLeNet at 28 px" in ax.get_title()  # the book's name, not the id
     texts = {t.get_text() for t in ax.texts}
     # 4e: 256 + 320 + 128 + 128 = 832 channels, at 56 -> 28 -> 14 -> 7 -> 3 px.
     assert "inception4.4e" in texts and "832x3x3" in texts

@@ -49,8 +49,9 @@ def test_at_the_papers_widths_the_bottleneck_costs_less_than_the_basic_block():
 def test_the_preactivation_figure_shows_both_orders():
     fig = block_diagrams.preactivation_figure()
     shown = texts(fig)
-    assert "original (He et al. 2015)" in shown
-    assert "pre-activation (He et al. 2016)" in shown
+    # Dated as the book cites the papers: CVPR 2016 and ECCV 2016, not arXiv's 2015.
+    assert "original (He et al., CVPR 2016)" in shown
+    assert "pre-activation (He et al., ECCV 2016)" in shown
     assert "out = x + F(x)" in shown and "gates the skip path" in shown
     boxes = [t.get_text() for t in fig.axes[0].texts]
     # The original ends with a ReLU after the +; the pre-activation block ends at the +.

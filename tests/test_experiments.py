@@ -77,3 +77,51 @@ def test_results_or_note_is_one_note_until_every_arm_has_a_run():
     both = [ARMS[0], Arm("option B (projection)", (run(42, 0.96),), 3, "cmd")]
     shown = results_or_note(both)
     assert shown == experiment_table(both) + "\n\n" + verdict(both)
+
+
+def test_times_from_two_machines_name_their_machine_and_say_they_do_not_compare():
+    """The BN experiment's case: its arms ran on two processors, so a reader
+    must not read the time column as the cost of BN."""
+    xeon = tuple(run(s, 0.6) for s in (42, 43))
+    epyc = tuple(run(s, 0.98) for s in (42, 43))
+    for r in xeon:
+        r.provenance["device_name"], r.train_seconds = "Intel(R) Xeon(R) Processor", 266.0
+    for r in epyc:
+        r.provenance["device_name"], r.train_seconds = "AMD EPYC 7B13", 375.0
+    text = experiment_table([Arm("without BN", xeon, 2, "cmd"), Arm("with BN", epyc, 2, "cmd")])
+    rows = text.split("\n\n")[0].splitlines()
+    assert "| 266 on Intel Xeon |" in rows[2] and "| 375 on AMD EPYC 7B13 |" in rows[3]
+    assert "ran on 2 different machines" in text
+    assert "compares only with a time from the same machine" in text
+    # One machine: the column is the time alone, and no note.
+    for r in xeon:
+        r.provenance["device_name"] = "AMD EPYC 7B13"
+    one = experiment_table([Arm("without BN", xeon, 2, "cmd"), Arm("with BN", epyc, 2, "cmd")])
+    assert "| 266 |" in one and "different machines" not in one
+
+
+def test_an_arm_keeps_its_colour_on_every_figure_and_colours_differ_within_a_model():
+    from matplotlib.colors import to_hex
+
+    from cnnlab.experiments import arm_colours, config_key, experiment_figure
+    from cnnlab.plan import EXPERIMENTS, experiment_runs
+
+    colours = arm_colours()
+    by_model: dict[str, list[str]] = {}
+    for name in EXPERIMENTS:
+        for planned in experiment_runs(name).values():
+            by_model.setdefault(planned[0].config.model, []).append(config_key(planned[0]))
+    for model, keys in by_model.items():
+        distinct = sorted(set(keys))
+        assert len({colours[k] for k in distinct}) == len(distinct), model
+    # Option B at 56 px is in three ResNet-18 experiments: one colour in each figure.
+    option_b = "resnet18-shortcut_projection-1ep-cpu"
+    for name, arm_name in (("shortcut", "option B (projection)"),
+                           ("input_size", "56 px (upsample 2)"),
+                           ("degradation", "residual (option B)")):
+        arms = [Arm(n, (run(42, 0.97), run(43, 0.98)), 2, "cmd",
+                    config_key(p[0])) for n, p in experiment_runs(name).items()]
+        fig = experiment_figure(arms)
+        label = next(l for l in fig.axes[0].get_lines()
+                     if l.get_label().startswith(arm_name))
+        assert to_hex(label.get_color()) == colours[option_b].lower(), name

@@ -234,10 +234,10 @@ def test_seed_spread_text_gives_the_range_the_seed_alone_moved():
     runs = [fake_run("lenet", 42 + i, a / 100) for i, a in enumerate((97.41, 96.89, 97.56))]
     text = seed_spread_text("lenet", runs)
     # 97.56 - 96.89 = 0.67, from the lowest to the highest whatever the order.
-    assert "moved lenet's test accuracy by 0.67 points (96.89 to 97.56% over 3 seeds)" in text
+    assert "moved LeNet-5's test accuracy by 0.67 points (96.89 to 97.56% over 3 seeds)" in text
     assert "3 seeds give only a rough lower bound" in text
     assert "needs more of them" in seed_spread_text("lenet", runs[:1])
-    assert "No full run of lenet is recorded yet" in seed_spread_text("lenet", [])
+    assert "No full run of LeNet-5 is recorded yet" in seed_spread_text("lenet", [])
 
 
 def test_experiment_time_leaves_out_a_seed_that_shared_the_cpu():

@@ -85,6 +85,8 @@ def test_overlap_text_says_what_the_vote_does_and_who_is_missing():
     text = overlap_text(overlap([a, b, c], labels), ["d"], len(labels))
     # a and c each get 2 wrong (a is first); the vote gets 2 wrong too: a tie.
     assert "The majority vote gets as many wrong as the best single network, a (2 against 2" in text
+    # One record per network is one draw, and the sentence says so.
+    assert "That compares one record per network" in text and "single draw" in text
     assert "1 test digits fool every network here" in text and "predictions: d." in text
     assert "| a (seed 42) | 2 |" in text  # each network's row names its record's seed
     # Two networks: the vote is the one better on validation, by construction,

@@ -219,3 +219,56 @@ def test_the_recorder_and_the_pages_read_a_planned_record_the_same_way(tmp_path,
         "mismatch", "model is 'lenet', the plan says 'googlenet'")
     assert "another run's record: model is 'lenet'" in record.record_state(p, "cpu", tmp_path)
     assert arm_runs() == 0 and "not this arm's run (model is 'lenet'" in capsys.readouterr().err
+
+
+
+@pytest.mark.parametrize("segments, named, resumed", [
+    (["first", "second", "third"], "first", ["second", "third"]),
+    (["first", "first", "second"], "first", ["second"]),  # a commit is listed once
+    (["first", "first"], "first", None),                  # never moved: no list
+])
+def test_a_run_resumed_at_another_commit_names_every_commit_it_trained_at(
+        monkeypatch, tmp_path, segments, named, resumed):
+    """A run stopped (SIGTERM keeps its checkpoint) and resumed after HEAD
+    moved: the record names the commit it started from, then the later ones."""
+    from cnnlab import train as train_module
+    from cnnlab.plan import Planned
+    from cnnlab.results import RunResult
+    from cnnlab.train import TrainConfig
+
+    real_train = train_module.train
+    tiny = Planned(TrainConfig(**TINY), "runs")
+    monkeypatch.setattr(record, "plan", lambda: [tiny])
+    log = tmp_path / "ck" / (tiny.path("cpu", tmp_path).stem + ".pt.commits")
+
+    class Stopped(Exception):
+        pass
+
+    def segment(config, checkpoint=None, **kwargs):
+        if not last:  # stopped: what a SIGTERM leaves is the checkpoint
+            checkpoint.write_bytes(b"stopped here")
+            raise Stopped
+        return real_train(config, progress=False)  # the last segment ends the run
+
+    monkeypatch.setattr(train_module, "train", segment)
+    for i, commit in enumerate(segments):
+        last = i == len(segments) - 1
+        monkeypatch.setattr(record, "git_commit", lambda c=commit: c)
+        if last:
+            assert record.run_missing(root=tmp_path, checkpoints=tmp_path / "ck") == 1
+        else:
+            with pytest.raises(Stopped):
+                record.run_missing(root=tmp_path, checkpoints=tmp_path / "ck")
+            assert log.exists()
+    prov = RunResult.load(tiny.path("cpu", tmp_path)).provenance
+    assert prov["git_commit"] == named
+    assert prov.get("resumed_at_commits") == resumed
+    assert not log.exists()  # cleared with the checkpoint
+
+
+def test_a_fresh_start_forgets_the_commits_of_a_run_whose_checkpoint_is_gone(tmp_path):
+    ckpt = tmp_path / "run.pt"
+    (tmp_path / "run.pt.commits").write_text("old\n")
+    assert record._segment_commits(ckpt, "new") == ["new"]  # no checkpoint: afresh
+    ckpt.write_bytes(b"x")
+    assert record._segment_commits(ckpt, "newer") == ["new", "newer"]
