@@ -68,3 +68,25 @@ def test_troubleshooting_quotes_the_recorded_out_of_memory_error():
     # ... and names the recording it quotes.
     prov = record["provenance"]
     assert prov["date"][:10] in page and prov["git_commit"][:12] in page
+
+
+SEED_WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five"}
+
+
+def test_the_typed_28_against_56_px_numbers_are_the_records():
+    """intro.md and 09_troubleshooting.md are not executed, so the numbers
+    they type about the input-size experiment are checked here against the
+    records: a seed that lands changes the means, and the pages must follow."""
+    from cnnlab.experiments import experiment_arms
+
+    small, large = experiment_arms("input_size")
+    s, l = small.spread, large.spread
+    page = _wrapped((BOOK / "09_troubleshooting.md").read_text())
+    assert (f"{s.mean:.2f} ± {s.std:.2f}% at 28 px against {l.mean:.2f} ± {l.std:.2f}% "
+            f"at 56 px") in page, "09_troubleshooting.md: the 28 px against 56 px numbers"
+    intro = _wrapped((BOOK / "intro.md").read_text())
+    n, planned = min(s.n, l.n), small.planned
+    seeds = (f"all {SEED_WORDS[planned]} planned seeds" if n == planned
+             else f"the first {SEED_WORDS[n]} of the {SEED_WORDS[planned]} planned seeds")
+    for name, text in (("intro.md", intro), ("09_troubleshooting.md", page)):
+        assert seeds in text, f"{name} must say '{seeds}' (the records hold {n})"

@@ -208,3 +208,21 @@ def test_input_size_time_leaves_out_runs_that_shared_the_cpu():
     arms = [arm("28 px (upsample 1)", SMALL, seconds=84.0, share=0.5),
             arm("56 px (upsample 2)", LARGE, seconds=239.0)]
     assert "times as long" not in input_size_comparison(arms)
+
+
+def test_input_size_times_compare_only_within_a_machine():
+    """Seeds 42-44 ran on one machine and 45-46 on another: a ratio of means
+    over both would mix the machines, so each machine gets its own ratio."""
+    small = arm("28 px (upsample 1)", [97.0, 97.1, 97.2, 97.3], planned=4, seconds=84.0)
+    large = arm("56 px (upsample 2)", [98.0, 98.1, 98.2, 98.3], planned=4, seconds=239.0)
+    for a, later in ((small, 257.0), (large, 507.0)):
+        for r in a.runs[:2]:
+            r.provenance["device_name"] = "Intel(R) Xeon(R) Processor"
+        for r in a.runs[2:]:
+            r.provenance["device_name"], r.train_seconds = "AMD EPYC", later
+            r.cpu_seconds = 2 * later
+    text = input_size_comparison([small, large], 97.5, 99.30)
+    assert ("2.8 times as long as a 28 px run on the Intel Xeon (239 s against 84 s on "
+            "average) and 2.0 times as long as a 28 px run on the AMD EPYC (507 s against "
+            "257 s on average)") in text
+    assert "373" not in text  # 239, 239, 507, 507: a mean over both machines
