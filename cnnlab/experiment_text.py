@@ -17,12 +17,12 @@ from dataclasses import asdict
 from pathlib import Path
 
 from .data import N_TEST, N_TRAIN, N_VAL
-from .experiments import Arm, compare, experiment_arms, verdict
-from .findings import machine_name, separated, span_text
+from .experiments import Arm, by_machine, compare, experiment_arms, quiet_runs, verdict
+from .findings import separated, span_text
 from .models import DEFAULT_DROPOUT
 from .plan import EXPERIMENT_BUDGET, Planned, experiment_runs
 from .report import REPORT, REPORT_RESNET18_28PX
-from .results import RESULTS_DIR, cpu_share
+from .results import RESULTS_DIR, RunResult, cpu_share
 
 
 def find_arm(arms: list[Arm], prefix: str) -> Arm:
@@ -226,11 +226,9 @@ def _time_ratios(small: Arm, large: Arm) -> str:
     one such clause per machine that ran both arms (a time compares only
     with a time from the same machine), or '' when none did quietly."""
     clauses = []
-    machines = dict.fromkeys(machine_name(r) for r in small.runs + large.runs)
-    for m in machines:
-        s, l = (_mean_quiet_seconds(Arm(a.name, tuple(r for r in a.runs
-                                                      if machine_name(r) == m),
-                                        a.planned, a.command)) for a in (small, large))
+    smalls, larges = by_machine(list(small.runs)), by_machine(list(large.runs))
+    for m in dict.fromkeys([*smalls, *larges]):  # machines in order of first run
+        s, l = (_mean_quiet_seconds(runs.get(m, [])) for runs in (smalls, larges))
         if s is not None and l is not None:
             clauses.append((m, l / s, l, s))
     if len(clauses) == 1:
@@ -241,11 +239,11 @@ def _time_ratios(small: Arm, large: Arm) -> str:
                         f"against {s:,.0f} s on average)" for m, ratio, l, s in clauses)
 
 
-def _mean_quiet_seconds(a: Arm) -> float | None:
-    """Mean training time of the runs of ``a`` that had at least 90 % of their
-    threads' time (``experiment_table``'s rule), or None if none did."""
-    quiet = [r.train_seconds for r in a.runs if (cpu_share(r) or 1.0) >= 0.9]
-    return statistics.mean(quiet) if quiet else None
+def _mean_quiet_seconds(runs: list[RunResult]) -> float | None:
+    """Mean training time of the ``quiet_runs`` (``experiment_table``'s
+    rule), or None if none was quiet."""
+    quiet = quiet_runs(runs)
+    return statistics.mean(r.train_seconds for r in quiet) if quiet else None
 
 
 def input_size_comparison(arms: list[Arm], report_28: float = REPORT_RESNET18_28PX,

@@ -143,22 +143,36 @@ def _commits(runs: list[RunResult]) -> str:
                      for c, s in seeds.items())
 
 
+def by_machine(runs: list[RunResult]) -> dict[str, list[RunResult]]:
+    """``runs`` grouped by ``findings.machine_name``, in order of first run:
+    a time compares only with a time from the same machine."""
+    groups: dict[str, list[RunResult]] = {}
+    for r in runs:
+        groups.setdefault(machine_name(r), []).append(r)
+    return groups
+
+
+def quiet_runs(runs: list[RunResult]) -> list[RunResult]:
+    """The runs that had at least 90% of their threads' time (a run that
+    shared the CPU is slower than its machine); a run that kept no CPU time
+    counts as quiet."""
+    return [r for r in runs if (cpu_share(r) or 1.0) >= 0.9]
+
+
 def _times(runs: list[RunResult], name_machines: bool) -> str:
     """The table's time cell: ``_quiet_seconds``, per machine with its name
     when the experiment's runs come from several machines."""
     if not name_machines:
         return _quiet_seconds(runs)
-    by: dict[str, list[RunResult]] = {}
-    for r in runs:
-        by.setdefault(machine_name(r), []).append(r)
-    return "; ".join(f"{_quiet_seconds(group)} on {m}" for m, group in by.items())
+    return "; ".join(f"{_quiet_seconds(group)} on {m}"
+                     for m, group in by_machine(runs).items())
 
 
 def _quiet_seconds(runs: list[RunResult]) -> str:
     """Mean training time over the runs that had their cores to themselves
     (a run that shared the CPU is slower than the CPU; its time is left out,
     and the cell says how many were)."""
-    quiet = [r for r in runs if (cpu_share(r) or 1.0) >= 0.9]
+    quiet = quiet_runs(runs)
     if not quiet:
         return "(every seed shared the CPU)"
     text = f"{statistics.mean(r.train_seconds for r in quiet):,.0f}"

@@ -247,7 +247,6 @@ def recorded_accuracy(name: str) -> str:
     """Test accuracy (%) of ``name``'s recorded full runs, mean ± sd over
     seeds on one device (GPU first), or 'not recorded'."""
     from .findings import device_runs
-
     from .plan import FULL_RUNS
 
     runs = device_runs(name)

@@ -216,14 +216,15 @@ def report_position(model: str, runs: list[RunResult]) -> str:
 def seed_spread_text(model: str, runs: list[RunResult]) -> str:
     """What the seeds of ``model`` say about seed-to-seed noise, in a sentence
     or two: how far changing only the seed moved the test accuracy."""
+    name = model_name(model)
     if not runs:
-        return f"No full run of {model_name(model)} is recorded yet: run `make record-cpu`."
+        return f"No full run of {name} is recorded yet: run `make record-cpu`."
     spread = accuracy_spread(runs)
     if spread.n == 1:
-        return (f"One seed of {model_name(model)} is recorded so far ({spread.low:.2f}%): the spread "
+        return (f"One seed of {name} is recorded so far ({spread.low:.2f}%): the spread "
                 f"between seeds needs more of them.")
     lo, hi = spread.low, spread.high
-    return (f"Changing only the seed moved {model_name(model)}'s test accuracy by {hi - lo:.2f} "
+    return (f"Changing only the seed moved {name}'s test accuracy by {hi - lo:.2f} "
             f"points ({lo:.2f} to {hi:.2f}% over {spread.n} seeds). Two single runs "
             f"that differ by less than that may differ by the seed alone; {spread.n} "
             f"seeds give only a rough lower bound on the spread.")

@@ -212,8 +212,8 @@ def confusion_figure(p: Predictions, labels: np.ndarray) -> Figure:
     ax.set(xticks=range(DIGITS), yticks=range(DIGITS), xlabel="predicted digit",
            ylabel="true digit")
     wrong = int(off.sum())
-    ax.set_title(f"{model_name(p.model)} (seed {p.seed}): {wrong} of {len(labels):,} test digits "
-                 f"wrong;\nthe diagonal (right answers) is left blank", fontsize=10)
+    ax.set_title(f"{model_name(p.model)} (seed {p.seed}): {wrong} of {len(labels):,} "
+                 f"test digits wrong;\nthe diagonal (right answers) is left blank", fontsize=10)
     fig.colorbar(image, ax=ax, shrink=0.8, label="test images")
     fig.patch.set_facecolor("white")
     return fig
@@ -242,8 +242,7 @@ def misread_figure(p: Predictions, images: np.ndarray, labels: np.ndarray,
     captions = [f"{labels[i]} → {p.classes[i]}" for i in wrong]
     return digit_grid(images[wrong], captions,
                       f"{model_name(p.model)} (seed {p.seed}): the first {len(wrong)} "
-                      f"test digits it "
-                      f"misreads, in test-set order (true → predicted)")
+                      f"test digits it misreads, in test-set order (true → predicted)")
 
 
 def majority_vote(predictions: list[Predictions], labels: np.ndarray) -> np.ndarray:
