@@ -125,27 +125,43 @@ def experiment_design(name: str, root: Path = RESULTS_DIR, device: str = "cpu") 
 
 
 def load_note(arms: list[Arm]) -> str:
-    """How busy the CPU was when the runs of ``arms`` were recorded: the load
+    """How busy the CPU was when the runs of ``arms`` were recorded, machine
+    by machine (a load on one machine says nothing of another): the load
     average as each run ended, and the share of its threads' time it got."""
     runs = [r for a in arms for r in a.runs]
     if not runs:
         return ""
+    groups = by_machine(runs)
+    parts = [_machine_load(m, group, len(groups) > 1) for m, group in groups.items()]
+    if not any(parts):
+        return f"The {len(runs)} runs recorded neither the load nor their CPU time."
+    text = "; ".join(p for p in parts if p)
+    return (text[0].upper() + text[1:] + " (`provenance.load_average` and `cpu_seconds` "
+            "in each record).")
+
+
+def _machine_load(machine: str, runs: list[RunResult], name_it: bool) -> str:
+    """One machine's part of ``load_note`` ('' when its runs kept neither).
+    ``cpu_threads`` is the threads PyTorch used, not the machine's cores."""
     loads = [r.provenance["load_average"][0] for r in runs
              if r.provenance.get("load_average")]
     shares = [100 * s for r in runs if (s := cpu_share(r)) is not None]
     threads = sorted({r.provenance.get("cpu_threads") for r in runs} - {None})
-    cpu = f"their {'/'.join(map(str, threads))}-thread CPU" if threads else "their CPU"
-    if not loads and not shares:
-        return f"The {len(runs)} runs recorded neither the load nor their CPU time."
+    where = f" on the {machine}" if name_it else ""
+    with_threads = (f" (PyTorch on {'/'.join(map(str, threads))} threads)"
+                    if threads else "")
+    n = f"these {len(runs)} runs" if len(runs) > 1 else "this run"
     parts = []
     if loads:
-        parts.append(f"When these {len(runs)} runs ended, the 1-minute load average on "
-                     f"{cpu} was {span_text(loads)}")
+        parts.append(f"when {n}{where} ended, the 1-minute load average was "
+                     f"{span_text(loads)}")
     if shares:
-        parts.append(f"the runs got {span_text(shares, '.0f')} % of their threads' time")
-    text = "; ".join(parts)
-    return (text[0].upper() + text[1:] + " (`provenance.load_average` and `cpu_seconds` "
-            "in each record).")
+        whose = "they" if len(runs) > 1 else "it"
+        lead = f"{whose} got" if loads else f"{n}{where} got"
+        parts.append(f"{lead} {span_text(shares, '.0f')} % of "
+                     f"{'their' if len(runs) > 1 else 'its'} threads' time"
+                     f"{with_threads}")
+    return ", and ".join(parts)
 
 
 def seed_differences(arms: list[Arm], first: str, second: str) -> str:

@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from .findings import Spread, accuracy_spread, machine_name, separated
+from .findings import Spread, _and, accuracy_spread, machine_name, separated
 from .plan import EXPERIMENTS, Planned, experiment_runs, load_planned
 from .plots import ARM_COLOURS
-from .results import RESULTS_DIR, RunResult, cpu_share, plain, skip_note
+from .results import QUIET_SHARE, RESULTS_DIR, RunResult, cpu_share, plain, skip_note
 
 
 @dataclass(frozen=True)
@@ -103,14 +103,14 @@ def experiment_table(arms: list[Arm]) -> str:
             continue
         each = ", ".join(f"{100 * r.test_accuracy:.2f}" for r in a.runs)
         lines.append(f"| {a.name} | {a.spread.text(a.planned)} | {each} "
-                     f"| {_times(list(a.runs), len(machines) > 1)} "
+                     f"| {_times(list(a.runs))} "
                      f"| {_commits(list(a.runs))} |")
     if len(machines) > 1:
         lines += ["", f"These runs ran on {len(machines)} different machines (the time "
                       f"column names each): a training time compares only with a time "
                       f"from the same machine, so the column cannot say which arm is "
                       f"faster across machines."]
-    commits = {_commit7(r) for a in arms for r in a.runs}
+    commits = {c for a in arms for r in a.runs for c in _all_commits7(r)}
     if len(commits) > 1:
         lines += ["", f"These runs were recorded at {len(commits)} different commits of "
                       "the code (the last column): a gap between two runs from different "
@@ -131,12 +131,23 @@ def _commit7(r: RunResult) -> str:
     return sha[:7] + ("+dirty" if dirty else "")
 
 
+def _all_commits7(r: RunResult) -> list[str]:
+    """Every commit run ``r`` trained at: the one it started at, then any it
+    was resumed at after a stop (``provenance.resumed_at_commits``)."""
+    later = r.provenance.get("resumed_at_commits") or []
+    return [_commit7(r)] + [str(c)[:7] for c in later]
+
+
 def _commits(runs: list[RunResult]) -> str:
     """The table's commit cell: '777d492' when every run has the same commit,
-    else each commit with its seeds, '5f1818f (seed 42); 777d492 (seeds 43, 44)'."""
+    else each commit with its seeds, '5f1818f (seed 42); 777d492 (seeds 43, 44)';
+    a run resumed at other commits reads '934ca0c, resumed at b30c8b7 and
+    f8a985d (seed 45)'."""
     seeds: dict[str, list[str]] = {}
     for r in runs:
-        seeds.setdefault(_commit7(r), []).append(str(r.config.get("seed", "?")))
+        first, *later = _all_commits7(r)
+        label = first + (f", resumed at {_and(later)}" if later else "")
+        seeds.setdefault(label, []).append(str(r.config.get("seed", "?")))
     if len(seeds) == 1:
         return plain(next(iter(seeds)))
     return "; ".join(f"{plain(c)} (seed{'s' if len(s) > 1 else ''} {', '.join(s)})"
@@ -156,15 +167,13 @@ def quiet_runs(runs: list[RunResult]) -> list[RunResult]:
     """The runs that had at least 90% of their threads' time (a run that
     shared the CPU is slower than its machine); a run that kept no CPU time
     counts as quiet."""
-    return [r for r in runs if (cpu_share(r) or 1.0) >= 0.9]
+    return [r for r in runs if (cpu_share(r) or 1.0) >= QUIET_SHARE]
 
 
-def _times(runs: list[RunResult], name_machines: bool) -> str:
-    """The table's time cell: ``_quiet_seconds``, per machine with its name
-    when the experiment's runs come from several machines."""
-    if not name_machines:
-        return _quiet_seconds(runs)
-    return "; ".join(f"{_quiet_seconds(group)} on {m}"
+def _times(runs: list[RunResult]) -> str:
+    """The table's time cell: ``_quiet_seconds`` per machine, with its name
+    (a time means nothing without its machine)."""
+    return "; ".join(_quiet_seconds(group) + (f" on {m}" if m != "?" else "")
                      for m, group in by_machine(runs).items())
 
 

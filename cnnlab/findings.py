@@ -17,9 +17,9 @@ from matplotlib.figure import Figure
 
 from .data import N_VAL
 from .plots import model_colour, model_name, seed_style, smooth
-from .plan import FULL_RUNS, load_planned
+from .plan import FULL_RUNS
 from .report import REPORT
-from .results import RESULTS_DIR, RunResult, cpu_share, plain, recorded_runs
+from .results import QUIET_SHARE, RunResult, cpu_share, plain, recorded_runs
 
 
 @dataclass(frozen=True)
@@ -183,7 +183,7 @@ def _shared(r: RunResult) -> bool | None:
     ended; None when it recorded neither, or on a GPU."""
     share = cpu_share(r)
     if share is not None:
-        return share < 0.9
+        return share < QUIET_SHARE
     load = (r.provenance.get("load_average") or [None] * 3)[2]
     if load is None or r.config.get("device") != "cpu":
         return None
@@ -464,20 +464,6 @@ def early_validation(model: str, folder: str | Path | None = None) -> str:
             f"at step {step} (the first validation point, on {subset}), and "
             f"{span([r.epoch_val_accuracy[0] for r in same])} on all {N_VAL:,} after the "
             f"first epoch.")
-
-
-def missing_full_runs(device: str = "cpu", root: Path = RESULTS_DIR) -> str:
-    """Markdown: how many planned full runs are recorded, and the command
-    that records each one still missing."""
-    from .plan import plan
-
-    full = [p for p in plan() if p.folder == "runs"]
-    todo = [p for p in full if load_planned(p, device, root)[0] is None]
-    text = f"Full runs on the {device.upper()}: {len(full) - len(todo)} of {len(full)} recorded."
-    if todo:
-        text += " Not recorded yet:\n\n" + "\n".join(
-            f"* `{p.config.model}`, seed {p.config.seed}: `{p.command()}`" for p in todo)
-    return text
 
 
 def provenance_table(runs: list[RunResult]) -> str:

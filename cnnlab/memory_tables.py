@@ -149,6 +149,15 @@ def _card_note(case: dict, available: int) -> str:
             f"context) it {room}.")
 
 
+def _sharpness(nearest: float) -> str:
+    """What the case nearest its cap (``nearest``: its estimate over the cap,
+    minus 1) says about how precise the estimate was shown to be."""
+    return (f"The case nearest its cap has an estimate {abs(nearest):.0%} "
+            f"{'under' if nearest <= 0 else 'over'} it: an error in the estimate "
+            f"smaller than that could not have changed any prediction, so these runs "
+            f"test the estimate to about {abs(nearest):.0%}, no finer.")
+
+
 def oom_markdown(record: dict | None, available: int) -> str:
     """Markdown: the recorded out-of-memory cases against the estimate made
     before each, how many outcomes it predicted, where the record comes
@@ -162,18 +171,20 @@ def oom_markdown(record: dict | None, available: int) -> str:
         return (f"No out-of-memory experiment is recorded yet (`results/{OOM_FILE}` "
                 "is missing), so this page shows no outcome. "
                 "`python -m cnnlab record oom` records it.")
-    rows, errors, right = [], [], 0
+    rows, errors, right, margins = [], [], 0, []
     for case in record["cases"]:
         total, cap = case["estimate"]["total"], f"{case['cap_bytes'] / 2**30:g} GiB"
         predicted = total <= case["cap_bytes"]
         right += predicted == _fitted(case)
+        margins.append(total / case["cap_bytes"] - 1)
         rows.append([cap, case["batch_size"], f"{total / 2**30:.2f} GiB",
-                     "fits" if predicted else "does not fit", case["outcome"]])
+                     f"{margins[-1]:+.0%}", "fits" if predicted else "does not fit",
+                     case["outcome"]])
         if case["error"]:
             errors.append(f"* batch {case['batch_size']} under {cap}: "
                           f"`{case['error'].splitlines()[0]}`")
-    table = markdown_table(["cap", "batch", "estimate before the run", "predicted",
-                            "outcome"], rows).data
+    table = markdown_table(["cap", "batch", "estimate before the run",
+                            "estimate against the cap", "predicted", "outcome"], rows).data
     p = record["provenance"]
     text = [table]
     if errors:
@@ -182,7 +193,8 @@ def oom_markdown(record: dict | None, available: int) -> str:
     text += [f"`{record['model']}`, recorded {p['date'][:10]} on {p['device_name']} "
              f"({p['cpu_threads']} threads), torch {p['torch']}, commit "
              f"{short_commit(p['git_commit'])}; `python -m cnnlab record oom` reruns it.",
-             f"**The estimate predicted {right} of the {len(rows)} outcomes.**"]
+             f"**The estimate predicted {right} of the {len(rows)} outcomes.**",
+             _sharpness(min(margins, key=abs))]
     text += [_card_note(case, available) for case in record["cases"]
              if case["cap_bytes"] == REPORT_CARD_BYTES]
     return "\n\n".join(text)

@@ -153,8 +153,8 @@ def mistakes_text(model: str, name: str, n: int = 30, folder=None) -> str:
         if missing:
             text += (f" The planned full run{'s' if len(missing) > 1 else ''} still to be "
                      f"recorded (seed{'s' if len(missing) > 1 else ''} {_seeds(missing)}) "
-                     f"will keep them: `make record-cpu` records the missing runs in the "
-                     f"plan's order, and `make record-status` lists them.")
+                     f"will keep them, and this section will then show "
+                     f"{'their' if len(missing) > 1 else 'its'} mistakes.")
         return text
     images, labels = test_digits()
     counts = confusion_matrix(p.classes, labels)

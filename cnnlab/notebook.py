@@ -182,7 +182,7 @@ def run_length_text(seconds: float, device: "torch.device | str") -> str:
     figure at this moment, not a property of the network."""
     return (f"= about {duration(seconds)} on this machine, now "
             f"({machine_now(device)}).\nA figure of this machine at this moment: "
-            f"other programs running slow each step down.")
+            f"any other program running at the same time slows each step down.")
 
 
 def oom_text(record: dict | None) -> str:

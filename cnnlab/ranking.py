@@ -195,6 +195,7 @@ def accuracy_ranking(recorded: dict[str, list[RunResult]]) -> str:
         lo, hi = s.low, s.high
         machines = {machine_name(r) for r in runs}
         commits = {r.provenance.get("git_commit") for r in runs}
+        mixed = [n for n in several if n != widest and _mixed(recorded[n])]
         if len(machines) == 1 and len(commits) == 1:
             sentences.append(f"For scale: seeds alone move `{widest}` from {lo:.2f}% "
                              f"to {hi:.2f}%.")
@@ -205,4 +206,44 @@ def accuracy_ranking(recorded: dict[str, list[RunResult]]) -> str:
             sentences.append(f"For scale: the runs of `{widest}` (seeds {seeds}) span "
                              f"{lo:.2f}% to {hi:.2f}%. They were recorded {where}, so "
                              f"that spread holds more than the seed's effect.")
+        if mixed:
+            names = _and([f"`{n}`" for n in mixed])
+            sentences.append(f"The seeds of {names} also come from more than one "
+                             f"machine or commit (the records table names each), so "
+                             f"{'its' if len(mixed) == 1 else 'their'} spread holds "
+                             f"more than the seed's effect too.")
     return " ".join(sentences)
+
+
+def _mixed(runs: list[RunResult]) -> bool:
+    """Whether ``runs`` come from more than one machine or commit."""
+    return (len({machine_name(r) for r in runs}) > 1
+            or len({r.provenance.get("git_commit") for r in runs}) > 1)
+
+
+def off_the_front(rows: list[tuple[str, float, float]],
+                  recorded: dict[str, list[RunResult]]) -> str:
+    """Lines, one per pair: each network of ``rows`` (name, validation
+    accuracy in %, cost) that another row beats (at least as accurate and at
+    most as costly, strictly better on one), the row that beats it, the
+    seeds behind each, and what the seed rule (``separated``, once
+    ``all_seeds_in``) says of the accuracy gap, on the last epoch's
+    validation accuracy of the runs in ``recorded``. Exercise 7.2 reads its
+    Pareto front with it."""
+    val = {n: Spread(tuple(100 * r.epoch_val_accuracy[-1] for r in runs))
+           for n, runs in recorded.items()}
+    lines = []
+    for name, accuracy, cost in rows:
+        for other, a, c in rows:
+            if not (a >= accuracy and c <= cost and (a > accuracy or c < cost)):
+                continue  # ``other`` does not beat ``name``
+            if not all(all_seeds_in(n, val[n].n) for n in (name, other)):
+                rule = "seeds still to record, so the two cannot be ranked yet"
+            elif separated(val[other], val[name]) == 1:
+                rule = "the gap is more than twice the larger standard deviation"
+            else:
+                rule = "the gap is within twice the larger standard deviation"
+            lines.append(f"{name} ({accuracy:.2f} %, {_seeds_so_far(name, val[name].n)}) "
+                         f"is beaten by {other} ({a:.2f} %, "
+                         f"{_seeds_so_far(other, val[other].n)}): {rule}")
+    return "\n".join(lines) or "No network beats another on both counts."

@@ -280,6 +280,11 @@ def decode_predictions(text: str, expected: int | None = None) -> np.ndarray:
     return classes
 
 
+# A CPU run that got less than this share of its threads' time shared the CPU
+# with other work: its time and images/s are slower than its machine can do.
+QUIET_SHARE = 0.9
+
+
 def cpu_share(r: RunResult) -> float | None:
     """The share of its threads' time a CPU run got while training (0-1).
 

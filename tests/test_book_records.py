@@ -90,3 +90,5 @@ def test_the_typed_28_against_56_px_numbers_are_the_records():
              else f"the first {SEED_WORDS[n]} of the {SEED_WORDS[planned]} planned seeds")
     for name, text in (("intro.md", intro), ("09_troubleshooting.md", page)):
         assert seeds in text, f"{name} must say '{seeds}' (the records hold {n})"
+    assert (f"a gap of {abs(l.mean - s.mean):.2f} points against a spread of up to "
+            f"{max(s.std, l.std):.2f}") in intro, "intro.md: the gap and the spread"

@@ -86,12 +86,19 @@ def test_load_note_gives_the_range_of_load_and_of_cpu_share():
     for r, load in zip(a.runs + b.runs, (2.1, 7.04, 4.0)):
         r.provenance["load_average"] = [load, 1.0, 1.0]
     assert load_note([a, b]) == (
-        "When these 3 runs ended, the 1-minute load average on their 2-thread CPU was "
-        "2.1 to 7.0; the runs got 50 to 98 % of their threads' time "
+        "When these 3 runs ended, the 1-minute load average was 2.1 to 7.0, and they "
+        "got 50 to 98 % of their threads' time (PyTorch on 2 threads) "
         "(`provenance.load_average` and `cpu_seconds` in each record).")
+    # Runs from two machines: each machine's loads apart, never one range.
+    b.runs[0].provenance["device_name"] = "Intel(R) Xeon(R) Processor"
+    two = load_note([a, b])
+    assert two.startswith("When these 2 runs on the ? ended, the 1-minute load average "
+                          "was 2.1 to 7.0, and they got 50 % of their threads' time")
+    assert ("; when this run on the Intel Xeon ended, the 1-minute load average was "
+            "4.0, and it got 98 % of its threads' time" in two)
     for r in a.runs + b.runs:
         del r.provenance["load_average"]
-    assert load_note([a]).startswith("The runs got 50 % of their threads' time")
+    assert load_note([a]).startswith("These 2 runs got 50 % of their threads' time")
     for r in a.runs:
         r.cpu_seconds = None
     assert load_note([a]) == "The 2 runs recorded neither the load nor their CPU time."

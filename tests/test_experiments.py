@@ -52,6 +52,13 @@ def test_the_table_names_the_commits_each_arms_runs_were_recorded_at():
     text = experiment_table(arms)
     assert text.split("\n\n")[0].splitlines()[2].endswith("| 777d492 |")
     assert "different commits" not in text
+    # A run stopped and resumed at later commits names each, and each counts.
+    report[2].provenance["resumed_at_commits"] = [old, "b30c8b7" + "0" * 33]
+    text = experiment_table(arms)
+    assert text.split("\n\n")[0].splitlines()[2].endswith(
+        "| 777d492 (seeds 42, 43); 777d492, resumed at 5f1818f and b30c8b7 (seed 44) |")
+    assert "These runs were recorded at 3 different commits" in text
+    del report[2].provenance["resumed_at_commits"]
     # A commit from a record is text on the page, not table markup.
     report[0].provenance["git_commit"] = "a|bcdefgh"
     row = experiment_table(arms[:1]).split("\n\n")[0].splitlines()[2]
@@ -93,11 +100,12 @@ def test_times_from_two_machines_name_their_machine_and_say_they_do_not_compare(
     assert "| 266 on Intel Xeon |" in rows[2] and "| 375 on AMD EPYC 7B13 |" in rows[3]
     assert "ran on 2 different machines" in text
     assert "compares only with a time from the same machine" in text
-    # One machine: the column is the time alone, and no note.
+    # One machine: the column still names it (a time means nothing without
+    # its machine), and no note.
     for r in xeon:
         r.provenance["device_name"] = "AMD EPYC 7B13"
     one = experiment_table([Arm("without BN", xeon, 2, "cmd"), Arm("with BN", epyc, 2, "cmd")])
-    assert "| 266 |" in one and "different machines" not in one
+    assert "| 266 on AMD EPYC 7B13 |" in one and "different machines" not in one
 
 
 def test_an_arm_keeps_its_colour_on_every_figure_and_colours_differ_within_a_model():

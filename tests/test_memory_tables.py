@@ -126,7 +126,11 @@ def test_the_oom_summary_counts_the_outcomes_the_estimate_predicted():
              _case(1 * gib, 128, int(0.9 * gib), False)]   # predicted fits: wrong
     text = oom_markdown(_record(cases), available=int(1.7 * gib))
     assert "**The estimate predicted 2 of the 3 outcomes.**" in text
-    assert "| 1 GiB | 128 | 0.90 GiB | fits | failed |" in text
+    assert "| 1 GiB | 128 | 0.90 GiB | -10% | fits | failed |" in text
+    assert "| 2 GiB | 512 | 2.90 GiB | +45% | does not fit | failed |" in text
+    # The case nearest its cap bounds how finely the runs test the estimate.
+    assert ("The case nearest its cap has an estimate 10% under it: an error in the "
+            "estimate smaller than that could not have changed any prediction" in text)
     # Each failed step's error, its first line only.
     assert "* batch 128 under 1 GiB: `RuntimeError: can't allocate memory`" in text
     assert "more" not in text.split("as PyTorch raised it")[1].split("recorded")[0]

@@ -129,7 +129,7 @@ def _records(tmp_path, seeds_kept, seeds_without=()):
     return tmp_path
 
 
-def test_without_predictions_the_section_is_one_note_with_the_command(tmp_path):
+def test_without_predictions_the_section_is_one_note_that_says_what_will_come(tmp_path):
     from cnnlab.mistakes import (mistakes_text, recorded_confusion_figure,
                                  recorded_misread_figure)
 
@@ -137,7 +137,9 @@ def test_without_predictions_the_section_is_one_note_with_the_command(tmp_path):
     text = mistakes_text("lenet", "LeNet-5", folder=folder)
     assert text.startswith("No recorded run of LeNet-5 keeps its test predictions yet")
     assert "Its recorded run (seed 42) was made before records kept them" in text
-    assert "(seeds 43 and 44) will keep them: `make record-cpu`" in text
+    assert ("(seeds 43 and 44) will keep them, and this section will then show their "
+            "mistakes.") in text
+    assert "make" not in text  # a reader's page, not the maintainers' (setup.md has it)
     # No reading guidance above a matrix that is not there, and one paragraph.
     assert "darkest" not in text and "\n" not in text
     assert recorded_confusion_figure("lenet", folder=folder) is None

@@ -64,7 +64,7 @@ def test_the_bn_experiment_reuses_the_recorded_arm_without_bn():
 
 def test_the_dropout_rerun_on_bn_reuses_the_bn_arm_and_changes_only_the_rate():
     with_04, with_02 = experiment_runs("bn_dropout").values()
-    bn_arm = experiment_runs("batch_norm")["with BN after every conv"]
+    bn_arm = experiment_runs("batch_norm")["with BN after every conv (no LRN)"]
     assert [p.filename() for p in with_02] == [p.filename() for p in bn_arm]
     assert all(p.config.options == {"batch_norm": True} and p.config.dropout == 0.4
                for p in with_04)

@@ -80,6 +80,14 @@ def test_the_ranking_names_only_what_the_seeds_separate():
     assert "seeds alone" not in mixed
     assert ("the runs of `lenet` (seeds 42, 43 and 44) span 97.00% to 97.20%. They were "
             "recorded on 2 machines, so that spread holds more" in mixed)
+    # Every other network whose seeds mix machines or commits is named too.
+    newer = fake_run("resnet18", 44, 0.9905)
+    newer.provenance = newer.provenance | {"git_commit": "1" * 40}
+    both = accuracy_ranking({"lenet": recorded["lenet"][:2] + [other],
+                             "resnet18": recorded["resnet18"][:2] + [newer]})
+    assert ("The seeds of `resnet18` also come from more than one machine or commit "
+            "(the records table names each), so its spread holds more" in both)
+    assert "The seeds of" not in text  # one machine, one commit: nothing to add
     # Two networks whose seeds overlap are said to be inseparable, not ranked.
     close = accuracy_ranking({"lenet": recorded["lenet"],
                               "resnet18": [fake_run("resnet18", 42 + i, a / 100)
@@ -147,3 +155,37 @@ def test_the_accuracy_table_lists_each_rows_seeds():
     assert "| `alexnet` | 1 of 3 (42) | 99.20 | 99.20 | 99.13 |" in table  # no ± for one
     assert "| `googlenet` | none yet |" in table
     assert "| `alexnet_large` | none (not in the CPU plan) | | | no row |" in table
+
+
+def test_off_the_front_names_each_beaten_network_and_what_the_seed_rule_says():
+    from cnnlab.ranking import off_the_front
+
+    def runs(model, accs):
+        return [fake_run(model, 42 + i, a / 100) for i, a in enumerate(accs)]
+
+    recorded = {"lenet": runs("lenet", (98.0, 98.2, 98.1)),         # 98.10 ± 0.10
+                "googlenet": runs("googlenet", (97.0, 97.1, 96.9)),  # 97.00 ± 0.10
+                "alexnet": runs("alexnet", (98.0, 98.3, 98.6)),      # 98.30 ± 0.30
+                "resnet18": runs("resnet18", (99.0,))}               # 1 of 3 seeds
+    rows = [("lenet", 98.1, 1.0), ("googlenet", 97.0, 5.0), ("alexnet", 98.3, 9.0),
+            ("resnet18", 99.0, 9.0)]
+    lines = off_the_front(rows, recorded).splitlines()
+    # googlenet is beaten by lenet (cheaper, and a gap of 1.10 against 2 x
+    # 0.10), not by alexnet (more accurate but dearer); alexnet by resnet18
+    # (equal cost, more accurate), whose seeds are not all in. lenet and
+    # resnet18 are on the front.
+    assert lines == [
+        "googlenet (97.00 %, 3 of 3 seeds) is beaten by lenet (98.10 %, 3 of 3 seeds): "
+        "the gap is more than twice the larger standard deviation",
+        "alexnet (98.30 %, 3 of 3 seeds) is beaten by resnet18 (99.00 %, 1 of 3 seeds): "
+        "seeds still to record, so the two cannot be ranked yet"]
+    # A gap within twice the spread is said to be within it.
+    recorded["lenet"] = runs("lenet", (97.0, 97.6, 96.5))  # 97.03 ± 0.55
+    rows[0] = ("lenet", 97.03, 1.0)
+    assert ("googlenet (97.00 %, 3 of 3 seeds) is beaten by lenet (97.03 %, 3 of 3 seeds): "
+            "the gap is within twice the larger standard deviation"
+            in off_the_front(rows, recorded))
+    # Rows equal on both counts do not beat each other; nothing is beaten.
+    same = {"lenet": recorded["lenet"], "googlenet": recorded["lenet"]}
+    assert off_the_front([("lenet", 97.03, 1.0), ("googlenet", 97.03, 1.0)], same) == (
+        "No network beats another on both counts.")
