@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from .memory import REPORT_CARD_BYTES, MemoryEstimate, on_meta, torchinfo_estimate_bytes
+from .memory import (FITTED, REPORT_CARD_BYTES, MemoryEstimate, on_meta,
+                     torchinfo_estimate_bytes)
 from .oom import free_cached_memory
 
 MiB = 2**20
@@ -128,7 +129,7 @@ def oom_record(path=None) -> dict | None:
 
 
 def _fitted(case: dict) -> bool:
-    return case["outcome"] == "trained one step"
+    return case["outcome"] == FITTED
 
 
 def _card_note(case: dict, available: int) -> str:
@@ -142,7 +143,7 @@ def _card_note(case: dict, available: int) -> str:
                 f"its training; {why}, so it cannot fit a 2 GB card either.")
     room = (f"fits, with {mib(available - total)} MiB to spare" if total <= available
             else "does not fit")
-    return (f"Batch {batch} trained one step under the 2 GiB cap, which gave its "
+    return (f"Batch {batch} trained two steps under the 2 GiB cap, which gave its "
             f"training the whole 2 GiB. A 2 GB card leaves less, so this alone does not "
             f"show that it fits the card; by the estimate ({mib(total)} MiB against the "
             f"{mib(available)} MiB the card leaves for tensors after the assumed CUDA "

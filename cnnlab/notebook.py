@@ -192,7 +192,7 @@ def oom_text(record: dict | None) -> str:
         return ("The out-of-memory experiment is not recorded yet "
                 "(python -m cnnlab record oom records it).")
     where = record["provenance"]
-    lines = [f"{record['model']}, one training step under a memory cap "
+    lines = [f"{record['model']}, two training steps under a memory cap "
              f"({where['device']}, recorded {where['date'][:10]}):"]
     lines += [f"  batch {c['batch_size']:>3} within {c['cap_bytes'] / 2**30:g} GiB "
               f"(estimate {c['estimate']['total'] / 2**30:.2f} GiB): {c['outcome']}"

@@ -156,7 +156,7 @@ def experiment_runs(name: str) -> dict[str, list[Planned]]:
     return arms
 
 
-# Bug 3, out of memory, without a GPU: alexnet_large trained for one step in
+# Bug 3, out of memory, without a GPU: alexnet_large trained for two steps in
 # a child process capped at 2 GiB, the MX250's common size (the report does
 # not give its card's), and at half of it,
 # each case beside what the estimate predicted before the run.

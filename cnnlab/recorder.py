@@ -54,7 +54,7 @@ def record_oom(root: Path = RESULTS_DIR) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, json.dumps({
         "model": OOM_MODEL, "cases": cases,
-        "how": "one training step (AdamW, float32) in a child process whose address "
+        "how": "two training steps (AdamW, float32) in a child process whose address "
                "space is capped with setrlimit(RLIMIT_AS) at what it held after loading "
                "torch and the data, plus cap_bytes",
         "command": "python -m cnnlab record oom",

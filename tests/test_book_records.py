@@ -64,7 +64,7 @@ def test_troubleshooting_quotes_the_recorded_out_of_memory_error():
         assert len(rows) == 1, f"no single table row for {cap}, batch {case['batch_size']}"
         fits = case["estimate"]["total"] <= case["cap_bytes"]
         assert ("| fits |" if fits else "| does not fit |") in rows[0]
-        assert ("trained one step" if case["error"] is None else "failed") in rows[0]
+        assert ("trained two steps" if case["error"] is None else "failed") in rows[0]
     # ... and names the recording it quotes.
     prov = record["provenance"]
     assert prov["date"][:10] in page and prov["git_commit"][:12] in page

@@ -166,7 +166,7 @@ def test_a_step_under_a_memory_cap_fails_for_real_and_fits_with_room():
     tight = train_under_memory_cap("lenet", 128, 2**20)
     assert tight["outcome"] == "failed" and tight["error"].startswith("RuntimeError")
     roomy = train_under_memory_cap("lenet", 128, 2**30)
-    assert roomy == {"batch_size": 128, "outcome": "trained one step", "error": None}
+    assert roomy == {"batch_size": 128, "outcome": "trained two steps", "error": None}
 
 
 def test_on_meta_builds_the_registered_model_without_data():

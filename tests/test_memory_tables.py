@@ -109,7 +109,7 @@ def test_measured_peak_on_a_real_gpu_holds_at_least_the_weights_and_adamw():
 
 def _case(cap, batch, total, fitted):
     return {"cap_bytes": cap, "batch_size": batch, "estimate": {"total": total},
-            "outcome": "trained one step" if fitted else "failed",
+            "outcome": "trained two steps" if fitted else "failed",
             "error": None if fitted else "RuntimeError: can't allocate memory\nmore"}
 
 
@@ -136,7 +136,7 @@ def test_the_oom_summary_counts_the_outcomes_the_estimate_predicted():
     assert "more" not in text.split("as PyTorch raised it")[1].split("recorded")[0]
     assert "recorded 2026-01-02 on Some CPU (2 threads)" in text
     # What the 2 GiB cases say about a real 2 GB card; the 1 GiB case says nothing.
-    assert "Batch 128 trained one step under the 2 GiB cap" in text
+    assert "Batch 128 trained two steps under the 2 GiB cap" in text
     assert "it fits, with" in text
     assert "Batch 512 failed under the 2 GiB cap" in text
     assert text.count("Batch ") == 2
@@ -159,5 +159,5 @@ def test_the_recorded_oom_experiment_reads():
         pytest.skip("no out-of-memory experiment recorded")
     text = oom_markdown(record, 2**30)
     right = sum((c["estimate"]["total"] <= c["cap_bytes"])
-                == (c["outcome"] == "trained one step") for c in record["cases"])
+                == (c["outcome"] == "trained two steps") for c in record["cases"])
     assert f"predicted {right} of the {len(record['cases'])} outcomes" in text

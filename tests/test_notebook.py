@@ -144,11 +144,11 @@ def test_oom_text_gives_one_line_per_case():
     record = {"model": "alexnet_large",
               "provenance": {"device": "cpu", "date": "2026-11-29T10:00:00+00:00"},
               "cases": [{"batch_size": 128, "cap_bytes": 2 * gib,
-                         "estimate": {"total": 1.5 * gib}, "outcome": "trained one step"},
+                         "estimate": {"total": 1.5 * gib}, "outcome": "trained two steps"},
                         {"batch_size": 512, "cap_bytes": gib // 2,
                          "estimate": {"total": 3 * gib}, "outcome": "failed"}]}
     assert notebook.oom_text(record).splitlines() == [
-        "alexnet_large, one training step under a memory cap (cpu, recorded 2026-11-29):",
-        "  batch 128 within 2 GiB (estimate 1.50 GiB): trained one step",
+        "alexnet_large, two training steps under a memory cap (cpu, recorded 2026-11-29):",
+        "  batch 128 within 2 GiB (estimate 1.50 GiB): trained two steps",
         "  batch 512 within 0.5 GiB (estimate 3.00 GiB): failed"]
     assert "not recorded yet" in notebook.oom_text(None)
