@@ -150,13 +150,30 @@ def _card_note(case: dict, available: int) -> str:
             f"context) it {room}.")
 
 
-def _sharpness(nearest: float) -> str:
-    """What the case nearest its cap (``nearest``: its estimate over the cap,
-    minus 1) says about how precise the estimate was shown to be."""
-    return (f"The case nearest its cap has an estimate {abs(nearest):.0%} "
-            f"{'under' if nearest <= 0 else 'over'} it: an error in the estimate "
-            f"smaller than that could not have changed any prediction, so these runs "
-            f"test the estimate to about {abs(nearest):.0%}, no finer.")
+def _reading(cases: list[dict]) -> str:
+    """What the cases say about the estimate's precision: each outcome it
+    got wrong, with how far the step's real need must lie from the estimate,
+    and how near its cap the nearest outcome it got right lay."""
+    text, right = [], []
+    for case in cases:
+        total, cap = case["estimate"]["total"], case["cap_bytes"]
+        if (total <= cap) == _fitted(case):
+            right.append(total / cap - 1)
+            continue
+        where = f"batch {case['batch_size']} under {cap / 2**30:g} GiB"
+        if _fitted(case):
+            text.append(f"Wrong for {where}: its estimate was {total / cap - 1:.0%} over "
+                        f"the cap, yet it trained, so the two steps needed at least "
+                        f"{1 - cap / total:.0%} less than the estimate.")
+        else:
+            text.append(f"Wrong for {where}: its estimate was {1 - total / cap:.0%} under "
+                        f"the cap, yet it failed, so the two steps needed more than "
+                        f"{cap / total - 1:.0%} beyond the estimate.")
+    if right:
+        nearest = min(right, key=abs)
+        text.append(f"Of the outcomes it predicted, the nearest its cap had an estimate "
+                    f"{abs(nearest):.0%} {'under' if nearest <= 0 else 'over'} it.")
+    return " ".join(text)
 
 
 def oom_markdown(record: dict | None, available: int) -> str:
@@ -172,14 +189,14 @@ def oom_markdown(record: dict | None, available: int) -> str:
         return (f"No out-of-memory experiment is recorded yet (`results/{OOM_FILE}` "
                 "is missing), so this page shows no outcome. "
                 "`python -m cnnlab record oom` records it.")
-    rows, errors, right, margins = [], [], 0, []
+    rows, errors, right = [], [], 0
     for case in record["cases"]:
         total, cap = case["estimate"]["total"], f"{case['cap_bytes'] / 2**30:g} GiB"
         predicted = total <= case["cap_bytes"]
         right += predicted == _fitted(case)
-        margins.append(total / case["cap_bytes"] - 1)
         rows.append([cap, case["batch_size"], f"{total / 2**30:.2f} GiB",
-                     f"{margins[-1]:+.0%}", "fits" if predicted else "does not fit",
+                     f"{total / case['cap_bytes'] - 1:+.0%}",
+                     "fits" if predicted else "does not fit",
                      case["outcome"]])
         if case["error"]:
             errors.append(f"* batch {case['batch_size']} under {cap}: "
@@ -195,7 +212,7 @@ def oom_markdown(record: dict | None, available: int) -> str:
              f"({p['cpu_threads']} threads), torch {p['torch']}, commit "
              f"{short_commit(p['git_commit'])}; `python -m cnnlab record oom` reruns it.",
              f"**The estimate predicted {right} of the {len(rows)} outcomes.**",
-             _sharpness(min(margins, key=abs))]
+             _reading(record["cases"])]
     text += [_card_note(case, available) for case in record["cases"]
              if case["cap_bytes"] == REPORT_CARD_BYTES]
     return "\n\n".join(text)

@@ -128,9 +128,18 @@ def test_the_oom_summary_counts_the_outcomes_the_estimate_predicted():
     assert "**The estimate predicted 2 of the 3 outcomes.**" in text
     assert "| 1 GiB | 128 | 0.90 GiB | -10% | fits | failed |" in text
     assert "| 2 GiB | 512 | 2.90 GiB | +45% | does not fit | failed |" in text
-    # The case nearest its cap bounds how finely the runs test the estimate.
-    assert ("The case nearest its cap has an estimate 10% under it: an error in the "
-            "estimate smaller than that could not have changed any prediction" in text)
+    # The miss says how far the real need lay from the estimate: the step
+    # failed under 1 GiB with an estimate of 0.9, so it needed over 11% more.
+    assert ("Wrong for batch 128 under 1 GiB: its estimate was 10% under the cap, yet it "
+            "failed, so the two steps needed more than 11% beyond the estimate." in text)
+    # Of those it got right, the nearest its cap: 1.4 against 2 GiB.
+    assert ("Of the outcomes it predicted, the nearest its cap had an estimate 30% under "
+            "it." in text)
+    # A step that trained although its estimate was over the cap.
+    over = oom_markdown(_record([_case(2 * gib, 288, int(2.2 * gib), True)]), int(1.7 * gib))
+    assert ("its estimate was 10% over the cap, yet it trained, so the two steps needed "
+            "at least 9% less than the estimate." in over)
+    assert "Of the outcomes it predicted" not in over
     # Each failed step's error, its first line only.
     assert "* batch 128 under 1 GiB: `RuntimeError: can't allocate memory`" in text
     assert "more" not in text.split("as PyTorch raised it")[1].split("recorded")[0]
