@@ -92,3 +92,18 @@ def test_the_typed_28_against_56_px_numbers_are_the_records():
         assert seeds in text, f"{name} must say '{seeds}' (the records hold {n})"
     assert (f"a gap of {abs(l.mean - s.mean):.2f} points against a spread of up to "
             f"{max(s.std, l.std):.2f}") in intro, "intro.md: the gap and the spread"
+
+
+def test_the_retrace_sentence_of_04b_is_the_stored_measurement():
+    """04b says what benchmarks/retrace.py measured; the measurement is kept
+    in results/benchmarks, and the sentence must match it."""
+    cell = next("".join(c["source"]) for c in json.loads(
+        (BOOK / "04b_resnet_experiments.ipynb").read_text())["cells"]
+        if "benchmarks/retrace.py" in "".join(c["source"]))
+    [name] = re.findall(r"results/benchmarks/(retrace-\w+\.json)", cell)
+    measured = json.loads((RESULTS_DIR / "benchmarks" / name).read_text())["retraces"]
+    assert len(measured) == 2 and "two of the older records" in cell
+    for m in measured:
+        assert f"{m['first_loss_record']:.6f}" == f"{m['first_loss_here']:.6f}"  # "to six digits"
+        assert m["identical_twice_here"]                  # "identical to the last digit"
+    assert f"{max(m['largest_gap'] for m in measured):.2f}" == "0.04"  # "up to 0.04"
