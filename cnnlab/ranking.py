@@ -196,7 +196,7 @@ def accuracy_ranking(recorded: dict[str, list[RunResult]]) -> str:
         machines = {machine_name(r) for r in runs}
         commits = {r.provenance.get("git_commit") for r in runs}
         mixed = [n for n in several if n != widest and _mixed(recorded[n])]
-        if len(machines) == 1 and len(commits) == 1:
+        if not _mixed(runs):
             sentences.append(f"For scale: seeds alone move `{widest}` from {lo:.2f}% "
                              f"to {hi:.2f}%.")
         else:
@@ -221,6 +221,12 @@ def _mixed(runs: list[RunResult]) -> bool:
             or len({r.provenance.get("git_commit") for r in runs}) > 1)
 
 
+def beats(a: tuple[str, float, float], b: tuple[str, float, float]) -> bool:
+    """Whether row ``a`` (name, accuracy, cost) beats row ``b``: at least as
+    accurate and at most as costly, and strictly better on one of the two."""
+    return a[1] >= b[1] and a[2] <= b[2] and (a[1] > b[1] or a[2] < b[2])
+
+
 def off_the_front(rows: list[tuple[str, float, float]],
                   recorded: dict[str, list[RunResult]]) -> str:
     """Lines, one per pair: each network of ``rows`` (name, validation
@@ -235,8 +241,8 @@ def off_the_front(rows: list[tuple[str, float, float]],
     lines = []
     for name, accuracy, cost in rows:
         for other, a, c in rows:
-            if not (a >= accuracy and c <= cost and (a > accuracy or c < cost)):
-                continue  # ``other`` does not beat ``name``
+            if not beats((other, a, c), (name, accuracy, cost)):
+                continue
             if not all(all_seeds_in(n, val[n].n) for n in (name, other)):
                 rule = "seeds still to record, so the two cannot be ranked yet"
             elif separated(val[other], val[name]) == 1:

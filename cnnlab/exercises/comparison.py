@@ -22,6 +22,7 @@ from typing import Callable
 from . import checker, expect, expect_equal, shown
 from ._harness import as_count, as_real, close, plain_str
 from ..costs import Cost
+from ..ranking import beats as _beats  # the front's rule, as chapter 7 reads it
 from ..results import RunResult
 
 CHAPTER = "chapter 7 (Comparing the five networks)"
@@ -388,11 +389,6 @@ def _check_real_records(recorded: object, net_costs: object) -> None:
 
 def _mult_adds(value: float) -> str:
     return f"{float(value) / 1e6:g} M mult-adds"
-
-
-def _beats(a: Row, b: Row) -> bool:
-    """a is at least as good as b on both counts and better on one."""
-    return a[1] >= b[1] and a[2] <= b[2] and (a[1] > b[1] or a[2] < b[2])
 
 
 def _front(rows: Sequence[Row], beats: Callable[[Row, Row], bool] = _beats) -> list[str]:
